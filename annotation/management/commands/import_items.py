@@ -1,0 +1,33 @@
+"""`manage.py import_items --project SLUG FILE [--images DIR|ZIP]`"""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation import services
+from annotation.models import Project
+from loupe.errors import ApplicationError
+
+
+class Command(BaseCommand):
+    help = "Import items (Loupe JSONL) into a project; a bad line rejects the whole file and stores nothing."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--project", required=True)
+        parser.add_argument(
+            "--images", type=Path, help="Folder or zip the image paths are relative to (default: the file's folder)."
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"No project {options['project']!r}.")
+        path: Path = options["file"]
+        if not path.is_file():
+            raise CommandError(f"No file {path}.")
+        try:
+            report = services.items_import(project=project, path=path, images=options["images"])
+        except ApplicationError as error:
+            raise CommandError(f"Import failed, nothing was stored: {error.message}") from error
+        self.stdout.write(f"Imported {report.created} new items ({report.unchanged} already present, unchanged)")

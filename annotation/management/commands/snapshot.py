@@ -1,0 +1,40 @@
+"""`manage.py snapshot --project SLUG` freezes the project's preference pairs and prints the snapshot id."""
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation import services
+from annotation.models import PairSource, Project
+from loupe.errors import ApplicationError
+
+
+class Command(BaseCommand):
+    help = "Freeze a project's preference pairs into an immutable, content-hashed dataset snapshot."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--project", required=True)
+        parser.add_argument("--source", action="append", choices=PairSource.values, default=[])
+        parser.add_argument("--min-agreement", type=float, default=0.0)
+        parser.add_argument("--min-margin", type=float, default=0.0)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--test-fraction", type=float, default=0.1)
+
+    def handle(self, *args: object, **options: object) -> None:
+        project = Project.objects.filter(slug=options["project"]).first()
+        if project is None:
+            raise CommandError(f"No project {options['project']!r}.")
+        snapshot_filter = services.SnapshotFilter(
+            sources=tuple(options["source"]),
+            min_agreement=options["min_agreement"],
+            min_margin=options["min_margin"],
+            seed=options["seed"],
+            test_fraction=options["test_fraction"],
+        )
+        try:
+            snapshot = services.snapshot_create(project=project, created_by=None, snapshot_filter=snapshot_filter)
+        except ApplicationError as error:
+            raise CommandError(error.message) from error
+        self.stderr.write(
+            f"snapshot {snapshot.pk}: {snapshot.n_rows} rows ({snapshot.n_train} train, {snapshot.n_test} test), "
+            f"sha256 {snapshot.content_hash}"
+        )
+        self.stdout.write(str(snapshot.pk))

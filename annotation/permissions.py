@@ -1,0 +1,52 @@
+"""Object-level access checks. Every view and API fetches protected objects through these functions.
+
+A user who may not see a project gets the same 404 as for a project that does not exist, so project slugs
+do not leak.
+"""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import Http404
+
+from annotation.models import DatasetSnapshot, Membership, Project, Role
+
+MANAGE_ROLES = (Role.MANAGER,)
+
+
+def _membership(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(project=project, user=user).first()
+
+
+def access_project(*, user: AbstractBaseUser | AnonymousUser, project_slug: str) -> Project:
+    """The project, if `user` may annotate or read it (member, or staff)."""
+    project = Project.objects.filter(slug=project_slug).first()
+    if project is None:
+        raise Http404("No such project.")
+    if not user.is_authenticated:
+        raise Http404("No such project.")
+    if user.is_staff:
+        return project
+    if _membership(user=user, project=project) is None:
+        raise Http404("No such project.")
+    return project
+
+
+def access_project_for_management(*, user: AbstractBaseUser | AnonymousUser, project_slug: str) -> Project:
+    """The project, if `user` may import into it, snapshot it and export it (manager, or staff)."""
+    project = access_project(user=user, project_slug=project_slug)
+    if user.is_staff:
+        return project
+    membership = _membership(user=user, project=project)
+    if membership is None or membership.role not in MANAGE_ROLES:
+        raise Http404("No such project.")
+    return project
+
+
+def access_snapshot(*, user: AbstractBaseUser | AnonymousUser, snapshot_id: int) -> DatasetSnapshot:
+    """The snapshot, if `user` manages its project."""
+    snapshot = DatasetSnapshot.objects.select_related("project").filter(pk=snapshot_id).first()
+    if snapshot is None:
+        raise Http404("No such snapshot.")
+    access_project_for_management(user=user, project_slug=snapshot.project.slug)
+    return snapshot

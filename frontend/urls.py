@@ -1,0 +1,18 @@
+"""Page URLs for annotators, researchers and admins."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from annotation import views as annotation_views
+from training import views as training_views
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", annotation_views.home, name="home"),
+    path("projects/<slug:slug>/", annotation_views.project_page, name="project"),
+    path("projects/<slug:slug>/annotate/", annotation_views.annotate_page, name="annotate"),
+    path("items/<int:item_id>/image", annotation_views.item_image, name="item-image"),
+    path("runs/", training_views.run_list_page, name="runs"),
+    path("runs/<int:run_id>/", training_views.run_page, name="run"),
+]

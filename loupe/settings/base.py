@@ -1,0 +1,179 @@
+"""Settings for every Loupe deployment.
+
+Everything that differs between a laptop and production comes from environment variables (see
+`platform/loupe.env.example`): with none set, Loupe runs embedded — SQLite, a Celery broker on the local
+filesystem that needs no server, media on local disk. `DATABASE_URL` switches to PostgreSQL and
+`CELERY_BROKER_URL` to Redis.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import dj_database_url
+
+from loupe.env import env_bool, env_float, env_int, env_list, env_path, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DATA_DIR = env_path("LOUPE_DATA_DIR", BASE_DIR / "var")
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "loupe-embedded-insecure-key-change-me-in-production")
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "annotation",
+    "training",
+    "frontend",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "loupe.urls"
+WSGI_APPLICATION = "loupe.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# SQLite gets WAL, IMMEDIATE transactions and a long busy timeout: with those, concurrent writers from the
+# web server and the worker wait for each other instead of failing with "database is locked"
+# (stack-notes: 0 errors of 600 in a 4-process stress test, against 46 with the defaults).
+_SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'loupe.sqlite3'}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env_path("LOUPE_STATIC_ROOT", DATA_DIR / "static")
+# plotly.js is served from the plotly wheel itself (found without importing plotly), not copied into the repo.
+_PLOTLY_SPEC = importlib.util.find_spec("plotly")
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
+if _PLOTLY_SPEC and _PLOTLY_SPEC.origin:
+    STATICFILES_DIRS.append(("vendor/plotly", str(Path(_PLOTLY_SPEC.origin).parent / "package_data")))
+MEDIA_URL = "/media/"
+MEDIA_ROOT = env_path("LOUPE_MEDIA_ROOT", DATA_DIR / "media")
+# Model weights, snapshots and exports live beside media, never under it: media is served to browsers.
+MODELS_DIR = env_path("LOUPE_MODELS_DIR", DATA_DIR / "models")
+SNAPSHOTS_DIR = env_path("LOUPE_SNAPSHOTS_DIR", DATA_DIR / "snapshots")
+EXPORTS_DIR = env_path("LOUPE_EXPORTS_DIR", DATA_DIR / "exports")
+RUNS_DIR = env_path("LOUPE_RUNS_DIR", DATA_DIR / "runs")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# Uploads: an import may carry images, so its limit is larger than Django's default form limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+LOUPE_MAX_UPLOAD_BYTES = env_int("LOUPE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+LOUPE_MAX_IMAGE_BYTES = env_int("LOUPE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
+LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 40_000_000)
+LOUPE_ALLOW_PRIVATE_URLS = env_bool("LOUPE_ALLOW_PRIVATE_URLS", False)
+LOUPE_LEASE_SECONDS = env_int("LOUPE_LEASE_SECONDS", 30 * 60)
+# A running job whose heartbeat is older than this is taken as dead (its worker was killed).
+LOUPE_HEARTBEAT_TIMEOUT_SECONDS = env_int("LOUPE_HEARTBEAT_TIMEOUT_SECONDS", 120)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "loupe.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Loupe API",
+    "DESCRIPTION": "Feedback on multimodal model outputs, preference datasets and training runs.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs pages' JavaScript is served from the sidecar package, not a CDN: Loupe runs offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Celery. The embedded default is kombu's filesystem transport: a worker started beside the web server
+# picks tasks up from a folder, so nothing else needs to run. Production sets CELERY_BROKER_URL=redis://…
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_DIR = env_path("LOUPE_BROKER_DIR", DATA_DIR / "broker")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
+        "store_processed": False,
+        # The default 1 s poll makes every job start a second late; 0.1 s costs little CPU.
+        "polling_interval": env_float("LOUPE_BROKER_POLL_SECONDS", 0.1),
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("LOUPE_CELERY_EAGER", False)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOUPE_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets everything up and starts the demo: web server (gunicorn) and a real Celery worker, a demo project
+# with sample data, and an admin login printed. Ctrl-C stops both.
+#   PORT=8000 (default) chooses the web port; LOUPE_DATA_DIR (default ./var) holds the database and files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+platform/setup.sh
+. .venv/bin/activate
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
+PORT=${PORT:-8000}
+DATA_DIR=${LOUPE_DATA_DIR:-$(pwd)/var}
+mkdir -p "$DATA_DIR/logs"
+
+python manage.py migrate --noinput
+python manage.py collectstatic --noinput -v 0
+python manage.py demo_setup | tee "$DATA_DIR/logs/demo-logins.txt"
+
+celery -A loupe worker -Q default,training --pool solo --loglevel INFO >"$DATA_DIR/logs/worker.log" 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+echo
+echo "Loupe is running at http://127.0.0.1:$PORT/  (API docs: /api/v1/docs/, admin: /admin/)"
+echo "Logins are above (also in $DATA_DIR/logs/demo-logins.txt); worker log: $DATA_DIR/logs/worker.log"
+gunicorn loupe.wsgi -c platform/gunicorn.conf.py -b "127.0.0.1:$PORT"

@@ -1,0 +1,126 @@
+"""Every API endpoint as named users: who may see and do what, including the forbidden cases."""
+
+import pytest
+
+from annotation import services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project_with_items(pairwise_project, shapes_import):
+    services.items_import(project=pairwise_project, path=shapes_import)
+    return pairwise_project
+
+
+def test_unauthenticated_calls_are_refused(client, project_with_items):
+    """Without a token or session the API answers 401/403 and shows nothing."""
+    for url in ("/api/v1/projects/", "/api/v1/projects/shapes-pairwise/", "/api/v1/training-runs/"):
+        assert client.get(url).status_code in (401, 403)
+    assert client.post("/api/v1/projects/shapes-pairwise/tasks/next/").status_code in (401, 403)
+
+
+def test_a_member_sees_the_project_and_an_outsider_gets_404(
+    project_with_items, annotator, outsider, api_client_for
+):
+    """An annotator sees their project and its progress; someone else's member gets the same 404 as a typo."""
+    member = api_client_for(annotator).get("/api/v1/projects/shapes-pairwise/")
+    assert member.status_code == 200
+    assert member.json()["progress"] == {"done": 0, "total": 6, "mine": 0}
+    assert api_client_for(outsider).get("/api/v1/projects/shapes-pairwise/").status_code == 404
+    assert api_client_for(outsider).get("/api/v1/projects/").json() == []
+    assert [p["slug"] for p in api_client_for(annotator).get("/api/v1/projects/").json()] == ["shapes-pairwise"]
+
+
+def test_an_outsider_cannot_take_or_submit_tasks(project_with_items, annotator, outsider, api_client_for):
+    """Tasks of a project are out of reach for non-members, and an assignment only for its holder."""
+    assert api_client_for(outsider).post("/api/v1/projects/shapes-pairwise/tasks/next/").status_code == 404
+    task = api_client_for(annotator).post("/api/v1/projects/shapes-pairwise/tasks/next/").json()
+    body = {"choice": "a", "client_request_id": "x1"}
+    url = f"/api/v1/projects/shapes-pairwise/tasks/{task['assignment_id']}/submit/"
+    assert api_client_for(outsider).post(url, body, format="json").status_code == 404
+
+
+def test_another_annotator_cannot_submit_my_task(project_with_items, annotator, make_user, api_client_for):
+    """A second member of the same project may not answer a task leased to the first."""
+    colleague = make_user("cora-colleague")
+    services.project_member_add(project=project_with_items, user=colleague)
+    task = api_client_for(annotator).post("/api/v1/projects/shapes-pairwise/tasks/next/").json()
+    url = f"/api/v1/projects/shapes-pairwise/tasks/{task['assignment_id']}/submit/"
+    response = api_client_for(colleague).post(url, {"choice": "a", "client_request_id": "c1"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["message"] == "This task is not yours."
+
+
+def test_only_managers_import_snapshot_and_list_items(project_with_items, annotator, researcher, api_client_for):
+    """Annotators cannot import, list items, freeze or download snapshots; the project's manager can."""
+    for method, url in (
+        ("get", "/api/v1/projects/shapes-pairwise/items/"),
+        ("get", "/api/v1/projects/shapes-pairwise/snapshots/"),
+        ("post", "/api/v1/projects/shapes-pairwise/snapshots/"),
+        ("post", "/api/v1/projects/shapes-pairwise/imports/"),
+    ):
+        assert getattr(api_client_for(annotator), method)(url).status_code == 404, url
+    items = api_client_for(researcher).get("/api/v1/projects/shapes-pairwise/items/")
+    assert items.status_code == 200 and items.json()["count"] == 6
+
+
+def test_only_staff_create_projects_and_see_training(project_with_items, researcher, admin_user, api_client_for):
+    """Project creation and training runs are for admins."""
+    body = {"slug": "new-one", "kind": "rating"}
+    refused = api_client_for(researcher).post("/api/v1/projects/", body, format="json")
+    assert refused.status_code == 403
+    assert api_client_for(researcher).get("/api/v1/training-runs/").status_code == 404
+    created = api_client_for(admin_user).post("/api/v1/projects/", body, format="json")
+    assert created.status_code == 201 and created.json()["rating_levels"] == ["unfunny", "somewhat funny", "funny"]
+    assert api_client_for(admin_user).get("/api/v1/training-runs/").status_code == 200
+
+
+def test_a_submission_sent_twice_is_stored_once(project_with_items, annotator, api_client_for):
+    """A double click (same client request id) stores one judgment and counts the item once."""
+    from annotation.models import Item, PairwiseJudgment
+
+    client = api_client_for(annotator)
+    task = client.post("/api/v1/projects/shapes-pairwise/tasks/next/").json()
+    url = f"/api/v1/projects/shapes-pairwise/tasks/{task['assignment_id']}/submit/"
+    first = client.post(url, {"choice": "b", "client_request_id": "same"}, format="json")
+    second = client.post(url, {"choice": "b", "client_request_id": "same"}, format="json")
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] == second.json()["id"]
+    assert PairwiseJudgment.objects.count() == 1
+    assert Item.objects.get(pk=task["item_id"]).done_count == 1
+
+
+def test_the_shown_order_is_recorded_and_pairs_follow_it(project_with_items, annotator, api_client_for):
+    """Choosing the left answer makes the left answer (as shown) the chosen side of the pair."""
+    from annotation.models import PreferencePair
+
+    client = api_client_for(annotator)
+    task = client.post("/api/v1/projects/shapes-pairwise/tasks/next/").json()
+    url = f"/api/v1/projects/shapes-pairwise/tasks/{task['assignment_id']}/submit/"
+    assert client.post(url, {"choice": "a", "client_request_id": "r1"}, format="json").status_code == 201
+    pair = PreferencePair.objects.get(item_id=task["item_id"])
+    assert pair.chosen_text == task["responses"][0]["text"]
+    assert pair.rejected_text == task["responses"][1]["text"]
+
+
+def test_item_images_are_served_to_members_only(project_with_items, annotator, outsider, client):
+    """An item's image is a protected download, not a public media file."""
+    task_item = project_with_items.items.order_by("id").first()
+    url = f"/items/{task_item.pk}/image"
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404
+    client.force_login(annotator)
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+
+
+def test_the_openapi_schema_describes_the_api(admin_user, api_client_for):
+    """The schema lists the task endpoints, and the docs page loads without any CDN."""
+    schema = api_client_for(admin_user).get("/api/v1/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert "/api/v1/projects/{slug}/tasks/next/" in paths
+    assert "/api/v1/training-runs/" in paths
+    docs = api_client_for(admin_user).get("/api/v1/docs/")
+    assert docs.status_code == 200 and b"cdn" not in docs.content.lower()

@@ -1,0 +1,185 @@
+"""Fixtures shared by the whole suite: named users and API clients, projects, shapes-world import files,
+tiny models (built once per session) and a real Celery worker process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_shapes_import
+
+# Nothing in the tests may reach a model hub: fail loudly instead of hanging on a download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Playwright's sync API runs an event loop in the test thread; the ORM calls beside it are still synchronous.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+# ------------------------------------------------------------------------------------------------ users
+
+
+@pytest.fixture
+def make_user(db):
+    from django.contrib.auth import get_user_model
+
+    def make(username: str, *, staff: bool = False):
+        return get_user_model().objects.create_user(
+            username=username, password=f"{username}-password", is_staff=staff, is_superuser=staff
+        )
+
+    return make
+
+
+@pytest.fixture
+def admin_user(make_user):
+    return make_user("ada-admin", staff=True)
+
+
+@pytest.fixture
+def researcher(make_user):
+    return make_user("rhea-researcher")
+
+
+@pytest.fixture
+def annotator(make_user):
+    return make_user("ann-annotator")
+
+
+@pytest.fixture
+def outsider(make_user):
+    return make_user("otto-outsider")
+
+
+@pytest.fixture
+def api_client_for():
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    def client_for(user):
+        client = APIClient()
+        if user is not None:
+            token, _ = Token.objects.get_or_create(user=user)
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return client_for
+
+
+# ----------------------------------------------------------------------------------------- shapes world
+
+
+@pytest.fixture
+def shapes_import(tmp_path) -> Path:
+    return write_shapes_import(tmp_path / "shapes", n=6, seed=11)
+
+
+@pytest.fixture
+def pairwise_project(db, researcher, annotator):
+    from annotation import services
+
+    project = services.project_create(slug="shapes-pairwise", kind="pairwise", created_by=researcher)
+    services.project_member_add(project=project, user=annotator)
+    return project
+
+
+# ---------------------------------------------------------------------------------------- tiny models
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tiny_models_root) -> Path:
+    from training.tiny_models import make_tiny_model
+
+    return make_tiny_model(kind="lm", out_dir=tiny_models_root / "lm")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tiny_models_root) -> Path:
+    from training.tiny_models import make_tiny_model
+
+    return make_tiny_model(kind="vlm", out_dir=tiny_models_root / "vlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_dir(tiny_models_root) -> Path:
+    from training.tiny_models import make_tiny_model
+
+    return make_tiny_model(kind="reward", out_dir=tiny_models_root / "reward")
+
+
+# ------------------------------------------------------------------------------------ a real worker
+
+
+def _database_url_of_test_db() -> str:
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if settings_dict["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    return (
+        f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@{settings_dict['HOST']}:"
+        f"{settings_dict['PORT']}/{settings_dict['NAME']}"
+    )
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
+    """A real `celery worker` process on the test database and broker (no eager mode)."""
+    env = {**os.environ, "DATABASE_URL": _database_url_of_test_db(), "DJANGO_SETTINGS_MODULE": "loupe.settings.test"}
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "loupe",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            "default,training",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while "ready." not in (tmp_path / "worker.log").read_text() and time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    if "ready." not in (tmp_path / "worker.log").read_text():
+        process.kill()
+        pytest.fail("Celery worker did not start:\n" + (tmp_path / "worker.log").read_text()[-4000:])
+    process.log_path = tmp_path / "worker.log"
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+    log.close()

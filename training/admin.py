@@ -1,0 +1,67 @@
+"""Django admin for training: admins can start a run here; it goes through the same service as the API."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from loupe.errors import ApplicationError
+from training import services
+from training.models import ModelArtifact, RunStatus, TrainingRun
+
+
+class TrainingRunAddForm(forms.ModelForm):
+    method = forms.ChoiceField(choices=[(name, name) for name in sorted(services.METHOD_CONFIGS)])
+
+    class Meta:
+        model = TrainingRun
+        fields = ["method", "snapshot", "base_model", "config"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        try:
+            services.method_config_build(method=data.get("method", ""), config=data.get("config") or {})
+        except ApplicationError as error:
+            raise ValidationError(error.message) from error
+        return data
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "method", "base_model", "snapshot", "status", "step", "max_steps", "created_at"]
+    list_filter = ["status", "method"]
+    actions = ["cancel_runs", "resume_runs"]
+
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
+        if obj is None:
+            kwargs["form"] = TrainingRunAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:  # noqa: ANN001
+        return [] if obj is None else [f.name for f in TrainingRun._meta.fields]
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        if change:
+            return
+        run = services.training_run_create(
+            method=form.cleaned_data["method"],
+            snapshot=form.cleaned_data["snapshot"],
+            base_model=form.cleaned_data["base_model"],
+            config=form.cleaned_data["config"] or {},
+            created_by=request.user,
+        )
+        obj.pk = run.pk
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request, queryset) -> None:  # noqa: ANN001
+        for run in queryset.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]):
+            services.training_run_cancel(run=run)
+        messages.info(request, "Cancel requested.")
+
+    @admin.action(description="Resume selected runs from their last checkpoint")
+    def resume_runs(self, request, queryset) -> None:  # noqa: ANN001
+        for run in queryset.filter(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]):
+            services.training_run_resume(run=run)
+        messages.info(request, "Resumed.")
+
+
+admin.site.register(ModelArtifact)

@@ -1,0 +1,61 @@
+"""`manage.py train --method dpo --snapshot ID --base-model DIR [--config JSON] [--wait]`"""
+
+import json
+import time
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from annotation.models import DatasetSnapshot
+from loupe.errors import ApplicationError
+from training import services
+from training.models import RunStatus, TrainingRun
+
+
+class Command(BaseCommand):
+    help = "Queue a training run on a Celery worker; with --wait, follow its progress here."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--method", required=True, choices=sorted(services.METHOD_CONFIGS))
+        parser.add_argument("--snapshot", type=int, required=True)
+        parser.add_argument("--base-model", required=True, help="Hub name or local folder.")
+        parser.add_argument("--config", default="{}", help='Method config as JSON, e.g. \'{"max_steps": 10}\'.')
+        parser.add_argument("--wait", action="store_true", help="Show progress until the run ends.")
+
+    def handle(self, *args: object, **options: object) -> None:
+        snapshot = DatasetSnapshot.objects.filter(pk=options["snapshot"]).first()
+        if snapshot is None:
+            raise CommandError(f"No snapshot {options['snapshot']}.")
+        try:
+            config = json.loads(options["config"])
+        except json.JSONDecodeError as error:
+            raise CommandError(f"--config is not valid JSON: {error}") from error
+        try:
+            run = services.training_run_create(
+                method=options["method"],
+                snapshot=snapshot,
+                base_model=options["base_model"],
+                config=config,
+                created_by=None,
+            )
+        except ApplicationError as error:
+            raise CommandError(error.message) from error
+        self.stdout.write(f"Queued training run {run.pk}")
+        if options["wait"]:
+            self._follow(run.pk)
+
+    def _follow(self, run_id: int) -> None:
+        from tqdm import tqdm
+
+        with tqdm(desc=f"run {run_id}", unit="step") as bar:
+            while True:
+                run = TrainingRun.objects.get(pk=run_id)
+                if run.max_steps and bar.total != run.max_steps:
+                    bar.total = run.max_steps
+                bar.update(run.step - bar.n)
+                bar.set_postfix_str(run.status)
+                if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                    break
+                time.sleep(1)
+        if run.status != RunStatus.SUCCEEDED:
+            raise CommandError(f"Run {run_id} ended {run.status}:\n{run.log[-3000:]}")
+        self.stdout.write(f"Run {run_id} succeeded; model in {run.output_dir}/model")

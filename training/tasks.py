@@ -1,0 +1,20 @@
+"""Celery tasks of the training app: thin wrappers that take ids and call services."""
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+
+@shared_task(name="training.run_execute", ignore_result=True)
+def training_run_execute_task(run_id: int) -> None:
+    from training.services import training_run_execute
+
+    training_run_execute(run_id=run_id)
+
+
+@worker_ready.connect
+def _reap_runs_of_dead_workers(**_: object) -> None:
+    # On the embedded broker a task whose worker was killed is never redelivered; a fresh worker is the
+    # moment to mark such runs failed so they can be resumed.
+    from training.services import training_runs_reap_dead
+
+    training_runs_reap_dead()
