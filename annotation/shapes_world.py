@@ -219,8 +219,7 @@ def scene_hallucinated_caption(scene: Scene, *, rng: random.Random) -> tuple[str
         colour, shape = rng.choice(absent)
         # Keep reading order so the extra object reads like any other.
         cells = [
-            next((r, c) for r in range(GRID) for c in range(GRID) if PLACES[r][c] == place)
-            for _, _, place in described
+            next((r, c) for r in range(GRID) for c in range(GRID) if PLACES[r][c] == place) for _, _, place in described
         ]
         index = sum(1 for cell in cells if cell < (row, col))
         described.insert(index, (colour, shape, PLACES[row][col]))

@@ -42,7 +42,7 @@ from annotation.shapes_world import (
 KINDS = ("lm", "vlm", "reward")
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
-IMAGE_TOKEN = "<image>"
+IMAGE_TOKEN = "<image>"  # noqa: S105 (a token of the vocabulary, not a secret)
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 VOCAB_SIZE = 512  # byte-level alphabet (256) plus merges that make most shapes-world words one token
 
@@ -115,9 +115,7 @@ def make_tiny_tokenizer(*, with_image_token: bool = False) -> PreTrainedTokenize
         padding_side="left",  # decoder-only generation pads on the left
         model_max_length=512,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE.replace(
-        "{{ image_token }}", IMAGE_TOKEN if with_image_token else ""
-    )
+    tokenizer.chat_template = CHAT_TEMPLATE.replace("{{ image_token }}", IMAGE_TOKEN if with_image_token else "")
     if with_image_token:
         tokenizer.image_token = IMAGE_TOKEN
     return tokenizer

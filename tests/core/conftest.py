@@ -1,6 +1,8 @@
-"""Session fixtures for the ML core tests: tiny models and shapes-world preference files, built once.
+"""Session fixtures for the ML core tests: shapes-world preference files, built once, and run hooks.
 
-Heavy imports (transformers, torch) happen inside the fixtures, so tests that need none of them stay fast.
+The tiny models (``tiny_lm_dir``, ``tiny_vlm_dir``, ``tiny_reward_dir``) come from ``tests/conftest.py``,
+built once per session for the whole suite. Heavy imports happen inside fixtures, so tests that need none
+of them stay fast.
 """
 
 import json
@@ -15,32 +17,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@pytest.fixture(scope="session")
-def tiny_models_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tiny-models")
-
-
-@pytest.fixture(scope="session")
-def tiny_lm_dir(tiny_models_root) -> Path:
-    from training.tiny_models import make_tiny_model
-
-    return make_tiny_model(kind="lm", out_dir=tiny_models_root / "lm")
-
-
-@pytest.fixture(scope="session")
-def tiny_vlm_dir(tiny_models_root) -> Path:
-    from training.tiny_models import make_tiny_model
-
-    return make_tiny_model(kind="vlm", out_dir=tiny_models_root / "vlm")
-
-
-@pytest.fixture(scope="session")
-def tiny_reward_dir(tiny_models_root) -> Path:
-    from training.tiny_models import make_tiny_model
-
-    return make_tiny_model(kind="reward", out_dir=tiny_models_root / "reward")
 
 
 def write_preference_jsonl(*, items: list[dict], path: Path, with_images: bool, with_spans: bool) -> Path:
@@ -79,3 +55,27 @@ def text_preference_file(shapes_items) -> Path:
 def image_preference_file(shapes_items) -> Path:
     root, items = shapes_items
     return write_preference_jsonl(items=items, path=root / "images.jsonl", with_images=True, with_spans=False)
+
+
+class RecordingHooks:
+    """RunHooks that record what the run reports and ask it to stop once ``stop_at_step`` is reached."""
+
+    def __init__(self, stop_at_step: int | None = None) -> None:
+        self.stop_at_step = stop_at_step
+        self.steps: list[tuple[int, int, dict[str, float]]] = []
+        self.lines: list[str] = []
+
+    def on_step(self, step: int, max_steps: int, metrics: dict[str, float]) -> None:
+        self.steps.append((step, max_steps, metrics))
+
+    def should_stop(self) -> bool:
+        return self.stop_at_step is not None and any(step >= self.stop_at_step for step, _, _ in self.steps)
+
+    def on_log_line(self, line: str) -> None:
+        self.lines.append(line)
+
+
+@pytest.fixture
+def recording_hooks():
+    """The RecordingHooks class, to build hooks that watch a run (optionally stopping it)."""
+    return RecordingHooks

@@ -55,9 +55,7 @@ def read_image(image: Image.Image) -> list[tuple[str, str, tuple[int, int]]]:
     found = []
     for r in range(GRID):
         for c in range(GRID):
-            cell = pixels[
-                r * height // GRID : (r + 1) * height // GRID, c * width // GRID : (c + 1) * width // GRID
-            ]
+            cell = pixels[r * height // GRID : (r + 1) * height // GRID, c * width // GRID : (c + 1) * width // GRID]
             for colour, rgb in COLOUR_RGB.items():
                 mask = np.all(cell == rgb, axis=-1)
                 if mask.sum() > 20:

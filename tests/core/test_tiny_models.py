@@ -46,9 +46,7 @@ def test_chat_prompt_is_a_prefix_of_the_full_conversation(tiny_lm_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
     prompt = [{"role": "user", "content": "What shapes are in the image?"}]
     answer = [{"role": "assistant", "content": "There is one object: a red star at the top."}]
-    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)[
-        "input_ids"
-    ]
+    prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)["input_ids"]
     full_ids = tokenizer.apply_chat_template(prompt + answer, return_dict=True)["input_ids"]
     assert full_ids[: len(prompt_ids)] == prompt_ids
     assert full_ids[-1] == tokenizer.eos_token_id
@@ -59,7 +57,7 @@ def test_same_seed_same_weights(tmp_path):
     a = AutoModelForCausalLM.from_pretrained(make_tiny_model(kind="lm", out_dir=tmp_path / "a", seed=1))
     b = AutoModelForCausalLM.from_pretrained(make_tiny_model(kind="lm", out_dir=tmp_path / "b", seed=1))
     c = AutoModelForCausalLM.from_pretrained(make_tiny_model(kind="lm", out_dir=tmp_path / "c", seed=2))
-    for (name, pa), pb, pc in zip(a.named_parameters(), b.parameters(), c.parameters(), strict=True):
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb), name
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(), strict=True))
 
@@ -82,9 +80,7 @@ def test_vlm_loads_and_generates_from_an_image(tiny_vlm_dir):
     the image changes what the model predicts."""
     processor = AutoProcessor.from_pretrained(tiny_vlm_dir)
     model = AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir).eval()
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}
-    ]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     assert IMAGE_TOKEN in text
 

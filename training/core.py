@@ -1,0 +1,300 @@
+"""Shared plumbing and numerics for Loupe's training methods (``training/methods/``).
+
+What lives here is what every method needs once: the hooks a caller passes in to watch and cancel a run
+(``RunHooks``) and the ``transformers`` callback that drives them, the result a run returns, running a
+trainer with checkpoints and resume, loading a preference file into a ``datasets.Dataset``, and per-token
+log-probabilities. It is plain Python (no Django) but imports torch and transformers, so only worker-side
+code imports it; web code that only needs the ``RunHooks`` shape can type against it under
+``TYPE_CHECKING`` (it is a structural ``Protocol``: any object with these methods works).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import datasets
+import torch
+from transformers import (
+    AutoConfig,
+    AutoProcessor,
+    AutoTokenizer,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+CHECKPOINTS_DIR = "checkpoints"
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Watching and cancelling a run
+
+
+class RunHooks(Protocol):
+    """What a caller gives a training run to follow it and stop it (e.g. a Celery task writing a DB row)."""
+
+    def on_step(self, step: int, max_steps: int, metrics: dict[str, float]) -> None:
+        """Called at every logging step with the step reached, the planned total and that step's metrics."""
+
+    def should_stop(self) -> bool:
+        """Polled after every optimizer step; True ends the run after saving a checkpoint."""
+
+    def on_log_line(self, line: str) -> None:
+        """A human-readable line for the run's log."""
+
+
+class NullHooks:
+    """Hooks that watch nothing and never stop the run."""
+
+    def on_step(self, step: int, max_steps: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+    def on_log_line(self, line: str) -> None:
+        pass
+
+
+class HooksCallback(TrainerCallback):
+    """Forwards a ``transformers.Trainer``'s logs and progress to ``RunHooks`` and stops it when asked.
+
+    Adds ``tokens_per_second`` to the metrics when the trainer logs a running ``num_tokens`` count (trl's
+    trainers do), measured between two logs.
+    """
+
+    def __init__(self, hooks: RunHooks) -> None:
+        self.hooks = hooks
+        self.stopped_early = False
+        self.history: list[dict[str, float]] = []
+        self._last_tokens: float | None = None
+        self._last_time: float | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        self._last_time = time.perf_counter()
+        self.hooks.on_log_line(f"training starts at step {state.global_step} of {state.max_steps}")
+
+    def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+        now = time.perf_counter()
+        if "num_tokens" in metrics:
+            if self._last_tokens is not None and self._last_time is not None and now > self._last_time:
+                metrics["tokens_per_second"] = (metrics["num_tokens"] - self._last_tokens) / (now - self._last_time)
+            self._last_tokens = metrics["num_tokens"]
+        self._last_time = now
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        if "train_runtime" in metrics:  # the end-of-training summary, not a step of its own
+            self.hooks.on_log_line(f"finished at step {state.global_step}: {shown}")
+            return
+        self.history.append({"step": float(state.global_step), **metrics})
+        self.hooks.on_step(state.global_step, state.max_steps, metrics)
+        self.hooks.on_log_line(f"step {state.global_step}/{state.max_steps}: {shown}")
+
+    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs):
+        if not self.stopped_early and self.hooks.should_stop():
+            self.stopped_early = True
+            control.should_training_stop = True
+            control.should_save = True  # so the run can resume from exactly here
+            self.hooks.on_log_line(f"stop requested: checkpoint at step {state.global_step}, then stopping")
+        return control
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves: where, how far, its last metrics and its metric history.
+
+    The final model is in ``output_dir`` only when the run completed; a stopped run leaves a checkpoint in
+    ``output_dir / "checkpoints"`` to resume from.
+    """
+
+    output_dir: Path
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running a trainer
+
+
+def cuda_bf16() -> bool:
+    """Whether to train in bf16: only on a CUDA device that supports it (CPU bf16 is slow and inexact here)."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def is_vision_model(base_model: str | Path) -> bool:
+    """True when the model at ``base_model`` has a vision tower (its config carries a ``vision_config``)."""
+    return getattr(AutoConfig.from_pretrained(str(base_model)), "vision_config", None) is not None
+
+
+def load_processing_class(base_model: str | Path):
+    """The processor of a vision-language model, else the tokenizer, loaded from ``base_model``."""
+    if is_vision_model(base_model):
+        return AutoProcessor.from_pretrained(str(base_model))
+    return AutoTokenizer.from_pretrained(str(base_model))
+
+
+def run_trainer(*, trainer: Trainer, output_dir: Path, hooks: RunHooks | None, resume: bool) -> TrainResult:
+    """Train with ``hooks`` attached, resuming from the last checkpoint if asked, and save the final model.
+
+    Checkpoints go to ``trainer.args.output_dir`` (``output_dir / "checkpoints"`` by convention). On completion
+    the model and its tokenizer or processor are saved to ``output_dir``; a LoRA model is merged first, so
+    ``from_pretrained(output_dir)`` loads it like any other model.
+    """
+    hooks = hooks or NullHooks()
+    callback = HooksCallback(hooks)
+    trainer.add_callback(callback)
+    trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the hooks get them instead
+    checkpoint = None
+    if resume:
+        checkpoints_dir = Path(trainer.args.output_dir)
+        checkpoint = get_last_checkpoint(str(checkpoints_dir)) if checkpoints_dir.is_dir() else None
+        hooks.on_log_line(f"resuming from {checkpoint}" if checkpoint else "no checkpoint to resume: starting over")
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    steps = trainer.state.global_step
+    if not callback.stopped_early:
+        save_final_model(trainer=trainer, output_dir=output_dir)
+        hooks.on_log_line(f"saved the model after {steps} steps to {output_dir}")
+    last = next((h for h in reversed(callback.history) if "loss" in h), {})
+    metrics = {**last, **{k: float(v) for k, v in train_output.metrics.items() if isinstance(v, int | float)}}
+    return TrainResult(
+        output_dir=Path(output_dir),
+        steps=steps,
+        metrics=metrics,
+        stopped_early=callback.stopped_early,
+        history=callback.history,
+    )
+
+
+def save_final_model(*, trainer: Trainer, output_dir: Path) -> None:
+    """Save the trained model (LoRA adapters merged into the base weights) with its processing class."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # a peft model
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(output_dir)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Preference data
+
+
+def load_preference_dataset(path: Path | str) -> datasets.Dataset:
+    """Read preference rows ``{"prompt", "chosen", "rejected", optional "images", ...}`` into a Dataset.
+
+    ``path`` is a JSONL file (one object per line; image paths relative to the file), a Parquet file (image
+    columns as paths relative to the file, or as ``{"bytes", "path"}`` structs) or a directory written by
+    ``Dataset.save_to_disk``. Prompts and answers may be strings or conversations (lists of messages). An
+    ``images`` column is cast to images, so rows yield PIL images. Extra columns (``chosen_spans``, ...) stay.
+    """
+    path = Path(path)
+    if path.is_dir():
+        dataset = datasets.load_from_disk(str(path))
+    elif path.suffix == ".parquet":
+        dataset = datasets.Dataset.from_parquet(str(path))
+    elif path.suffix in (".jsonl", ".json"):
+        dataset = datasets.Dataset.from_list(_read_jsonl(path))
+    else:
+        raise ValueError(f"{path}: expected a .jsonl or .parquet file or a save_to_disk directory")
+    missing = [c for c in PREFERENCE_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{path}: preference data needs the columns {missing}")
+    if len(dataset) == 0:
+        raise ValueError(f"{path}: no rows")
+    if "images" in dataset.column_names:
+        dataset = _cast_images(dataset, base_dir=path if path.is_dir() else path.parent)
+    return dataset
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {line_number}: not JSON ({error.msg})") from error
+            for column in PREFERENCE_COLUMNS:
+                if not isinstance(row.get(column), str | list):
+                    raise ValueError(f"{path}, line {line_number}: {column!r} must be text or a conversation")
+            rows.append(row)
+    return rows
+
+
+def _cast_images(dataset: datasets.Dataset, *, base_dir: Path) -> datasets.Dataset:
+    """Make the ``images`` column an image list, reading relative paths from ``base_dir``."""
+    if isinstance(getattr(dataset.features["images"], "feature", None), datasets.Image):
+        return dataset  # already images (a save_to_disk directory, or Parquet written with features)
+
+    def absolute(image: str | dict) -> str | dict:
+        if isinstance(image, str):
+            return str((base_dir / image).resolve())
+        if image.get("bytes") is None and image.get("path"):  # a {"bytes", "path"} struct holding a path only
+            return {"bytes": None, "path": str((base_dir / image["path"]).resolve())}
+        return image
+
+    dataset = dataset.map(
+        lambda images: {"images": [absolute(image) for image in images]},
+        input_columns=["images"],
+        desc="Resolving image paths",
+    )
+    return dataset.cast_column("images", datasets.List(datasets.Image()))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Per-token log-probabilities
+
+
+def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100) -> torch.Tensor:
+    """Log-probability of each next token under a causal LM's logits.
+
+    logits: (B, L, V) for positions 0..L-1; labels: (B, L), ``ignore_index`` where nothing is scored.
+    Returns (B, L-1): entry t is log p(labels[t+1] | tokens <= t), 0 where the label is ignored.
+    """
+    logits = logits[:, :-1].float()  # (B, L-1, V): position t predicts token t+1
+    labels = labels[:, 1:]  # (B, L-1)
+    mask = labels != ignore_index
+    logps = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logps * mask
+
+
+def completion_token_logps(
+    model: torch.nn.Module,
+    *,
+    input_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    fused_lm_head: bool = False,
+    **model_kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probs of the completion tokens of a batch, and where they are.
+
+    input_ids, completion_mask: (B, L); completion_mask is 1 on completion tokens. ``model_kwargs`` carries the
+    attention mask and any image inputs. With ``fused_lm_head`` (a model patched by trl's
+    ``add_fused_lm_head``) the (B, L, V) logits are never built. Returns ``(logps, mask)``, both (B, L-1),
+    aligned so that entry t scores token t+1.
+    """
+    labels = input_ids.masked_fill(completion_mask == 0, -100)
+    shift_mask = completion_mask[:, 1:]
+    if fused_lm_head:
+        outputs = model(input_ids=input_ids, labels=labels, fused_lm_head=True, use_cache=False, **model_kwargs)
+        # Prompt-learning adapters prepend virtual tokens; the real tokens are the last L-1 positions.
+        logps = outputs.log_probs[:, -shift_mask.size(1) :]
+    else:
+        logits = model(input_ids=input_ids, use_cache=False, **model_kwargs).logits
+        logps = gather_token_logps(logits[:, -input_ids.size(1) :], labels)
+    return logps, shift_mask
