@@ -1,11 +1,28 @@
 """The Celery application. Configuration comes from Django settings (`CELERY_*`)."""
 
 import os
+from pathlib import Path
 
 from celery import Celery
+from celery.signals import import_modules
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loupe.settings.base")
 
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["annotation", "training"])
+
+
+def broker_folders_create() -> None:
+    """The embedded filesystem broker needs its folders before the first message is sent or read."""
+    from django.conf import settings
+
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {})
+    for key in ("data_folder_in", "data_folder_out", "control_folder"):
+        if key in options:
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@import_modules.connect
+def _broker_folders_on_worker_start(**_: object) -> None:
+    broker_folders_create()

@@ -17,7 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, TextField, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import DatasetSnapshot
@@ -129,13 +130,18 @@ def training_runs_reap_dead() -> int:
         count += TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
             finished_at=timezone.now(),
-            log=F("log") + f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died.\n",
+            log=_log_plus(f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died.\n"),
         )
     return count
 
 
+def _log_plus(text: str) -> Concat:
+    """The run's log with `text` appended, computed in the database (`+` would add numbers on SQLite)."""
+    return Concat(F("log"), Value(text), output_field=TextField())
+
+
 def _append_log(run_id: int, text: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(log=F("log") + text)
+    TrainingRun.objects.filter(pk=run_id).update(log=_log_plus(text))
 
 
 class _DatabaseHooks:
@@ -172,8 +178,10 @@ class _Heartbeat(threading.Thread):
             connection.close()
 
 
-def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path) -> tuple[Path, Path | None]:
-    """The snapshot's train and test rows as TRL preference JSONL (images as absolute paths)."""
+def _write_training_files(
+    *, snapshot: DatasetSnapshot, run_dir: Path, with_images: bool
+) -> tuple[Path, Path | None]:
+    """The snapshot's train and test rows as TRL preference JSONL (images as absolute paths, for a VLM)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": run_dir / "train.jsonl", "test": run_dir / "test.jsonl"}
     handles = {split: path.open("w", encoding="utf-8") for split, path in paths.items()}
@@ -188,7 +196,7 @@ def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path) -> tuple[
                 "chosen_spans": row["chosen_spans"],
                 "rejected_spans": row["rejected_spans"],
             }
-            if row["image"]:
+            if with_images and row["image"]:
                 record["images"] = [str(media / row["image"])]
             handles[row["split"]].write(json.dumps(record, ensure_ascii=False) + "\n")
             counts[row["split"]] += 1
@@ -212,8 +220,13 @@ def training_run_execute(*, run_id: int) -> None:
     heartbeat = _Heartbeat(run_id)
     heartbeat.start()
     try:
+        from training.core import is_vision_model
+
         config = method_config_build(method=run.method, config=run.config)
-        train_path, test_path = _write_training_files(snapshot=run.snapshot, run_dir=output_dir / "data")
+        # A text-only model trains on the prompt and answers alone; a vision-language model also sees the image.
+        train_path, test_path = _write_training_files(
+            snapshot=run.snapshot, run_dir=output_dir / "data", with_images=is_vision_model(run.base_model)
+        )
         result = _train_function(run.method)(
             config=config,
             train_path=train_path,
@@ -226,7 +239,7 @@ def training_run_execute(*, run_id: int) -> None:
     except BaseException:
         heartbeat.stopped.set()
         TrainingRun.objects.filter(pk=run_id).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), log=F("log") + traceback.format_exc()
+            status=RunStatus.FAILED, finished_at=timezone.now(), log=_log_plus(traceback.format_exc())
         )
         raise
     heartbeat.stopped.set()
