@@ -52,6 +52,13 @@ def text_preference_file(shapes_items) -> Path:
 
 
 @pytest.fixture(scope="session")
+def spans_preference_file(shapes_items) -> Path:
+    """Text rows whose rejected side carries the character spans of its planted error."""
+    root, items = shapes_items
+    return write_preference_jsonl(items=items, path=root / "spans.jsonl", with_images=False, with_spans=True)
+
+
+@pytest.fixture(scope="session")
 def image_preference_file(shapes_items) -> Path:
     root, items = shapes_items
     return write_preference_jsonl(items=items, path=root / "images.jsonl", with_images=True, with_spans=False)

@@ -145,6 +145,7 @@ class DPOConfig:
             disable_tqdm=True,
             dataloader_num_workers=0,
             dataloader_pin_memory=on_cuda,
+            prediction_loss_only=True,  # evaluation needs the loss and metrics, never the full logits
         )
 
     def lora_config(self):
