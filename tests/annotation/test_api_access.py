@@ -4,7 +4,7 @@ import pytest
 
 from annotation import services
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.production_path]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from annotation import services
 from annotation.models import Item, Response
 from loupe.errors import ApplicationError
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.production_path]
 
 
 def _lines(path: Path) -> list[dict]:
