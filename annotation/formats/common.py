@@ -1,0 +1,337 @@
+"""What every format module shares: the import records, `FormatError`, the manifest, JSON line reading
+with line numbers, field checks, and copying images into an export.
+
+Plain Python, no Django. Readers yield `ItemRecord`s — one item (prompt + image) with its responses and
+any annotations the file carries — and raise `FormatError` naming the line and field of the first bad
+record. Readers are generators: the caller consumes all of them before storing anything, so a bad line
+fails the whole import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+class FormatError(ValueError):
+    """A file that does not follow its format; `line` (1-based) and `field` say where."""
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.line = line
+        self.field = field
+        where = []
+        if line is not None:
+            where.append(f"line {line}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The location as the API's error `extra` carries it."""
+        return {"line": self.line, "field": self.field}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Import records
+
+
+@dataclass
+class ResponseRecord:
+    """A response (model answer, caption) to an item; `rating_counts` holds imported aggregate ratings."""
+
+    text: str
+    model: str = ""
+    rating_counts: dict[str, int] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PairwiseRecord:
+    """A judgment between two of the item's responses (indexes into `ItemRecord.responses`)."""
+
+    response_a: int
+    response_b: int
+    choice: str  # "a", "b", "tie" or "both_bad"
+    strength: float = 1.0
+    reason: str = ""
+    annotator: str = ""
+
+
+@dataclass
+class CorrectionRecord:
+    """Segments `(start, end, replacement, type)` over one response's text and the corrected text."""
+
+    response: int
+    corrected_text: str
+    segments: list[tuple[int, int, str, str]] = field(default_factory=list)
+    annotator: str = ""
+
+
+@dataclass
+class RatingRecord:
+    """One person's rating of one response, as a level name of the scale."""
+
+    response: int
+    level: str
+    annotator: str = ""
+
+
+@dataclass
+class RankingRecord:
+    """An ordering of the item's responses, best first (indexes into `ItemRecord.responses`)."""
+
+    order: list[int]
+    annotator: str = ""
+
+
+@dataclass
+class ItemRecord:
+    """One imported item. `image` is the reference the file gives (relative path or URL) and
+    `image_bytes` the image itself where the file embeds it. `line` is where the record starts."""
+
+    external_id: str
+    prompt: str
+    image: str | None = None
+    responses: list[ResponseRecord] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    image_bytes: bytes | None = field(default=None, repr=False)
+    pairwise: list[PairwiseRecord] = field(default_factory=list)
+    corrections: list[CorrectionRecord] = field(default_factory=list)
+    ratings: list[RatingRecord] = field(default_factory=list)
+    rankings: list[RankingRecord] = field(default_factory=list)
+    line: int = field(default=0, compare=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Field checks (each names the line and field it failed on)
+
+
+def require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], *, line: int, prefix: str = "") -> Any:
+    """`obj[key]`, which must exist and be of `kind` (bool is never taken for int or float)."""
+    name = f"{prefix}{key}"
+    if key not in obj:
+        raise FormatError("missing", line=line, field=name)
+    return check_type(obj[key], kind, line=line, field=name)
+
+
+def optional(
+    obj: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, *, line: int, prefix: str = ""
+) -> Any:
+    """`obj[key]` if present and not null (then of `kind`), else `default`."""
+    if obj.get(key) is None:
+        return default
+    return check_type(obj[key], kind, line=line, field=f"{prefix}{key}")
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "a list"}
+
+
+def check_type(value: Any, kind: type | tuple[type, ...], *, line: int, field: str) -> Any:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        ok = False
+    else:
+        ok = isinstance(value, kinds) or (float in kinds and isinstance(value, int))
+    if not ok:
+        expected = " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+        raise FormatError(f"must be {expected}, not {type(value).__name__}", line=line, field=field)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON with line numbers
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """`(line number, parsed value)` for each non-blank line, reading one line at a time."""
+    with open(path, encoding="utf-8") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                yield number, json.loads(text)
+            except json.JSONDecodeError as error:
+                raise FormatError(f"invalid JSON: {error.msg} (column {error.colno})", line=number) from None
+
+
+_WHITESPACE = re.compile(r"\s*")
+
+
+def iter_json_array(text: str) -> Iterator[tuple[int, Any]]:
+    """`(line where it starts, value)` for each element of a top-level JSON array in `text`."""
+    decoder = json.JSONDecoder()
+
+    def line_at(position: int) -> int:
+        return text.count("\n", 0, position) + 1
+
+    def fail(message: str, position: int) -> FormatError:
+        return FormatError(message, line=line_at(position))
+
+    position = _WHITESPACE.match(text, 0).end()
+    if position >= len(text) or text[position] != "[":
+        raise fail("expected a JSON array of records", position)
+    position = _WHITESPACE.match(text, position + 1).end()
+    if position < len(text) and text[position] == "]":
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as error:
+            raise FormatError(f"invalid JSON: {error.msg} (column {error.colno})", line=error.lineno) from None
+        yield line_at(position), value
+        position = _WHITESPACE.match(text, end).end()
+        if position < len(text) and text[position] == ",":
+            position = _WHITESPACE.match(text, position + 1).end()
+            continue
+        if position < len(text) and text[position] == "]":
+            rest = _WHITESPACE.match(text, position + 1).end()
+            if rest != len(text):
+                raise fail("unexpected text after the JSON array", rest)
+            return
+        raise fail("invalid JSON: expected ',' or ']' between records", position)
+
+
+def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """Records of a JSON array file, or of a JSON Lines file when it does not start with `[`."""
+    with open(path, encoding="utf-8") as handle:
+        head = handle.read(4096).lstrip()
+    if head.startswith("["):
+        # A JSON array has to be read whole; JSON Lines is read line by line.
+        yield from iter_json_array(Path(path).read_text(encoding="utf-8"))
+    else:
+        yield from iter_jsonl(path)
+
+
+class JsonArrayWriter:
+    """Writes a JSON array one record at a time, so an export never holds all records."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._handle.write("[")
+        self.count = 0
+
+    def write(self, record: Any) -> None:
+        self._handle.write("\n" if self.count == 0 else ",\n")
+        self._handle.write(json.dumps(record, ensure_ascii=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self._handle.write("\n]\n")
+        self._handle.close()
+
+    def __enter__(self) -> JsonArrayWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exports: images and the manifest
+
+
+def is_url(reference: str) -> bool:
+    return reference.startswith(("http://", "https://"))
+
+
+class ImageCopier:
+    """Copies the images an export refers to into `out_dir/subdir`, once each, under content-hash names.
+
+    A reference is a URL (kept as it is: exports never fetch), an absolute path, or a path relative to
+    `image_root`. Only the map from reference to copied name is kept in memory.
+    """
+
+    def __init__(self, out_dir: Path, *, image_root: Path | None, subdir: str = "images") -> None:
+        self.out_dir = Path(out_dir)
+        self.image_root = Path(image_root) if image_root is not None else None
+        self.subdir = subdir
+        self._copied: dict[str, str] = {}
+
+    def source(self, reference: str) -> Path:
+        path = Path(reference)
+        if not path.is_absolute():
+            if self.image_root is None:
+                raise ValueError(f"image {reference!r} is a relative path, but no image_root was given")
+            path = self.image_root / path
+        if not path.is_file():
+            raise FileNotFoundError(f"image {reference!r} not found at {path}")
+        return path
+
+    def read(self, reference: str) -> bytes:
+        return self.source(reference).read_bytes()
+
+    def copy(self, reference: str | None) -> str | None:
+        """The exported image's path relative to `out_dir` (or the URL itself)."""
+        if reference is None or reference == "":
+            return None
+        if is_url(reference):
+            return reference
+        if reference not in self._copied:
+            source = self.source(reference)
+            digest = file_sha256(source)
+            name = f"{digest[:16]}{source.suffix.lower()}"
+            target_dir = self.out_dir / self.subdir if self.subdir else self.out_dir
+            target_dir.mkdir(parents=True, exist_ok=True)
+            if not (target_dir / name).exists():
+                shutil.copyfile(source, target_dir / name)
+            self._copied[reference] = f"{self.subdir}/{name}" if self.subdir else name
+        return self._copied[reference]
+
+    @property
+    def count(self) -> int:
+        return len(set(self._copied.values()))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(
+    out_dir: Path,
+    *,
+    format_name: str,
+    snapshot_hash: str,
+    counts: dict[str, Any],
+    files: list[str],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Writes `out_dir/manifest.json` (format, version, snapshot hash, counts, files with their sha256,
+    and any format-specific `extra` keys) and returns it."""
+    out_dir = Path(out_dir)
+    manifest = {
+        "format": format_name,
+        "format_version": FORMAT_VERSION,
+        "snapshot_hash": snapshot_hash,
+        "counts": counts,
+        "files": [{"path": name, "sha256": file_sha256(out_dir / name)} for name in sorted(files)],
+        "created_at": dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return manifest
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    return json.loads((Path(out_dir) / MANIFEST_NAME).read_text("utf-8"))
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir

@@ -1,0 +1,65 @@
+"""Loupe JSON Lines: Loupe's own import of items and model responses (design.md §6).
+
+One object per line: `{"external_id", "image", "prompt", "responses": [{"text", "model"}], "meta": {}}`.
+`image` is a path inside the uploaded archive or an http(s) URL (fetching and checking it is the import
+service's job); it may be null for text-only items. `responses` may be empty (an item waiting for
+answers to be generated). Unknown keys are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from annotation.formats.common import (
+    FormatError,
+    ItemRecord,
+    ResponseRecord,
+    iter_jsonl,
+    optional,
+    require,
+)
+
+
+def read_loupe_jsonl(path: Path) -> Iterator[ItemRecord]:
+    """Items from a Loupe JSONL file, read and validated one line at a time.
+
+    Raises `FormatError` naming the line and field (`responses[2].text` style) of the first problem:
+    broken JSON, a missing or mistyped field, an empty response text, or an external id seen before.
+    """
+    seen_ids: set[str] = set()
+    for line, record in iter_jsonl(Path(path)):
+        if not isinstance(record, dict):
+            raise FormatError("each line must be a JSON object", line=line)
+        external_id = require(record, "external_id", (str, int), line=line)
+        external_id = str(external_id).strip()
+        if not external_id:
+            raise FormatError("must not be empty", line=line, field="external_id")
+        if external_id in seen_ids:
+            raise FormatError(f"{external_id!r} appears twice in the file", line=line, field="external_id")
+        seen_ids.add(external_id)
+        prompt = require(record, "prompt", str, line=line)
+        image = optional(record, "image", str, None, line=line) or None
+        responses = []
+        for index, response in enumerate(optional(record, "responses", list, [], line=line)):
+            prefix = f"responses[{index}]."
+            if not isinstance(response, dict):
+                raise FormatError("must be an object with text and model", line=line, field=f"responses[{index}]")
+            text = require(response, "text", str, line=line, prefix=prefix)
+            if not text.strip():
+                raise FormatError("must not be empty", line=line, field=f"{prefix}text")
+            responses.append(
+                ResponseRecord(
+                    text=text,
+                    model=optional(response, "model", str, "", line=line, prefix=prefix),
+                    meta=optional(response, "meta", dict, {}, line=line, prefix=prefix),
+                )
+            )
+        yield ItemRecord(
+            external_id=external_id,
+            prompt=prompt,
+            image=image,
+            responses=responses,
+            meta=optional(record, "meta", dict, {}, line=line),
+            line=line,
+        )
