@@ -24,16 +24,23 @@ from django.utils import timezone
 from annotation.models import DatasetSnapshot
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
-from training.methods import dpo
+from training.methods.configs import DDPOConfig, DPOConfig
 from training.models import ModelArtifact, RunMetric, RunStatus, TrainingRun
 
-# Method name -> its config dataclass. Each method module keeps torch out of its module level.
-METHOD_CONFIGS: dict[str, type] = {"dpo": dpo.DPOConfig}
+# Method name -> its config dataclass (torch-free, so the web process can validate a config).
+METHOD_CONFIGS: dict[str, type] = {"dpo": DPOConfig, "ddpo": DDPOConfig}
 
 
 def _train_function(method: str) -> Callable[..., Any]:
+    """The method's train function; imported here, in the worker, because it brings in torch."""
     if method == "dpo":
-        return dpo.train_dpo
+        from training.methods.dpo import train_dpo
+
+        return train_dpo
+    if method == "ddpo":
+        from training.methods.ddpo import train_ddpo
+
+        return train_ddpo
     raise ApplicationError(f"Unknown training method {method!r}.")
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,39 +36,12 @@ from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
 from training.core import RunHooks, TrainResult, completion_token_logps, run_trainer
-from training.methods.dpo import DPOConfig, make_preference_trainer
+from training.methods.configs import DDPOConfig
+from training.methods.dpo import make_preference_trainer
 
 SPAN_COLUMNS = ("chosen_spans", "rejected_spans")
 # Batch entries that are not model inputs.
 NON_MODEL_KEYS = {"completion_mask", "changed_mask", "ref_chosen_logps", "ref_rejected_logps"}
-
-
-@dataclass
-class DDPOConfig(DPOConfig):
-    """Settings of a DDPO run: DPO's, with the paper's beta, plus the weight of changed tokens."""
-
-    beta: float = field(
-        default=0.5,
-        metadata={"help": "DPO's beta. RLHF-V's paper uses 0.5; its released training script uses 0.1."},
-    )
-    gamma: float = field(
-        default=5.0,
-        metadata={
-            "help": "Weight of changed (corrected) tokens relative to unchanged ones. RLHF-V's paper uses 5; its "
-            "released training script uses 1.1. 1 gives DPO on mean token log-probabilities."
-        },
-    )
-    min_match_tokens: int = field(
-        default=3,
-        metadata={"help": "Shortest run of equal tokens that counts as unchanged in the chosen/rejected diff."},
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.gamma <= 0:
-            raise ValueError(f"gamma must be positive, not {self.gamma}")
-        if self.min_match_tokens < 1:
-            raise ValueError(f"min_match_tokens must be at least 1, not {self.min_match_tokens}")
 
 
 # --------------------------------------------------------------------------------------------------------
