@@ -11,6 +11,7 @@ their `rating_counts`. The writer writes one such table per item (ranked by mean
 from __future__ import annotations
 
 import csv
+import io
 import math
 import re
 import shutil
@@ -89,14 +90,21 @@ def read_caption_contest_csv(
         if not Path(image).is_file():
             raise FormatError(f"cartoon image not found: {image}", field="image")
         image_bytes = Path(image).read_bytes()
-    with open(path, encoding="utf-8-sig", newline="") as handle:
+    # One table is one cartoon's captions (thousands of rows at most) and the record holds them all
+    # anyway, so the file is decoded whole: a bad byte can then be traced to its exact line.
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise FormatError("not UTF-8 text", line=raw.count(b"\n", 0, error.start) + 1) from None
+    with io.StringIO(text, newline="") as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)
         except StopIteration:
             raise FormatError("the file is empty; expected a header row", line=1) from None
         except csv.Error as error:
-            raise FormatError(f"unreadable CSV: {error}", line=1) from None
+            raise FormatError(f"unreadable CSV header: {error}", line=1) from None
         columns: dict[str, int] = {}
         for index, name in enumerate(header):
             key = _normalize_header(name)

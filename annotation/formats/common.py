@@ -156,8 +156,13 @@ def check_type(value: Any, kind: type | tuple[type, ...], *, line: int, field: s
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     """`(line number, parsed value)` for each non-blank line, reading one line at a time."""
-    with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    # Bytes are decoded line by line (text mode decodes ahead in blocks) so a bad byte names its line.
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise FormatError("not UTF-8 text", line=number) from None
             if not text.strip():
                 continue
             try:
@@ -205,11 +210,16 @@ def iter_json_array(text: str) -> Iterator[tuple[int, Any]]:
 
 def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
     """Records of a JSON array file, or of a JSON Lines file when it does not start with `[`."""
-    with open(path, encoding="utf-8") as handle:
-        head = handle.read(4096).lstrip()
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            head = handle.read(4096).lstrip()
+        if head.startswith("["):
+            # A JSON array has to be read whole; JSON Lines is read line by line.
+            text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise FormatError("not UTF-8 text") from None
     if head.startswith("["):
-        # A JSON array has to be read whole; JSON Lines is read line by line.
-        yield from iter_json_array(Path(path).read_text(encoding="utf-8"))
+        yield from iter_json_array(text)
     else:
         yield from iter_jsonl(path)
 
@@ -270,6 +280,8 @@ class ImageCopier:
         return path
 
     def read(self, reference: str) -> bytes:
+        if is_url(reference):
+            raise ValueError(f"this export embeds images and never fetches URLs; store {reference!r} first")
         return self.source(reference).read_bytes()
 
     def copy(self, reference: str | None) -> str | None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -63,7 +64,7 @@ def write_hf_dataset(
         # A fresh cache and a fingerprint of our own: the generator closes over a one-shot iterator,
         # which `datasets` cannot hash, and a cached result from another export must never be reused.
         dataset = datasets.Dataset.from_generator(
-            generate, features=features, cache_dir=cache_dir, fingerprint=f"loupe-{snapshot_hash}-{id(pairs)}"
+            generate, features=features, cache_dir=cache_dir, fingerprint=uuid.uuid4().hex
         )
         dataset.save_to_disk(str(out_dir))
         rows_written = len(dataset)

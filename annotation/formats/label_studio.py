@@ -54,9 +54,17 @@ CONFIG_NAME = "label_config.xml"
 # Labeling configs
 
 
-def label_config(*, kind: str, scale: Sequence[str] = HUMOR_SCALE, types: Sequence[str] = ("hallucination",)) -> str:
+def label_config(
+    *,
+    kind: str,
+    scale: Sequence[str] = HUMOR_SCALE,
+    types: Sequence[str] = ("hallucination",),
+    with_image: bool = True,
+) -> str:
     """The Label Studio labeling config (XML) the exported tasks of `kind` fit."""
-    head = '  <Image name="image" value="$image"/>\n  <Text name="prompt" value="$prompt"/>\n'
+    head = '  <Text name="prompt" value="$prompt"/>\n'
+    if with_image:
+        head = '  <Image name="image" value="$image"/>\n' + head
     if kind == "pairwise":
         body = (
             '  <Pairwise name="pw" toName="text1,text2"/>\n'
@@ -248,16 +256,19 @@ def write_label_studio_json(
     images = ImageCopier(out_dir, image_root=image_root)
     counts: Counter = Counter()
     types: set[str] = set()
+    any_image = False
     with JsonArrayWriter(out_dir / TASKS_NAME) as writer:
         for item in rows:
             counts["items"] += 1
+            any_image = any_image or bool(item.image)
             types.update(segment[3] for c in item.corrections for segment in c.segments)
             for task in tasks_for_item(item, kind=kind, image=images.copy(item.image), scale=scale):
                 writer.write(task)
                 counts["tasks"] += 1
                 counts["annotations"] += len(task["annotations"])
     (out_dir / CONFIG_NAME).write_text(
-        label_config(kind=kind, scale=scale, types=sorted(types) or ("hallucination",)), encoding="utf-8"
+        label_config(kind=kind, scale=scale, types=sorted(types) or ("hallucination",), with_image=any_image),
+        encoding="utf-8",
     )
     files = [TASKS_NAME, CONFIG_NAME] + sorted(f"images/{p.name}" for p in (out_dir / "images").glob("*"))
     return write_manifest(

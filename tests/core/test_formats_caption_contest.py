@@ -162,3 +162,12 @@ def test_writer_keeps_items_apart_and_refuses_interleaved_rows(tmp_path):
     assert [c["item_key"] for c in manifest["contests"]] == ["x", "y"]
     with pytest.raises(ValueError, match="grouped"):
         write_caption_contest_csv(rows=[first[0], second[0], first[1]], out_dir=tmp_path / "bad", snapshot_hash="s")
+
+
+def test_a_row_that_is_not_utf8_names_its_line(tmp_path):
+    """A table saved in another encoding fails on the line with the first bad byte."""
+    path = tmp_path / "latin1.csv"
+    path.write_bytes((HEADER + "Fine,1,1,1,3\nCaf\xe9 caption,1,1,1,3\n").encode("latin-1"))
+    with pytest.raises(FormatError, match="UTF-8") as caught:
+        list(read_caption_contest_csv(path))
+    assert caught.value.line == 3

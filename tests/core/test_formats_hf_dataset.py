@@ -1,5 +1,6 @@
 """Hugging Face `datasets` directory export: loads with `load_from_disk`, images embedded."""
 
+import hashlib
 import os
 import shutil
 
@@ -31,8 +32,9 @@ def votes(item, image):
 def test_dataset_directory_loads_with_pil_images_that_survive_the_source_being_removed(image_root, tmp_path):
     """`load_from_disk` gives the pairs with PIL images, read from the export itself (bytes embedded)."""
     pairs = list(pairs_from_pairwise(votes("q1", "scene.png") + votes("q2", "scene.png")))
+    snapshot_hash = hashlib.sha256(b"snapshot").hexdigest()
     manifest = FORMAT_WRITERS["hf-dataset"](
-        rows=pairs, out_dir=tmp_path / "ds", snapshot_hash="h", image_root=image_root
+        rows=pairs, out_dir=tmp_path / "ds", snapshot_hash=snapshot_hash, image_root=image_root
     )
     shutil.rmtree(image_root)
     dataset = datasets.load_from_disk(str(tmp_path / "ds"))
@@ -44,7 +46,7 @@ def test_dataset_directory_loads_with_pil_images_that_survive_the_source_being_r
     assert isinstance(image, Image.Image)
     assert image.size == (20, 14)
     assert manifest["counts"] == {"rows": 2, "images": 1, "by_source": {"pairwise": 2}}
-    assert read_manifest(tmp_path / "ds")["snapshot_hash"] == "h"
+    assert read_manifest(tmp_path / "ds")["snapshot_hash"] == snapshot_hash
 
 
 def test_conversational_dataset_has_message_lists(image_root, tmp_path):

@@ -154,6 +154,7 @@ def test_unannotated_items_become_tasks_to_annotate(tmp_path):
     tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text("utf-8"))
     assert len(tasks) == 3 and all(task["annotations"] == [] for task in tasks)
     assert manifest["counts"]["tasks"] == 3
+    assert "<Image" not in (tmp_path / "ls" / "label_config.xml").read_text("utf-8"), "text-only items show no image"
 
 
 def test_label_studio_star_ratings_and_user_ids_are_read(tmp_path):

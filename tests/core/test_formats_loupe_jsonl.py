@@ -74,3 +74,12 @@ def test_a_bad_line_names_its_line_and_field(tmp_path, bad, field, message):
     assert (caught.value.line, caught.value.field) == (3, field)
     assert caught.value.extra == {"line": 3, "field": field}
     assert "line 3" in str(caught.value)
+
+
+def test_a_line_that_is_not_utf8_names_its_line(tmp_path):
+    """Bytes that are not UTF-8 fail on the line that holds them."""
+    path = tmp_path / "items.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b'\n{"external_id": "caf\xe9", "prompt": "p"}\n')
+    with pytest.raises(FormatError, match="UTF-8") as caught:
+        list(read_loupe_jsonl(path))
+    assert caught.value.line == 2

@@ -185,3 +185,18 @@ def test_reading_a_bad_pair_line_names_line_and_field(tmp_path, line_text, field
     with pytest.raises(FormatError, match=message) as caught:
         list(read_pair_rows_jsonl(path))
     assert (caught.value.line, caught.value.field) == (3, field)
+
+
+def test_importing_the_formats_loads_no_heavy_or_django_modules():
+    """The web process imports these modules: they must not pull in Django, torch, datasets or pyarrow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, annotation.pairs, annotation.formats\n"
+        "heavy = {'django', 'torch', 'transformers', 'trl', 'datasets', 'pyarrow'}\n"
+        "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
