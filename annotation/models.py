@@ -30,6 +30,9 @@ class Project(models.Model):
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Distinct annotators per item.")
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.MEMBERS)
     show_ai_suggestions = models.BooleanField(default=False)
+    # Public crowd projects (no account): how many items one participant may rate, and how fast.
+    public_quota = models.PositiveIntegerField(default=200)
+    public_rate_per_minute = models.PositiveIntegerField(default=60)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -250,3 +253,61 @@ class DatasetSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"snapshot {self.pk} ({self.content_hash[:12]})"
+
+
+class AIFeedback(models.Model):
+    """The AI labeler's verdict on one response (RLAIF-V style): claims, yes/no questions, P(yes), score."""
+
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="ai_feedback")
+    labeler_model = models.CharField(max_length=300)
+    prompt_version = models.CharField(max_length=50, default="v1")
+    claims = models.JSONField(default=list)
+    questions = models.JSONField(default=list)
+    p_yes = models.JSONField(default=list, help_text="P(yes) per claim.")
+    score = models.FloatField(help_text="Answer score, e.g. minus the number of rejected claims.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["response", "labeler_model", "prompt_version"], name="ai_feedback_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"AI feedback on {self.response} by {self.labeler_model}"
+
+
+class JobKind(models.TextChoices):
+    IMPORT = "import", "Import"
+    EXPORT = "export", "Export"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class DataJob(models.Model):
+    """A long import or export run by a Celery worker: its progress, log and result file live here."""
+
+    kind = models.CharField(max_length=10, choices=JobKind.choices)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="data_jobs")
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    log = models.TextField(blank=True, default="")
+    result_path = models.CharField(max_length=500, blank=True, default="")
+    result = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"

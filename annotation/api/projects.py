@@ -1,0 +1,97 @@
+"""REST API: Projects, members and items."""
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response as ApiResponse
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.models import Item, ProjectKind, Role
+from annotation.permissions import access_project, access_project_for_management
+from loupe.errors import ApplicationError
+
+
+class ProjectOutputSerializer(serializers.Serializer):
+    slug = serializers.SlugField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    instructions = serializers.CharField()
+    overlap = serializers.IntegerField()
+    rating_levels = serializers.ListField(child=serializers.CharField())
+    hallucination_types = serializers.ListField(child=serializers.CharField())
+
+
+class ProjectListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        slug = serializers.SlugField(max_length=80)
+        kind = serializers.ChoiceField(choices=ProjectKind.values)
+        name = serializers.CharField(max_length=200, required=False, default="")
+        instructions = serializers.CharField(required=False, default="", allow_blank=True)
+        overlap = serializers.IntegerField(min_value=1, max_value=100, required=False, default=1)
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request: Request) -> ApiResponse:
+        projects = selectors.project_list_for_user(user=request.user)
+        return ApiResponse(ProjectOutputSerializer(projects, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request: Request) -> ApiResponse:
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff create projects.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(created_by=request.user, **data.validated_data)
+        return ApiResponse(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project(user=request.user, project_slug=slug)
+        body = ProjectOutputSerializer(project).data
+        body["progress"] = selectors.project_progress(project=project, user=request.user)
+        return ApiResponse(body)
+
+
+class ProjectMemberAddApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.ChoiceField(choices=Role.values, default=Role.ANNOTATOR)
+
+    @extend_schema(request=InputSerializer, responses={201: None})
+    def post(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = get_user_model().objects.filter(username=data.validated_data["username"]).first()
+        if user is None:
+            raise ApplicationError("No such user.", {"field": "username"})
+        services.project_member_add(project=project, user=user, role=data.validated_data["role"])
+        return ApiResponse({"username": user.get_username(), "role": data.validated_data["role"]}, status=201)
+
+
+class ItemOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    prompt = serializers.CharField()
+    image_url = serializers.SerializerMethodField()
+    done_count = serializers.IntegerField()
+
+    def get_image_url(self, item: Item) -> str | None:
+        return reverse("item-image", args=[item.pk]) if item.image else None
+
+
+class ItemListApi(APIView):
+    @extend_schema(responses=ItemOutputSerializer(many=True))
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        items = Item.objects.filter(project=project).order_by("id")
+        from rest_framework.pagination import LimitOffsetPagination
+
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(items, request, view=self)
+        return paginator.get_paginated_response(ItemOutputSerializer(page, many=True).data)

@@ -1,0 +1,26 @@
+"""Writes for the annotation app, one module per sub-domain. Every function takes keyword-only arguments,
+checks what it needs, and raises `ApplicationError` with a message a user can act on.
+
+The names are re-exported here because views, APIs, commands and tests call them as `services.<name>`.
+"""
+
+from annotation.services.exports import snapshot_export, snapshot_export_archive
+from annotation.services.imports import ImportReport, items_import
+from annotation.services.pairs import preference_pairs_refresh
+from annotation.services.projects import project_create, project_member_add
+from annotation.services.queue import assignment_next, pairwise_judgment_submit
+from annotation.services.snapshots import SnapshotFilter, snapshot_create
+
+__all__ = [
+    "ImportReport",
+    "SnapshotFilter",
+    "assignment_next",
+    "items_import",
+    "pairwise_judgment_submit",
+    "preference_pairs_refresh",
+    "project_create",
+    "project_member_add",
+    "snapshot_create",
+    "snapshot_export",
+    "snapshot_export_archive",
+]

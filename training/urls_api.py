@@ -1,0 +1,12 @@
+"""Routes of the training API, mounted under /api/v1/."""
+
+from django.urls import path
+
+from training import api
+
+urlpatterns = [
+    path("training-runs/", api.TrainingRunListApi.as_view(), name="training-run-list"),
+    path("training-runs/<int:run_id>/", api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
+    path("training-runs/<int:run_id>/cancel/", api.TrainingRunCancelApi.as_view(), name="training-run-cancel"),
+    path("training-runs/<int:run_id>/resume/", api.TrainingRunResumeApi.as_view(), name="training-run-resume"),
+]
