@@ -86,7 +86,7 @@ def training_run_create(
         config=dataclasses.asdict(built),
         created_by=created_by,
     )
-    run.full_clean()
+    run.full_clean(exclude=["created_by"])  # runs started from the CLI have no user
     run.save()
     run.output_dir = str(Path(settings.RUNS_DIR) / f"run-{run.pk}")
     run.save(update_fields=["output_dir"])
