@@ -18,8 +18,9 @@ REQS=requirements/base.txt
 STAMP=.venv/.loupe-installed-$(cat requirements/*.txt | sha256sum | cut -c1-16)-$WANT_TEST
 if [ ! -f "$STAMP" ]; then
   echo "[setup] installing $REQS (torch 2.13.0 CPU comes from this machine's wheel cache where it has one)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$REQS" -c requirements/lock.txt
+  # grep drops pip's notes about local mirrors this machine lacks; with pipefail a pip failure still stops here.
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  .venv/bin/python -m pip install -q -r "$REQS" -c requirements/lock.txt 2>&1 | { grep -v "is ignored: it is neither" || true; }
   touch "$STAMP"
 fi
 
