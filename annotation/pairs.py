@@ -137,6 +137,12 @@ def _check_segments(text: str, segments: Iterable[Segment]) -> list[Segment]:
     return ordered  # type: ignore[return-value]
 
 
+def segments_check(text: str, segments: Iterable[Segment]) -> list[Segment]:
+    """The segments sorted by start; `ValueError` if one lies outside `text`, overlaps another, or has a
+    replacement that is not text."""
+    return _check_segments(text, segments)
+
+
 def _spans_of_segments(segments: Sequence[Segment]) -> tuple[list[Span], list[Span]]:
     """Spans in the original and in the corrected text of segments sorted by start (empty spans dropped)."""
     original_spans: list[Span] = []

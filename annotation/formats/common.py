@@ -67,6 +67,8 @@ class PairwiseRecord:
     strength: float = 1.0
     reason: str = ""
     annotator: str = ""
+    # Where the annotation came from (e.g. a Label Studio annotation id), for idempotent re-imports.
+    source_id: str = ""
 
 
 @dataclass
@@ -77,6 +79,8 @@ class CorrectionRecord:
     corrected_text: str
     segments: list[tuple[int, int, str, str]] = field(default_factory=list)
     annotator: str = ""
+    # Where the annotation came from (e.g. a Label Studio annotation id), for idempotent re-imports.
+    source_id: str = ""
 
 
 @dataclass
@@ -86,6 +90,8 @@ class RatingRecord:
     response: int
     level: str
     annotator: str = ""
+    # Where the annotation came from (e.g. a Label Studio annotation id), for idempotent re-imports.
+    source_id: str = ""
 
 
 @dataclass
@@ -94,6 +100,8 @@ class RankingRecord:
 
     order: list[int]
     annotator: str = ""
+    # Where the annotation came from (e.g. a Label Studio annotation id), for idempotent re-imports.
+    source_id: str = ""
 
 
 @dataclass

@@ -329,6 +329,10 @@ def _annotator(annotation: dict[str, Any]) -> str:
     return "" if completed_by is None else str(completed_by)
 
 
+def _annotation_id(annotation: dict[str, Any]) -> str:
+    return "" if annotation.get("id") is None else str(annotation["id"])
+
+
 def _results(annotation: Any, *, line: int, field: str) -> list[dict[str, Any]]:
     check_type(annotation, dict, line=line, field=field)
     results = check_type(annotation.get("result", []), list, line=line, field=f"{field}.result")
@@ -340,7 +344,15 @@ def _results(annotation: Any, *, line: int, field: str) -> list[dict[str, Any]]:
 
 
 def _read_pairwise(
-    builder: _ItemBuilder, a: int, b: int, results: list[dict[str, Any]], annotator: str, *, line: int, field: str
+    builder: _ItemBuilder,
+    a: int,
+    b: int,
+    results: list[dict[str, Any]],
+    annotator: str,
+    *,
+    line: int,
+    field: str,
+    source_id: str = "",
 ) -> None:
     choice = None
     strength = 1.0
@@ -368,7 +380,15 @@ def _read_pairwise(
             raise FormatError("a pairwise annotation needs a pairwise or verdict result", line=line, field=field)
         return
     builder.record.pairwise.append(
-        PairwiseRecord(response_a=a, response_b=b, choice=choice, strength=strength, reason=reason, annotator=annotator)
+        PairwiseRecord(
+            response_a=a,
+            response_b=b,
+            choice=choice,
+            strength=strength,
+            reason=reason,
+            annotator=annotator,
+            source_id=source_id,
+        )
     )
 
 
@@ -381,6 +401,7 @@ def _read_rating(
     *,
     line: int,
     field: str,
+    source_id: str = "",
 ) -> None:
     for index, result in enumerate(results):
         where = f"{field}.result[{index}].value"
@@ -397,11 +418,20 @@ def _read_rating(
             level = scale[stars - 1]
         else:
             continue
-        builder.record.ratings.append(RatingRecord(response=response, level=level, annotator=annotator))
+        builder.record.ratings.append(
+            RatingRecord(response=response, level=level, annotator=annotator, source_id=source_id)
+        )
 
 
 def _read_correction(
-    builder: _ItemBuilder, response: int, results: list[dict[str, Any]], annotator: str, *, line: int, field: str
+    builder: _ItemBuilder,
+    response: int,
+    results: list[dict[str, Any]],
+    annotator: str,
+    *,
+    line: int,
+    field: str,
+    source_id: str = "",
 ) -> None:
     original = builder.record.responses[response].text
     regions: dict[str, dict[str, Any]] = {}
@@ -445,6 +475,7 @@ def _read_correction(
             corrected_text=corrected if corrected is not None else applied,
             segments=segments,
             annotator=annotator,
+            source_id=source_id,
         )
     )
 
@@ -494,7 +525,16 @@ def read_label_studio_json(path: Path, *, scale: Sequence[str] = HUMOR_SCALE) ->
             b = builder.response(_text(data, "text2", line=line), _str_field(data, "model2", line=line))
             for field, annotation in live:
                 results = _results(annotation, line=line, field=field)
-                _read_pairwise(builder, a, b, results, _annotator(annotation), line=line, field=field)
+                _read_pairwise(
+                    builder,
+                    a,
+                    b,
+                    results,
+                    _annotator(annotation),
+                    line=line,
+                    field=field,
+                    source_id=_annotation_id(annotation),
+                )
         elif "items" in data:
             items = check_type(data["items"], list, line=line, field="data.items")
             ids: dict[str, int] = {}
@@ -518,7 +558,11 @@ def read_label_studio_json(path: Path, *, scale: Sequence[str] = HUMOR_SCALE) ->
                     if unknown:
                         raise FormatError(f"unknown item ids {unknown}", line=line, field=where)
                     builder.record.rankings.append(
-                        RankingRecord(order=[ids[str(i)] for i in lists[0]], annotator=_annotator(annotation))
+                        RankingRecord(
+                            order=[ids[str(i)] for i in lists[0]],
+                            annotator=_annotator(annotation),
+                            source_id=_annotation_id(annotation),
+                        )
                     )
         elif "text" in data:
             counts = data.get("rating_counts")
@@ -532,10 +576,13 @@ def read_label_studio_json(path: Path, *, scale: Sequence[str] = HUMOR_SCALE) ->
             for field, annotation in live:
                 results = _results(annotation, line=line, field=field)
                 types = {r["type"] for r in results}
+                who, source_id = _annotator(annotation), _annotation_id(annotation)
                 if types & {"labels", "textarea"}:
-                    _read_correction(builder, response, results, _annotator(annotation), line=line, field=field)
+                    _read_correction(builder, response, results, who, line=line, field=field, source_id=source_id)
                 else:
-                    _read_rating(builder, response, results, _annotator(annotation), task_scale, line=line, field=field)
+                    _read_rating(
+                        builder, response, results, who, task_scale, line=line, field=field, source_id=source_id
+                    )
         else:
             raise FormatError(
                 "no response: expected data.text, data.text1 and data.text2, or data.items", line=line, field="data"

@@ -4,20 +4,31 @@ checks what it needs, and raises `ApplicationError` with a message a user can ac
 The names are re-exported here because views, APIs, commands and tests call them as `services.<name>`.
 """
 
-from annotation.services.exports import snapshot_export, snapshot_export_archive
-from annotation.services.imports import ImportReport, items_import
-from annotation.services.pairs import preference_pairs_refresh
+from annotation.services.exports import EXPORT_FORMATS, snapshot_export, snapshot_export_archive
+from annotation.services.imports import IMPORT_FORMATS, ImportReport, items_import
+from annotation.services.pairs import (
+    ai_feedback_record,
+    preference_pairs_rebuild,
+    preference_pairs_refresh,
+    preference_pairs_refresh_project,
+)
 from annotation.services.projects import project_create, project_member_add
 from annotation.services.queue import assignment_next, pairwise_judgment_submit
-from annotation.services.snapshots import SnapshotFilter, snapshot_create
+from annotation.services.snapshots import SNAPSHOT_KINDS, SnapshotFilter, snapshot_create
 
 __all__ = [
+    "EXPORT_FORMATS",
+    "IMPORT_FORMATS",
+    "SNAPSHOT_KINDS",
     "ImportReport",
     "SnapshotFilter",
+    "ai_feedback_record",
     "assignment_next",
     "items_import",
     "pairwise_judgment_submit",
+    "preference_pairs_rebuild",
     "preference_pairs_refresh",
+    "preference_pairs_refresh_project",
     "project_create",
     "project_member_add",
     "snapshot_create",

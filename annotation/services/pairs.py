@@ -1,54 +1,457 @@
-"""Preference pairs derived from annotations (the rules themselves live in `annotation.pairs`)."""
+"""Preference pairs, rating aggregates and SFT rows derived from annotations (the rules live in `annotation.pairs`).
 
-from collections.abc import Iterator
+Every kind of feedback goes through one path: `feedback_load` reads the annotations of a batch of items
+(optionally only those of some annotators or of a date range, see `FeedbackScope`), and the `*_for_items`
+functions map them onto the inputs of the pure rules and yield their rows:
 
+- pairwise judgments → majority pairs per (item, response pair);
+- corrections → (corrected, original) with the changed spans of both;
+- ratings → per response the counts of each level, from `Rating` rows plus the aggregate counts an import
+  stored in `Response.meta["rating_counts"]` (keyed by the project's level names), then caption pairs of
+  the same item whose means differ by more than `RATING_PAIR_Z` times their combined standard error;
+- rankings → every implied pair;
+- AI feedback (`AIFeedback`, one labeler model and prompt version at a time) → RLAIF-V pairs.
+
+`preference_pairs_refresh(item=...)` re-derives one item's stored `PreferencePair`s after a submit;
+`preference_pairs_rebuild(items=...)` does it for many items at once (imports). `ai_feedback_record` is
+what the AI labeler calls with its verdict on a response.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 
 from annotation import pairs as pair_rules
 from annotation.models import (
+    DEFAULT_RATING_LEVELS,
+    AIFeedback,
+    Correction,
     Item,
     PairSource,
     PairwiseJudgment,
     PreferencePair,
+    Project,
+    Ranking,
+    Rating,
+    Response,
 )
+from loupe.errors import ApplicationError
+
+# Pair settings; a deployment overrides them in Django settings (design.md §8 gives the defaults).
+# z of the humor work's rule mean_c - mean_r > z * sqrt(prec_c^2 + prec_r^2):
+RATING_PAIR_Z = 3.0
+# Each chosen caption pairs with at most this many rejected ones (the clearest first): a contest of 2,000
+# captions would otherwise give hundreds of thousands of pairs for one cartoon.
+RATING_MAX_PAIRS_PER_CHOSEN = 5
+AI_PAIR_MIN_GAP = 1.0
+AI_MAX_PAIRS_PER_PROMPT = 2
 
 
-def _pairwise_votes(item: Item) -> Iterator[pair_rules.PairwiseVote]:
-    judgments = PairwiseJudgment.objects.filter(item=item).select_related("response_a", "response_b")
-    for judgment in judgments:
-        yield pair_rules.PairwiseVote(
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, f"LOUPE_{name}", default)
+
+
+# RLAIF-V accepts a claim iff P(yes) > P(no) at the first answer token; with P(yes) normalized over the two
+# answers that is P(yes) > 0.5.
+CLAIM_ACCEPT_P_YES = 0.5
+
+
+@dataclass(frozen=True)
+class FeedbackScope:
+    """Which feedback counts: all of it by default.
+
+    `annotators` (user ids) keeps only annotations by those users; imported aggregate rating counts have
+    no annotator and are then left out, and AI feedback counts only where `ai_labelers` names its labeler
+    model. `created_from`/`created_to` (inclusive) keep annotations made in that time range; imported
+    counts are dated by their item's import.
+    """
+
+    annotators: frozenset[int] | None = None
+    ai_labelers: frozenset[str] | None = None
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+
+    def created_q(self, prefix: str = "") -> Q:
+        q = Q()
+        if self.created_from is not None:
+            q &= Q(**{f"{prefix}created_at__gte": self.created_from})
+        if self.created_to is not None:
+            q &= Q(**{f"{prefix}created_at__lte": self.created_to})
+        return q
+
+
+ALL_FEEDBACK = FeedbackScope()
+
+
+@dataclass
+class ItemFeedback:
+    """One item with its responses and the annotations of each kind that pass the scope."""
+
+    item: Item
+    responses: dict[int, Response] = field(default_factory=dict)
+    pairwise: list[PairwiseJudgment] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
+    ratings: list[Rating] = field(default_factory=list)
+    rankings: list[Ranking] = field(default_factory=list)
+    ai: list[AIFeedback] = field(default_factory=list)
+    annotator_names: dict[int, str] = field(default_factory=dict)
+
+
+def rating_scale(project: Project) -> tuple[str, ...]:
+    """The project's rating levels, worst first (the default humor scale when none are set)."""
+    return tuple(project.rating_levels or DEFAULT_RATING_LEVELS)
+
+
+def feedback_load(*, items: Sequence[Item], scope: FeedbackScope = ALL_FEEDBACK) -> list[ItemFeedback]:
+    """The items' responses and annotations in a fixed number of queries, whatever the batch size."""
+    by_id = {item.pk: ItemFeedback(item=item) for item in items}
+    ids = list(by_id)
+    if not ids:
+        return []
+    for response in Response.objects.filter(item_id__in=ids).order_by("item_id", "position"):
+        by_id[response.item_id].responses[response.pk] = response
+    who = Q() if scope.annotators is None else Q(annotator_id__in=scope.annotators)
+    when = scope.created_q()
+    for model, attribute in (
+        (PairwiseJudgment, "pairwise"),
+        (Correction, "corrections"),
+        (Rating, "ratings"),
+        (Ranking, "rankings"),
+    ):
+        for row in model.objects.filter(Q(item_id__in=ids) & who & when).order_by("id"):
+            getattr(by_id[row.item_id], attribute).append(row)
+    if scope.annotators is None or scope.ai_labelers:
+        ai = AIFeedback.objects.filter(Q(response__item_id__in=ids) & when).select_related("response")
+        if scope.annotators is not None:
+            ai = ai.filter(labeler_model__in=scope.ai_labelers)
+        for feedback in ai.order_by("id"):
+            by_id[feedback.response.item_id].ai.append(feedback)
+    annotator_ids = {
+        row.annotator_id
+        for entry in by_id.values()
+        for row in (*entry.pairwise, *entry.corrections, *entry.ratings, *entry.rankings)
+    }
+    names = dict(get_user_model().objects.filter(pk__in=annotator_ids).values_list("pk", "username"))
+    for entry in by_id.values():
+        entry.annotator_names = names
+    return [by_id[item.pk] for item in items]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Feedback → rows
+
+
+@dataclass
+class DerivedPair:
+    """A pair row and the stored responses it compares (None where the text is not a response)."""
+
+    row: pair_rules.PairRow
+    chosen_response_id: int | None
+    rejected_response_id: int | None
+
+
+def _image(item: Item) -> str | None:
+    return item.image or None
+
+
+def _pairwise_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+    item = entry.item
+    votes = []
+    for judgment in entry.pairwise:
+        a, b = entry.responses.get(judgment.response_a_id), entry.responses.get(judgment.response_b_id)
+        if a is None or b is None or a.pk == b.pk:
+            continue
+        votes.append(
+            pair_rules.PairwiseVote(
+                item_key=item.external_id,
+                prompt=item.prompt,
+                image=_image(item),
+                text_a=a.text,
+                text_b=b.text,
+                response_a_id=a.pk,
+                response_b_id=b.pk,
+                choice=judgment.choice,
+                strength=float(judgment.strength),
+                annotator=entry.annotator_names.get(judgment.annotator_id, ""),
+            )
+        )
+    for row in pair_rules.pairs_from_pairwise(votes):
+        yield DerivedPair(row, row.meta["chosen_response"], row.meta["rejected_response"])
+
+
+def correction_segments(raw: Iterable[Any]) -> list[pair_rules.Segment]:
+    """Stored segments (`{start, end, replacement, type}` objects or 4-lists) as rule tuples."""
+    segments = []
+    for segment in raw or []:
+        if isinstance(segment, dict):
+            segments.append(
+                (
+                    int(segment["start"]),
+                    int(segment["end"]),
+                    str(segment.get("replacement", "")),
+                    str(segment.get("type", "")),
+                )
+            )
+        else:
+            start, end, replacement, kind = segment
+            segments.append((int(start), int(end), str(replacement), str(kind)))
+    return segments
+
+
+def _correction_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+    item = entry.item
+    for correction in entry.corrections:
+        response = entry.responses.get(correction.response_id)
+        if response is None:
+            continue
+        given = pair_rules.CorrectionInput(
             item_key=item.external_id,
             prompt=item.prompt,
-            image=item.image,
-            text_a=judgment.response_a.text,
-            text_b=judgment.response_b.text,
-            response_a_id=judgment.response_a_id,
-            response_b_id=judgment.response_b_id,
-            choice=judgment.choice,
-            strength=judgment.strength,
-            annotator=str(judgment.annotator_id),
+            image=_image(item),
+            original_text=response.text,
+            corrected_text=correction.corrected_text,
+            segments=correction_segments(correction.segments),
+            annotator=entry.annotator_names.get(correction.annotator_id, ""),
         )
+        for row in pair_rules.pairs_from_corrections([given]):
+            yield DerivedPair(row, None, response.pk)
+
+
+def rating_aggregates(
+    entry: ItemFeedback, *, scale: tuple[str, ...], imported_counts: bool = True
+) -> list[pair_rules.RatingAggregate]:
+    """Per response of the item: counts of each level from its ratings plus imported aggregate counts.
+
+    Responses with neither are left out. `response_key` is the response's id.
+    """
+    individual: dict[int, Counter] = defaultdict(Counter)
+    for rating in entry.ratings:
+        if 0 <= rating.level < len(scale):
+            individual[rating.response_id][scale[rating.level]] += 1
+    aggregates = []
+    for response in entry.responses.values():
+        stored = response.meta.get("rating_counts") if imported_counts else None
+        if not stored and response.pk not in individual:
+            continue
+        counts = Counter({level: int(n) for level, n in (stored or {}).items() if level in scale})
+        counts.update(individual.get(response.pk, Counter()))
+        aggregates.append(
+            pair_rules.RatingAggregate(
+                item_key=entry.item.external_id,
+                prompt=entry.item.prompt,
+                image=_image(entry.item),
+                text=response.text,
+                counts={level: counts[level] for level in scale if counts[level]},
+                scale=scale,
+                response_key=str(response.pk),
+                meta={k: v for k, v in response.meta.items() if k in ("target_id", "rank", "score", "precision")},
+            )
+        )
+    return aggregates
+
+
+def _rating_pairs(entry: ItemFeedback, *, scale: tuple[str, ...], imported_counts: bool) -> Iterator[DerivedPair]:
+    aggregates = rating_aggregates(entry, scale=scale, imported_counts=imported_counts)
+    if len(aggregates) < 2:
+        return
+    for row in pair_rules.pairs_from_ratings(
+        aggregates,
+        z=_setting("RATING_PAIR_Z", RATING_PAIR_Z),
+        max_pairs_per_chosen=_setting("RATING_MAX_PAIRS_PER_CHOSEN", RATING_MAX_PAIRS_PER_CHOSEN),
+    ):
+        yield DerivedPair(row, int(row.meta["chosen_response"]), int(row.meta["rejected_response"]))
+
+
+def _ranking_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+    item = entry.item
+    for ranking in entry.rankings:
+        order = [int(i) for i in ranking.order if int(i) in entry.responses]
+        given = pair_rules.RankingInput(
+            item_key=item.external_id,
+            prompt=item.prompt,
+            image=_image(item),
+            texts_in_order=[entry.responses[i].text for i in order],
+            annotator=entry.annotator_names.get(ranking.annotator_id, ""),
+        )
+        for row in pair_rules.pairs_from_rankings([given]):
+            better, worse = row.meta["ranks"]
+            yield DerivedPair(row, order[better - 1], order[worse - 1])
+
+
+def _ai_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+    item = entry.item
+    by_labeler: dict[tuple[str, str], list[pair_rules.AIScored]] = defaultdict(list)
+    for feedback in entry.ai:
+        response = entry.responses.get(feedback.response_id)
+        if response is None:
+            continue
+        by_labeler[(feedback.labeler_model, feedback.prompt_version)].append(
+            pair_rules.AIScored(
+                item_key=item.external_id,
+                prompt=item.prompt,
+                image=_image(item),
+                text=response.text,
+                score=feedback.score,
+                response_key=str(response.pk),
+            )
+        )
+    for (labeler, version), scored in sorted(by_labeler.items()):
+        # Length balancing compares whole datasets; one item's one or two pairs give it nothing to balance.
+        rows = pair_rules.pairs_from_ai_feedback(
+            scored,
+            min_gap=_setting("AI_PAIR_MIN_GAP", AI_PAIR_MIN_GAP),
+            max_pairs_per_prompt=_setting("AI_MAX_PAIRS_PER_PROMPT", AI_MAX_PAIRS_PER_PROMPT),
+            length_balance=False,
+            seed=item.pk,
+        )
+        for row in rows:
+            row.meta.update(labeler=labeler, prompt_version=version)
+            yield DerivedPair(row, int(row.meta["chosen_response"]), int(row.meta["rejected_response"]))
+
+
+def pairs_for_items(
+    feedback: Iterable[ItemFeedback],
+    *,
+    scale: tuple[str, ...],
+    sources: Iterable[str] | None = None,
+    imported_counts: bool = True,
+) -> Iterator[DerivedPair]:
+    """Every pair the feedback implies, item by item, from each source in `sources` (default: all)."""
+    wanted = set(sources or PairSource.values)
+    for entry in feedback:
+        if PairSource.PAIRWISE in wanted:
+            yield from _pairwise_pairs(entry)
+        if PairSource.CORRECTION in wanted:
+            yield from _correction_pairs(entry)
+        if PairSource.RATING in wanted:
+            yield from _rating_pairs(entry, scale=scale, imported_counts=imported_counts)
+        if PairSource.RANKING in wanted:
+            yield from _ranking_pairs(entry)
+        if PairSource.AI in wanted:
+            yield from _ai_pairs(entry)
+
+
+def sft_rows_for_items(
+    feedback: Iterable[ItemFeedback], *, scale: tuple[str, ...], threshold: float, imported_counts: bool = True
+) -> Iterator[pair_rules.SFTRow]:
+    """SciCap's rows: each rated response with `[GOOD]` (mean ≥ threshold) or `[BAD]` before its text."""
+    for entry in feedback:
+        yield from pair_rules.sft_rows_from_ratings(
+            rating_aggregates(entry, scale=scale, imported_counts=imported_counts), threshold=threshold
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stored pairs
+
+
+def _stored(project_id: int, item: Item, derived: DerivedPair) -> PreferencePair:
+    row = derived.row
+    return PreferencePair(
+        project_id=project_id,
+        item=item,
+        source=row.source,
+        chosen_response_id=derived.chosen_response_id,
+        rejected_response_id=derived.rejected_response_id,
+        chosen_text=row.chosen,
+        rejected_text=row.rejected,
+        # Corrections and rankings-by-one have no crowd margin/agreement: stored as 1.0 (one clear vote).
+        margin=row.margin if row.margin is not None and math.isfinite(row.margin) else 1.0,
+        agreement=row.agreement if row.agreement is not None else 1.0,
+        n_votes=row.n_votes,
+        chosen_spans=[list(span) for span in row.chosen_spans],
+        rejected_spans=[list(span) for span in row.rejected_spans],
+    )
 
 
 @transaction.atomic
+def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) -> int:
+    """Re-derive the stored pairs of `items` (all of one project) from all their feedback; returns how many."""
+    if not items:
+        return 0
+    project = items[0].project
+    scale = rating_scale(project)
+    created = 0
+    for start in range(0, len(items), batch_size):
+        batch = list(items[start : start + batch_size])
+        by_key = {item.external_id: item for item in batch}
+        PreferencePair.objects.filter(item__in=batch).delete()
+        stored = [
+            _stored(project.pk, by_key[derived.row.item_key], derived)
+            for derived in pairs_for_items(feedback_load(items=batch), scale=scale)
+        ]
+        PreferencePair.objects.bulk_create(stored, batch_size=2000)
+        created += len(stored)
+    return created
+
+
 def preference_pairs_refresh(*, item: Item) -> list[PreferencePair]:
-    """Re-derive an item's pairs from its annotations (the rules live in `annotation.pairs`)."""
-    PreferencePair.objects.filter(item=item, source=PairSource.PAIRWISE).delete()
-    rows = pair_rules.pairs_from_pairwise(_pairwise_votes(item))
-    return PreferencePair.objects.bulk_create(
-        PreferencePair(
-            project_id=item.project_id,
-            item=item,
-            source=PairSource.PAIRWISE,
-            chosen_response_id=row.meta["chosen_response"],
-            rejected_response_id=row.meta["rejected_response"],
-            chosen_text=row.chosen,
-            rejected_text=row.rejected,
-            margin=row.margin if row.margin is not None else 1.0,
-            agreement=row.agreement if row.agreement is not None else 1.0,
-            n_votes=row.n_votes,
-            chosen_spans=[list(span) for span in row.chosen_spans],
-            rejected_spans=[list(span) for span in row.rejected_spans],
+    """Re-derive one item's pairs from all its feedback (called after every submit and AI verdict)."""
+    preference_pairs_rebuild(items=[item])
+    return list(PreferencePair.objects.filter(item=item).order_by("id"))
+
+
+def preference_pairs_refresh_project(*, project: Project, batch_size: int = 500) -> int:
+    """Re-derive every pair of the project (after a change of its rating levels or pair settings)."""
+    items = list(Item.objects.filter(project=project).select_related("project").order_by("id"))
+    return preference_pairs_rebuild(items=items, batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# AI feedback
+
+
+def ai_answer_score(p_yes: Sequence[float]) -> float:
+    """RLAIF-V's answer score: minus the number of claims the labeler rejects (P(yes) ≤ 0.5)."""
+    return -float(sum(1 for p in p_yes if not p > CLAIM_ACCEPT_P_YES))
+
+
+@transaction.atomic
+def ai_feedback_record(
+    *,
+    response: Response,
+    labeler_model: str,
+    claims: Sequence[str],
+    p_yes: Sequence[float],
+    questions: Sequence[str] = (),
+    prompt_version: str = "v1",
+    score: float | None = None,
+) -> AIFeedback:
+    """Store (or replace) a labeler's verdict on a response and re-derive the item's pairs.
+
+    `p_yes[k]` is the labeler's P(yes) for `questions[k]` about `claims[k]`; `score` defaults to RLAIF-V's
+    minus the number of rejected claims. The same labeler model and prompt version judging the response
+    again replaces its earlier verdict.
+    """
+    if not labeler_model.strip():
+        raise ApplicationError("The AI feedback needs the labeler model's name.", {"field": "labeler_model"})
+    if len(p_yes) != len(claims) or (questions and len(questions) != len(claims)):
+        raise ApplicationError(
+            "claims, questions and p_yes must have one entry per claim.",
+            {"claims": len(claims), "questions": len(questions), "p_yes": len(p_yes)},
         )
-        for row in rows
+    if any(not (isinstance(p, int | float) and 0.0 <= p <= 1.0) for p in p_yes):
+        raise ApplicationError("Every P(yes) must be a probability between 0 and 1.", {"field": "p_yes"})
+    feedback, _ = AIFeedback.objects.update_or_create(
+        response=response,
+        labeler_model=labeler_model,
+        prompt_version=prompt_version,
+        defaults={
+            "claims": list(claims),
+            "questions": list(questions),
+            "p_yes": [float(p) for p in p_yes],
+            "score": float(score) if score is not None else ai_answer_score(p_yes),
+        },
     )
+    preference_pairs_refresh(item=Item.objects.select_related("project").get(pk=response.item_id))
+    return feedback

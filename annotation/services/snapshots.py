@@ -1,56 +1,192 @@
-"""Dataset snapshots: immutable, content-hashed files of rows frozen from a project's pairs."""
+"""Dataset snapshots: immutable, content-hashed files of rows frozen from a project's feedback.
 
+A snapshot is one of three kinds (`SnapshotFilter.kind`):
+
+- `pairs`: preference pairs (`item_key, prompt, image, chosen, rejected, source, margin, agreement,
+  n_votes, chosen_spans, rejected_spans, split`), what DPO, DDPO, reward models and most exports read;
+- `sft`: SciCap's rows (`item_key, prompt, image, completion, label, score, n_votes, split`), each rated
+  response with `[GOOD]` or `[BAD]` before its text, by a threshold on its mean rating;
+- `ratings`: per rated response the counts of each level (`item_key, prompt, image, text, counts, scale,
+  response_key, meta, split`), what the caption-contest tables are written from.
+
+Pairs come from the stored `PreferencePair`s, unless the filter names annotators or a date range: then
+only the annotations by those people, made in that range, count, and the pairs are derived from that
+subset at snapshot time through the same rules (`annotation.services.pairs`). The train/test split is by
+item (a hash of the seed and the item's external id), so no item is on both sides. The content hash
+covers the filter and every row: the same filter over the same data gives the same snapshot back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import dateparse, timezone
 
-from annotation.models import (
-    DatasetSnapshot,
-    PreferencePair,
-    Project,
+from annotation.models import DatasetSnapshot, Item, PairSource, PreferencePair, Project
+from annotation.services.pairs import (
+    FeedbackScope,
+    feedback_load,
+    pairs_for_items,
+    rating_aggregates,
+    rating_scale,
+    sft_rows_for_items,
 )
 from loupe.errors import ApplicationError
+
+SNAPSHOT_KINDS = ("pairs", "sft", "ratings")
+AI_ANNOTATOR_PREFIX = "ai:"
+_ITEM_BATCH = 500
 
 
 @dataclass(frozen=True)
 class SnapshotFilter:
+    """What a snapshot freezes. Everything here goes into the snapshot's hash.
+
+    `annotators` are usernames (`ai:<labeler model>` selects an AI labeler's feedback); `date_from` and
+    `date_to` are ISO dates or datetimes, both inclusive (a date alone means the whole day, UTC).
+    `sft_threshold` is the mean rating from which a response is `[GOOD]` (default: the scale's middle).
+    `min_agreement` and `min_margin` apply to pairs.
+    """
+
     sources: tuple[str, ...] = ()
     min_agreement: float = 0.0
     min_margin: float = 0.0
     seed: int = 0
     test_fraction: float = 0.1
+    kind: str = "pairs"
+    annotators: tuple[str, ...] = ()
+    date_from: str | None = None
+    date_to: str | None = None
+    sft_threshold: float | None = None
 
-    def as_dict(self) -> dict:
+    def __post_init__(self) -> None:
+        if self.kind not in SNAPSHOT_KINDS:
+            raise ApplicationError(
+                f"Unknown snapshot kind {self.kind!r}; choose one of {', '.join(SNAPSHOT_KINDS)}.", {"field": "kind"}
+            )
+        unknown = sorted(set(self.sources) - set(PairSource.values))
+        if unknown:
+            raise ApplicationError(
+                f"Unknown pair source(s) {', '.join(unknown)}; choose from {', '.join(PairSource.values)}.",
+                {"field": "sources"},
+            )
+        if not 0.0 <= self.test_fraction < 1.0:
+            raise ApplicationError("test_fraction must be at least 0 and below 1.", {"field": "test_fraction"})
+        start, end = self.bounds()
+        if start is not None and end is not None and start > end:
+            raise ApplicationError("date_from is after date_to.", {"field": "date_from"})
+
+    def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The date range as aware datetimes (None where open)."""
+        return (
+            _parse_when(self.date_from, field_name="date_from", end_of_day=False),
+            _parse_when(self.date_to, field_name="date_to", end_of_day=True),
+        )
+
+    @property
+    def derives_from_annotations(self) -> bool:
+        """Whether the rows must be derived from a subset of annotations rather than the stored pairs."""
+        return bool(self.annotators) or self.date_from is not None or self.date_to is not None
+
+    def as_dict(self) -> dict[str, Any]:
         return {
+            "kind": self.kind,
             "sources": sorted(self.sources),
             "min_agreement": self.min_agreement,
             "min_margin": self.min_margin,
+            "annotators": sorted(self.annotators),
+            "date_from": self.date_from,
+            "date_to": self.date_to,
+            "sft_threshold": self.sft_threshold,
             "seed": self.seed,
             "test_fraction": self.test_fraction,
         }
 
 
+def _parse_when(value: str | None, *, field_name: str, end_of_day: bool) -> dt.datetime | None:
+    if value in (None, ""):
+        return None
+    parsed = dateparse.parse_datetime(value)
+    if parsed is None:
+        day = dateparse.parse_date(value)
+        if day is None:
+            raise ApplicationError(
+                f"{field_name} must be an ISO date or datetime, not {value!r}.", {"field": field_name}
+            )
+        parsed = dt.datetime.combine(day, dt.time.max if end_of_day else dt.time.min)
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed
+
+
 def _split_of(*, item_key: str, seed: int, test_fraction: float) -> str:
-    """'test' or 'train' for an item, stable across runs and machines: all pairs of an item share a side."""
+    """'test' or 'train' for an item, stable across runs and machines: all rows of an item share a side."""
     digest = hashlib.sha256(f"{seed}:{item_key}".encode()).digest()
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
 
 
-def _snapshot_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterable[dict]:
+def _scope_of(snapshot_filter: SnapshotFilter) -> FeedbackScope:
+    start, end = snapshot_filter.bounds()
+    if not snapshot_filter.annotators:
+        return FeedbackScope(created_from=start, created_to=end)
+    people = [name for name in snapshot_filter.annotators if not name.startswith(AI_ANNOTATOR_PREFIX)]
+    labelers = frozenset(n[len(AI_ANNOTATOR_PREFIX) :] for n in snapshot_filter.annotators if n not in people)
+    found = dict(get_user_model().objects.filter(username__in=people).values_list("username", "pk"))
+    missing = sorted(set(people) - set(found))
+    if missing:
+        raise ApplicationError(f"No annotator named {', '.join(missing)}.", {"field": "annotators"})
+    return FeedbackScope(annotators=frozenset(found.values()), ai_labelers=labelers, created_from=start, created_to=end)
+
+
+def _items_in_key_order(project: Project) -> Iterator[list[Item]]:
+    ids = list(Item.objects.filter(project=project).order_by("external_id").values_list("id", flat=True))
+    for start in range(0, len(ids), _ITEM_BATCH):
+        chunk = ids[start : start + _ITEM_BATCH]
+        by_id = Item.objects.select_related("project").in_bulk(chunk)
+        yield [by_id[i] for i in chunk]
+
+
+def _pair_row(
+    key: str, prompt: str, image: str, source: str, chosen: str, rejected: str, margin: float, agreement: float,
+    n_votes: int, chosen_spans: list, rejected_spans: list,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "item_key": key,
+        "prompt": prompt,
+        "image": image,
+        "chosen": chosen,
+        "rejected": rejected,
+        "source": source,
+        "margin": margin,
+        "agreement": agreement,
+        "n_votes": n_votes,
+        "chosen_spans": chosen_spans,
+        "rejected_spans": rejected_spans,
+    }
+
+
+def _stored_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
     pairs = PreferencePair.objects.filter(
         project=project, agreement__gte=snapshot_filter.min_agreement, margin__gte=snapshot_filter.min_margin
     )
     if snapshot_filter.sources:
         pairs = pairs.filter(source__in=snapshot_filter.sources)
-    pairs = pairs.order_by("item__external_id", "source", "chosen_text", "rejected_text").values_list(
+    # Content columns first and the id last: rows equal in content may come in either order.
+    pairs = pairs.order_by(
+        "item__external_id", "source", "chosen_text", "rejected_text", "margin", "agreement", "n_votes", "id"
+    ).values_list(
         "item__external_id",
         "item__prompt",
         "item__image",
@@ -63,32 +199,125 @@ def _snapshot_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iter
         "chosen_spans",
         "rejected_spans",
     )
-    for key, prompt, image, source, chosen, rejected, margin, agreement, n_votes, c_spans, r_spans in pairs.iterator(
-        chunk_size=5000
-    ):
-        yield {
-            "item_key": key,
-            "prompt": prompt,
-            "image": image,
-            "chosen": chosen,
-            "rejected": rejected,
-            "source": source,
-            "margin": margin,
-            "agreement": agreement,
-            "n_votes": n_votes,
-            "chosen_spans": c_spans,
-            "rejected_spans": r_spans,
-            "split": _split_of(item_key=key, seed=snapshot_filter.seed, test_fraction=snapshot_filter.test_fraction),
-        }
+    for values in pairs.iterator(chunk_size=5000):
+        yield _pair_row(*values)
+
+
+def _derived_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
+    scope = _scope_of(snapshot_filter)
+    scale = rating_scale(project)
+    for items in _items_in_key_order(project):
+        by_item: dict[str, list[dict[str, Any]]] = {}
+        for derived in pairs_for_items(
+            feedback_load(items=items, scope=scope),
+            scale=scale,
+            sources=snapshot_filter.sources or None,
+            imported_counts=scope.annotators is None,
+        ):
+            row = derived.row
+            # The same normalization as stored pairs, so both paths filter and write alike.
+            margin = row.margin if row.margin is not None else 1.0
+            agreement = row.agreement if row.agreement is not None else 1.0
+            if margin < snapshot_filter.min_margin or agreement < snapshot_filter.min_agreement:
+                continue
+            by_item.setdefault(row.item_key, []).append(
+                _pair_row(
+                    row.item_key,
+                    row.prompt,
+                    row.image or "",
+                    row.source,
+                    row.chosen,
+                    row.rejected,
+                    margin,
+                    agreement,
+                    row.n_votes,
+                    [list(s) for s in row.chosen_spans],
+                    [list(s) for s in row.rejected_spans],
+                )  # fmt: skip
+            )
+        for item in items:
+            rows = by_item.get(item.external_id, [])
+            rows.sort(key=lambda r: (r["source"], r["chosen"], r["rejected"], r["margin"], r["agreement"]))
+            yield from rows
+
+
+def _sft_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
+    scope = _scope_of(snapshot_filter)
+    scale = rating_scale(project)
+    threshold = snapshot_filter.sft_threshold
+    if threshold is None:
+        threshold = (1 + len(scale)) / 2
+    for items in _items_in_key_order(project):
+        feedback = feedback_load(items=items, scope=scope)
+        for row in sft_rows_for_items(
+            feedback, scale=scale, threshold=threshold, imported_counts=scope.annotators is None
+        ):
+            yield {
+                "item_key": row.item_key,
+                "prompt": row.prompt,
+                "image": row.image or "",
+                "completion": row.completion,
+                "label": row.label,
+                "score": row.score,
+                "n_votes": row.n_votes,
+            }
+
+
+def _rating_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
+    scope = _scope_of(snapshot_filter)
+    scale = rating_scale(project)
+    for items in _items_in_key_order(project):
+        for entry in feedback_load(items=items, scope=scope):
+            positions = {pk: response.position for pk, response in entry.responses.items()}
+            for aggregate in rating_aggregates(entry, scale=scale, imported_counts=scope.annotators is None):
+                pk = int(aggregate.response_key)
+                yield {
+                    "item_key": aggregate.item_key,
+                    "prompt": aggregate.prompt,
+                    "image": aggregate.image or "",
+                    "text": aggregate.text,
+                    "counts": aggregate.counts,
+                    "scale": list(scale),
+                    # A caption keeps the id its contest gave it; others are named by their position.
+                    "response_key": str(aggregate.meta.get("target_id", positions[pk])),
+                    "meta": aggregate.meta,
+                }
+
+
+def _snapshot_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterable[dict[str, Any]]:
+    if snapshot_filter.kind == "sft":
+        rows = _sft_rows(project=project, snapshot_filter=snapshot_filter)
+    elif snapshot_filter.kind == "ratings":
+        rows = _rating_rows(project=project, snapshot_filter=snapshot_filter)
+    elif snapshot_filter.derives_from_annotations:
+        rows = _derived_pair_rows(project=project, snapshot_filter=snapshot_filter)
+    else:
+        rows = _stored_pair_rows(project=project, snapshot_filter=snapshot_filter)
+    splits: dict[str, str] = {}
+    for row in rows:
+        key = row["item_key"]
+        if key not in splits:
+            # Rows come grouped by item, so only the current item's side needs remembering.
+            splits = {
+                key: _split_of(item_key=key, seed=snapshot_filter.seed, test_fraction=snapshot_filter.test_fraction)
+            }
+        row["split"] = splits[key]
+        yield row
+
+
+def snapshot_kind(snapshot: DatasetSnapshot) -> str:
+    """`pairs`, `sft` or `ratings` (snapshots made before kinds existed hold pairs)."""
+    return (snapshot.filters or {}).get("kind", "pairs")
 
 
 def snapshot_create(
     *, project: Project, created_by: AbstractBaseUser | None, snapshot_filter: SnapshotFilter | None = None
 ) -> DatasetSnapshot:
-    """Freeze the project's pairs that pass the filter into an immutable, content-hashed file.
+    """Freeze the project's rows that pass the filter into an immutable, content-hashed file.
 
-    The hash covers the filter and every row, so freezing the same pairs with the same filter twice gives
-    the same snapshot back rather than a second copy.
+    The rows stream from the database to the file (constant memory); the hash covers the filter and
+    every row, so freezing the same data with the same filter twice gives the same snapshot back rather
+    than a second copy.
     """
     snapshot_filter = snapshot_filter or SnapshotFilter()
     snapshots_dir = Path(settings.SNAPSHOTS_DIR)
@@ -96,15 +325,21 @@ def snapshot_create(
     digest = hashlib.sha256(json.dumps(snapshot_filter.as_dict(), sort_keys=True).encode())
     counts = {"train": 0, "test": 0}
     with tempfile.NamedTemporaryFile("wb", dir=snapshots_dir, suffix=".partial", delete=False) as handle:
-        for row in _snapshot_rows(project=project, snapshot_filter=snapshot_filter):
-            line = json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n"
-            digest.update(line)
-            handle.write(line)
-            counts[row["split"]] += 1
+        try:
+            for row in _snapshot_rows(project=project, snapshot_filter=snapshot_filter):
+                line = json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+                digest.update(line)
+                handle.write(line)
+                counts[row["split"]] += 1
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
     content_hash = digest.hexdigest()
     if counts["train"] + counts["test"] == 0:
         os.unlink(handle.name)
-        raise ApplicationError("No preference pairs pass this filter; nothing to freeze.")
+        what = {"pairs": "preference pairs", "sft": "rated responses", "ratings": "rated responses"}
+        raise ApplicationError(f"No {what[snapshot_filter.kind]} pass this filter; nothing to freeze.")
     target = snapshots_dir / f"{content_hash}.jsonl"
     os.replace(handle.name, target)
     with transaction.atomic():

@@ -36,7 +36,7 @@ def _assert_rejected(project, path: Path, *, line: int, field: str, images: Path
 def test_a_good_file_imports_items_responses_and_images(pairwise_project, shapes_import, settings):
     """Every item arrives with its responses in order and its image stored and checked."""
     report = services.items_import(project=pairwise_project, path=shapes_import)
-    assert report.as_dict() == {"created": 6, "unchanged": 0}
+    assert report.as_dict() == {"created": 6, "unchanged": 0, "annotations": 0, "pairs": 0}
     source = _lines(shapes_import)
     for record in source:
         item = Item.objects.get(project=pairwise_project, external_id=record["external_id"])
@@ -51,7 +51,7 @@ def test_importing_the_same_file_again_changes_nothing(pairwise_project, shapes_
     services.items_import(project=pairwise_project, path=shapes_import)
     before = list(Item.objects.values_list("id", "external_id", "prompt", "image"))
     report = services.items_import(project=pairwise_project, path=shapes_import)
-    assert report.as_dict() == {"created": 0, "unchanged": 6}
+    assert report.as_dict() == {"created": 0, "unchanged": 6, "annotations": 0, "pairs": 0}
     assert list(Item.objects.values_list("id", "external_id", "prompt", "image")) == before
     assert Response.objects.count() == 12
 

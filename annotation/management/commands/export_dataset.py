@@ -1,30 +1,43 @@
-"""`manage.py export_dataset --snapshot ID --format NAME --out PATH`"""
+"""`manage.py export_dataset --snapshot ID --format NAME --out PATH [--split S] [--conversational]`"""
 
+import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation import services
+from annotation.formats.common import read_manifest
 from annotation.models import DatasetSnapshot
 from loupe.errors import ApplicationError
 
 
 class Command(BaseCommand):
-    help = "Export a dataset snapshot in a trainer's format."
+    help = "Export a dataset snapshot in a trainer's format (a folder with the data, images and manifest.json)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--snapshot", type=int, required=True)
-        parser.add_argument("--format", dest="export_format", default="trl-jsonl", help="e.g. trl-jsonl")
+        parser.add_argument(
+            "--format", dest="export_format", default="trl-jsonl", choices=list(services.EXPORT_FORMATS)
+        )
         parser.add_argument("--out", type=Path, required=True)
+        parser.add_argument("--split", choices=("all", "train", "test"), default="all")
+        parser.add_argument(
+            "--conversational", action="store_true", help="Message lists instead of plain text (TRL and SFT formats)."
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         snapshot = DatasetSnapshot.objects.filter(pk=options["snapshot"]).first()
         if snapshot is None:
             raise CommandError(f"No snapshot {options['snapshot']}.")
+        export_options: dict = {"split": options["split"]}
+        if options["conversational"]:
+            export_options["conversational"] = True
         try:
             written = services.snapshot_export(
-                snapshot=snapshot, export_format=options["export_format"], out=options["out"]
+                snapshot=snapshot, export_format=options["export_format"], out=options["out"], options=export_options
             )
         except ApplicationError as error:
             raise CommandError(error.message) from error
+        manifest = read_manifest(written)
+        self.stderr.write(f"counts: {json.dumps(manifest['counts'])}")
         self.stdout.write(f"Wrote {written}")

@@ -1,4 +1,4 @@
-"""`manage.py import_items --project SLUG FILE [--images DIR|ZIP]`"""
+"""`manage.py import_items --project SLUG [--format NAME] FILE [--images DIR|ZIP] [--image CARTOON]`"""
 
 from pathlib import Path
 
@@ -10,14 +10,19 @@ from loupe.errors import ApplicationError
 
 
 class Command(BaseCommand):
-    help = "Import items (Loupe JSONL) into a project; a bad line rejects the whole file and stores nothing."
+    help = (
+        "Import items (and the annotations the file carries) into a project; a bad line rejects the whole file "
+        "and stores nothing. Formats: " + ", ".join(services.IMPORT_FORMATS) + "."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", type=Path)
         parser.add_argument("--project", required=True)
+        parser.add_argument("--format", dest="import_format", default="loupe-jsonl", choices=services.IMPORT_FORMATS)
         parser.add_argument(
             "--images", type=Path, help="Folder or zip the image paths are relative to (default: the file's folder)."
         )
+        parser.add_argument("--image", type=Path, help="The cartoon of a caption-contest table.")
 
     def handle(self, *args: object, **options: object) -> None:
         project = Project.objects.filter(slug=options["project"]).first()
@@ -27,7 +32,16 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"No file {path}.")
         try:
-            report = services.items_import(project=project, path=path, images=options["images"])
+            report = services.items_import(
+                project=project,
+                path=path,
+                images=options["images"],
+                import_format=options["import_format"],
+                image=options["image"],
+            )
         except ApplicationError as error:
             raise CommandError(f"Import failed, nothing was stored: {error.message}") from error
-        self.stdout.write(f"Imported {report.created} new items ({report.unchanged} already present, unchanged)")
+        self.stdout.write(
+            f"Imported {report.created} new items ({report.unchanged} already present, unchanged), "
+            f"{report.annotations} annotations, {report.pairs} preference pairs"
+        )

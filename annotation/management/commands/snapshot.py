@@ -1,4 +1,4 @@
-"""`manage.py snapshot --project SLUG` freezes the project's preference pairs and prints the snapshot id."""
+"""`manage.py snapshot --project SLUG [filters]` freezes the project's rows and prints the snapshot id."""
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -8,13 +8,20 @@ from loupe.errors import ApplicationError
 
 
 class Command(BaseCommand):
-    help = "Freeze a project's preference pairs into an immutable, content-hashed dataset snapshot."
+    help = "Freeze a project's preference pairs (or SFT rows, or rating counts) into an immutable, hashed snapshot."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--project", required=True)
+        parser.add_argument("--kind", choices=services.SNAPSHOT_KINDS, default="pairs")
         parser.add_argument("--source", action="append", choices=PairSource.values, default=[])
         parser.add_argument("--min-agreement", type=float, default=0.0)
         parser.add_argument("--min-margin", type=float, default=0.0)
+        parser.add_argument(
+            "--annotator", action="append", default=[], help="Only this user's annotations (repeatable; ai:MODEL)."
+        )
+        parser.add_argument("--date-from", help="Only annotations made on or after this ISO date/datetime.")
+        parser.add_argument("--date-to", help="Only annotations made on or before this ISO date/datetime.")
+        parser.add_argument("--sft-threshold", type=float, help="Mean rating from which a response is [GOOD].")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--test-fraction", type=float, default=0.1)
 
@@ -22,14 +29,19 @@ class Command(BaseCommand):
         project = Project.objects.filter(slug=options["project"]).first()
         if project is None:
             raise CommandError(f"No project {options['project']!r}.")
-        snapshot_filter = services.SnapshotFilter(
-            sources=tuple(options["source"]),
-            min_agreement=options["min_agreement"],
-            min_margin=options["min_margin"],
-            seed=options["seed"],
-            test_fraction=options["test_fraction"],
-        )
         try:
+            snapshot_filter = services.SnapshotFilter(
+                kind=options["kind"],
+                sources=tuple(options["source"]),
+                min_agreement=options["min_agreement"],
+                min_margin=options["min_margin"],
+                annotators=tuple(options["annotator"]),
+                date_from=options["date_from"],
+                date_to=options["date_to"],
+                sft_threshold=options["sft_threshold"],
+                seed=options["seed"],
+                test_fraction=options["test_fraction"],
+            )
             snapshot = services.snapshot_create(project=project, created_by=None, snapshot_filter=snapshot_filter)
         except ApplicationError as error:
             raise CommandError(error.message) from error
