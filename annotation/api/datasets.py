@@ -27,33 +27,63 @@ def _spooled_upload(upload, directory: Path, name: str) -> Path:
     return target
 
 
+# The name an upload is stored under for each format (readers look at the suffix of nothing but Parquet's
+# magic bytes, so the name only has to be sensible).
+_UPLOAD_NAMES = {
+    "loupe-jsonl": "items.jsonl",
+    "caption-contest": "contest.csv",
+    "rlaif-v": "rlaif_v.parquet",
+    "rlhf-v": "rlhf_v.json",
+    "label-studio": "tasks.json",
+}
+
+
+class ImportInputSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=services.IMPORT_FORMATS, default="loupe-jsonl")
+    images = serializers.FileField(required=False, help_text="A zip archive the file's image paths are inside.")
+    image = serializers.FileField(required=False, help_text="The cartoon of a caption-contest table.")
+
+
+def spool_import(upload_data: dict, directory: Path) -> dict:
+    """The uploaded files written to `directory`, as `items_import` arguments (path, images, image)."""
+    import_format = upload_data["format"]
+    source = _spooled_upload(upload_data["file"], directory, _UPLOAD_NAMES[import_format])
+    images = upload_data.get("images")
+    cartoon = upload_data.get("image")
+    # Without an archive, relative image paths would resolve in this folder; an upload has nothing else
+    # there, so they are refused clearly through the same checks.
+    return {
+        "path": source,
+        "import_format": import_format,
+        "images": _spooled_upload(images, directory, "images.zip") if images else directory,
+        "image": _spooled_upload(cartoon, directory, "cartoon" + Path(cartoon.name).suffix.lower())
+        if cartoon
+        else None,
+    }
+
+
 class ItemImportApi(APIView):
-    """Import Loupe JSONL (multipart `file`), with images from a zip archive (`images`)."""
+    """Import a file (multipart `file`) in one of the import formats (`format`), with images from a zip
+    archive (`images`) or, for a caption contest, the cartoon (`image`). Runs at once; see the import jobs
+    for large files."""
 
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
-        file = serializers.FileField()
-        images = serializers.FileField(required=False)
-
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: None})
+    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={201: None})
     def post(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
-        data = self.InputSerializer(data=request.data)
+        data = ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with tempfile.TemporaryDirectory(prefix="loupe-import-") as tmp:
-            directory = Path(tmp)
-            items_file = _spooled_upload(data.validated_data["file"], directory, "items.jsonl")
-            images = data.validated_data.get("images")
-            images_path = _spooled_upload(images, directory, "images.zip") if images else None
-            # Without an archive, relative image paths would resolve in this temporary folder; an
-            # upload has nothing there, so refuse them clearly through the same checks.
-            report = services.items_import(project=project, path=items_file, images=images_path or directory)
+            arguments = spool_import(data.validated_data, Path(tmp))
+            report = services.items_import(project=project, **arguments)
         return ApiResponse(report.as_dict(), status=status.HTTP_201_CREATED)
 
 
 class SnapshotOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
+    kind = serializers.SerializerMethodField()
     content_hash = serializers.CharField()
     filters = serializers.DictField()
     n_rows = serializers.IntegerField()
@@ -61,12 +91,20 @@ class SnapshotOutputSerializer(serializers.Serializer):
     n_test = serializers.IntegerField()
     created_at = serializers.DateTimeField()
 
+    def get_kind(self, snapshot) -> str:
+        return services.snapshot_kind(snapshot)
+
 
 class SnapshotListApi(APIView):
     class InputSerializer(serializers.Serializer):
+        kind = serializers.ChoiceField(choices=services.SNAPSHOT_KINDS, default="pairs")
         sources = serializers.ListField(child=serializers.CharField(), required=False, default=list)
         min_agreement = serializers.FloatField(required=False, default=0.0)
         min_margin = serializers.FloatField(required=False, default=0.0)
+        annotators = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+        date_from = serializers.CharField(required=False, allow_null=True, default=None)
+        date_to = serializers.CharField(required=False, allow_null=True, default=None)
+        sft_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
         seed = serializers.IntegerField(required=False, default=0)
         test_fraction = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=0.9)
 
@@ -80,12 +118,18 @@ class SnapshotListApi(APIView):
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        given = data.validated_data
         snapshot_filter = services.SnapshotFilter(
-            sources=tuple(data.validated_data["sources"]),
-            min_agreement=data.validated_data["min_agreement"],
-            min_margin=data.validated_data["min_margin"],
-            seed=data.validated_data["seed"],
-            test_fraction=data.validated_data["test_fraction"],
+            kind=given["kind"],
+            sources=tuple(given["sources"]),
+            min_agreement=given["min_agreement"],
+            min_margin=given["min_margin"],
+            annotators=tuple(given["annotators"]),
+            date_from=given["date_from"] or None,
+            date_to=given["date_to"] or None,
+            sft_threshold=given["sft_threshold"],
+            seed=given["seed"],
+            test_fraction=given["test_fraction"],
         )
         snapshot = services.snapshot_create(project=project, created_by=request.user, snapshot_filter=snapshot_filter)
         return ApiResponse(SnapshotOutputSerializer(snapshot).data, status=status.HTTP_201_CREATED)
@@ -98,15 +142,32 @@ class SnapshotDetailApi(APIView):
         return ApiResponse(SnapshotOutputSerializer(snapshot).data)
 
 
+def export_options_from(params: dict) -> dict:
+    """Export options given as query or form parameters (`split`, `conversational`)."""
+    options = {}
+    if params.get("split"):
+        options["split"] = params["split"]
+    if params.get("conversational") not in (None, "", False):
+        options["conversational"] = params["conversational"]
+    return options
+
+
 class SnapshotExportApi(APIView):
-    """Download a snapshot in one of the export formats."""
+    """Download a snapshot in one of the export formats, as a zip of the export folder (made once, then
+    served from disk). Large snapshots are better exported with an export job."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("export_format", str, description="Export format, e.g. trl-jsonl.")],
-        responses={(200, "application/octet-stream"): bytes},
+        parameters=[
+            OpenApiParameter("export_format", str, description="Export format, e.g. trl-jsonl."),
+            OpenApiParameter("split", str, description="all (default), train or test."),
+            OpenApiParameter("conversational", bool, description="Message lists (TRL and SFT formats)."),
+        ],
+        responses={(200, "application/zip"): bytes},
     )
     def get(self, request: Request, snapshot_id: int) -> FileResponse:
         snapshot = access_snapshot(user=request.user, snapshot_id=snapshot_id)
         export_format = request.query_params.get("export_format", "trl-jsonl")
-        archive = services.snapshot_export_archive(snapshot=snapshot, export_format=export_format)
+        archive = services.snapshot_export_archive(
+            snapshot=snapshot, export_format=export_format, options=export_options_from(request.query_params)
+        )
         return FileResponse(archive.open("rb"), as_attachment=True, filename=archive.name)

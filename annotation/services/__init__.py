@@ -12,9 +12,19 @@ from annotation.services.pairs import (
     preference_pairs_refresh,
     preference_pairs_refresh_project,
 )
-from annotation.services.projects import project_create, project_member_add
-from annotation.services.queue import assignment_next, pairwise_judgment_submit
-from annotation.services.snapshots import SNAPSHOT_KINDS, SnapshotFilter, snapshot_create
+from annotation.services.crowd import participant_create
+from annotation.services.projects import project_create, project_member_add, project_overlap_set, project_update
+from annotation.services.queue import (
+    assignment_next,
+    assignment_skip,
+    correction_submit,
+    leases_reclaim,
+    pairwise_judgment_submit,
+    queue_units_sync,
+    ranking_submit,
+    rating_submit,
+)
+from annotation.services.snapshots import SNAPSHOT_KINDS, SnapshotFilter, snapshot_create, snapshot_kind
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -24,14 +34,24 @@ __all__ = [
     "SnapshotFilter",
     "ai_feedback_record",
     "assignment_next",
+    "assignment_skip",
+    "correction_submit",
     "items_import",
+    "leases_reclaim",
     "pairwise_judgment_submit",
+    "participant_create",
     "preference_pairs_rebuild",
     "preference_pairs_refresh",
     "preference_pairs_refresh_project",
     "project_create",
     "project_member_add",
+    "project_overlap_set",
+    "project_update",
+    "queue_units_sync",
+    "ranking_submit",
+    "rating_submit",
     "snapshot_create",
     "snapshot_export",
     "snapshot_export_archive",
+    "snapshot_kind",
 ]
