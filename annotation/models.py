@@ -4,6 +4,8 @@ from them (design.md §4). Models hold fields and constraints; rules live in `se
 from django.conf import settings
 from django.db import models
 
+from annotation.assignment import UNIT_ITEM, task_unit
+
 DEFAULT_RATING_LEVELS = ["unfunny", "somewhat funny", "funny"]
 DEFAULT_HALLUCINATION_TYPES = ["object", "attribute", "count", "position/relation", "other"]
 
@@ -61,7 +63,22 @@ class Membership(models.Model):
         return f"{self.user} in {self.project} as {self.role}"
 
 
-class Item(models.Model):
+class QueueUnit(models.Model):
+    """Queue state of a unit (see `annotation.assignment`): an item, or one response for kinds that judge
+    a single answer. Slots are held by live leases and submitted annotations; `reopened` marks a unit that
+    gave a slot back, so annotators whose cursor has passed it are offered it again."""
+
+    # Submitted annotations so far; a unit with done_count >= project.overlap is finished.
+    done_count = models.PositiveIntegerField(default=0)
+    taken_count = models.PositiveIntegerField(default=0)
+    is_open = models.BooleanField(default=True)
+    reopened = models.BooleanField(default=False)
+
+    class Meta:
+        abstract = True
+
+
+class Item(QueueUnit):
     """One prompt in context: an image and a question, with the model responses to judge."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
@@ -69,47 +86,92 @@ class Item(models.Model):
     prompt = models.TextField()
     image = models.CharField(max_length=300, blank=True, default="", help_text="Path under MEDIA_ROOT.")
     meta = models.JSONField(default=dict, blank=True)
-    # Submitted annotations so far; an item with done_count >= project.overlap leaves the queue.
-    done_count = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="item_external_id_unique"),
         ]
-        indexes = [models.Index(fields=["project", "done_count", "id"], name="item_queue_idx")]
+        indexes = [
+            models.Index(fields=["project", "id"], condition=models.Q(is_open=True), name="item_open_idx"),
+            models.Index(
+                fields=["project", "id"], condition=models.Q(is_open=True, reopened=True), name="item_reopened_idx"
+            ),
+            models.Index(fields=["project", "done_count"], name="item_done_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.project.slug}/{self.external_id}"
 
 
-class Response(models.Model):
-    """A model's answer to an item."""
+class ResponseQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 — Django's signature
+        """Fill each response's `project` from its item, so importers need not know the denormalization."""
+        objs = list(objs)
+        missing = [obj for obj in objs if obj.project_id is None]
+        if missing:
+            unknown = {obj.item_id for obj in missing if "item" not in obj._state.fields_cache}
+            projects = dict(Item.objects.filter(pk__in=unknown).values_list("pk", "project_id")) if unknown else {}
+            for obj in missing:
+                cached = obj._state.fields_cache.get("item")
+                obj.project_id = cached.project_id if cached is not None else projects.get(obj.item_id)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class Response(QueueUnit):
+    """A model's answer to an item. For corrections and ratings one response is one task, so it carries
+    queue state too; `project` mirrors `item.project` (filled on save) so its queue reads one index."""
 
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     position = models.PositiveSmallIntegerField()
     text = models.TextField()
     model_name = models.CharField(max_length=200, blank=True, default="")
     meta = models.JSONField(default=dict, blank=True)
 
+    objects = ResponseQuerySet.as_manager()
+
     class Meta:
         ordering = ["item_id", "position"]
         constraints = [models.UniqueConstraint(fields=["item", "position"], name="response_position_unique")]
+        indexes = [
+            models.Index(fields=["project", "id"], condition=models.Q(is_open=True), name="response_open_idx"),
+            models.Index(
+                fields=["project", "id"],
+                condition=models.Q(is_open=True, reopened=True),
+                name="response_reopened_idx",
+            ),
+            models.Index(fields=["project", "done_count"], name="response_done_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item} #{self.position}"
+
+    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 — Django's signature
+        if self.project_id is None and self.item_id is not None:
+            self.project_id = self.item.project_id
+        super().save(*args, **kwargs)
 
 
 class AssignmentStatus(models.TextChoices):
     LEASED = "leased", "Leased"
     SUBMITTED = "submitted", "Submitted"
     SKIPPED = "skipped", "Skipped"
+    EXPIRED = "expired", "Lease expired"
 
 
 class Assignment(models.Model):
-    """Who holds which item until when. One row per (item, annotator): nobody gets an item twice."""
+    """Who holds which unit until when. One row per (unit, annotator): nobody gets a unit twice.
 
+    `unit_id` is the queued unit: the item's id for pairwise and ranking, the response's id for
+    corrections and ratings (then `response` is set too). A lease that is neither submitted nor
+    renewed before `lease_expires_at` is reclaimed (`expired`) and its slot goes back to the queue.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
+    response = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    unit_id = models.BigIntegerField()
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
     status = models.CharField(max_length=10, choices=AssignmentStatus.choices, default=AssignmentStatus.LEASED)
     lease_expires_at = models.DateTimeField()
@@ -119,8 +181,24 @@ class Assignment(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="assignment_unique")]
-        indexes = [models.Index(fields=["item", "status", "lease_expires_at"], name="assignment_active_idx")]
+        constraints = [
+            # Also the index behind an annotator's cursor (max unit_id) and "had this unit?" checks.
+            models.UniqueConstraint(fields=["project", "annotator", "unit_id"], name="assignment_once_per_unit"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "annotator"],
+                condition=models.Q(status="leased"),
+                name="assignment_held_idx",
+            ),
+            models.Index(
+                fields=["project", "lease_expires_at"],
+                condition=models.Q(status="leased"),
+                name="assignment_lease_idx",
+            ),
+            models.Index(fields=["project", "annotator", "submitted_at"], name="assignment_history_idx"),
+            models.Index(fields=["project", "submitted_at"], name="assignment_submitted_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item} → {self.annotator} ({self.status})"
@@ -161,9 +239,17 @@ class PairwiseJudgment(AnnotationBase):
             models.UniqueConstraint(fields=["item", "annotator"], name="pairwise_one_per_annotator"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.choice} on {self.item_id} by {self.annotator_id}"
+
 
 class Correction(AnnotationBase):
-    """Hallucinated segments of one response with their replacements; no segments means "no hallucination"."""
+    """Hallucinated segments of one response with their replacements; no segments means "no hallucination".
+
+    `segments` are `{"start", "end", "type", "replacement", "original"}`, sorted by start, with half-open
+    code-point offsets into `response.text` (checked by `annotation.segments.correction_check`);
+    `corrected_text` is the text with every segment replaced.
+    """
 
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     segments = models.JSONField(default=list)
@@ -172,22 +258,32 @@ class Correction(AnnotationBase):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["annotator", "client_request_id"], name="correction_request_unique"),
-            models.UniqueConstraint(fields=["item", "annotator"], name="correction_one_per_annotator"),
+            models.UniqueConstraint(fields=["response", "annotator"], name="correction_one_per_annotator"),
         ]
+
+    def __str__(self) -> str:
+        return f"correction of {self.response_id} by {self.annotator_id}"
 
 
 class Rating(AnnotationBase):
+    """One person's rating of one response (a caption) on the project's scale."""
+
     response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+")
     level = models.PositiveSmallIntegerField(help_text="Index into the project's rating levels.")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["annotator", "client_request_id"], name="rating_request_unique"),
-            models.UniqueConstraint(fields=["item", "annotator"], name="rating_one_per_annotator"),
+            models.UniqueConstraint(fields=["response", "annotator"], name="rating_one_per_annotator"),
         ]
+
+    def __str__(self) -> str:
+        return f"rating {self.level} of {self.response_id} by {self.annotator_id}"
 
 
 class Ranking(AnnotationBase):
+    """A full order of the responses shown (`assignment.shown_order`), best first."""
+
     order = models.JSONField(help_text="Response ids, best first.")
 
     class Meta:
@@ -195,6 +291,56 @@ class Ranking(AnnotationBase):
             models.UniqueConstraint(fields=["annotator", "client_request_id"], name="ranking_request_unique"),
             models.UniqueConstraint(fields=["item", "annotator"], name="ranking_one_per_annotator"),
         ]
+
+    def __str__(self) -> str:
+        return f"ranking of {self.item_id} by {self.annotator_id}"
+
+
+def unit_model_for(project: Project) -> type[Item] | type[Response]:
+    """The model whose rows are this project's tasks: items, or responses for one-answer kinds."""
+    return Item if task_unit(project.kind) == UNIT_ITEM else Response
+
+
+def annotation_model_for(project: Project) -> type[AnnotationBase]:
+    """The table this project's annotations go to."""
+    return {
+        ProjectKind.PAIRWISE: PairwiseJudgment,
+        ProjectKind.CORRECTION: Correction,
+        ProjectKind.RATING: Rating,
+        ProjectKind.RANKING: Ranking,
+    }[project.kind]
+
+
+class SubmitRequest(models.Model):
+    """Every submit a client made, by its request id: a repeated request (double click, retry) finds its
+    row here and changes nothing, including a late retry of a submit that was amended since."""
+
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    client_request_id = models.CharField(max_length=64)
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotator", "client_request_id"], name="submit_request_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"request {self.client_request_id} of {self.annotator_id}"
+
+
+class CrowdParticipant(models.Model):
+    """An anonymous rater of a public project: an inactive user (no password, cannot log in) known by a
+    signed cookie, so their assignments and ratings live in the same tables as everyone else's."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crowd_participant")
+    first_project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
+    # A keyed hash of the address it came from: enough to limit sign-ups per address, useless to read back.
+    address_hash = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"crowd participant {self.user_id}"
 
 
 class PairSource(models.TextChoices):
@@ -269,9 +415,7 @@ class AIFeedback(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["response", "labeler_model", "prompt_version"], name="ai_feedback_unique"
-            )
+            models.UniqueConstraint(fields=["response", "labeler_model", "prompt_version"], name="ai_feedback_unique")
         ]
 
     def __str__(self) -> str:

@@ -1,13 +1,14 @@
 """Object-level access checks. Every view and API fetches protected objects through these functions.
 
 A user who may not see a project gets the same 404 as for a project that does not exist, so project slugs
-do not leak.
+do not leak. A public crowd project may be annotated by anyone signed in, anonymous crowd participants
+included (`annotation.services.crowd`); managing it still takes a manager.
 """
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
-from annotation.models import DatasetSnapshot, Membership, Project, Role
+from annotation.models import DatasetSnapshot, Membership, Project, Role, Visibility
 
 MANAGE_ROLES = (Role.MANAGER,)
 
@@ -19,13 +20,13 @@ def _membership(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> 
 
 
 def access_project(*, user: AbstractBaseUser | AnonymousUser, project_slug: str) -> Project:
-    """The project, if `user` may annotate or read it (member, or staff)."""
+    """The project, if `user` may annotate or read it (member, staff, or anyone for a public project)."""
     project = Project.objects.filter(slug=project_slug).first()
     if project is None:
         raise Http404("No such project.")
     if not user.is_authenticated:
         raise Http404("No such project.")
-    if user.is_staff:
+    if user.is_staff or project.visibility == Visibility.PUBLIC:
         return project
     if _membership(user=user, project=project) is None:
         raise Http404("No such project.")
@@ -35,12 +36,19 @@ def access_project(*, user: AbstractBaseUser | AnonymousUser, project_slug: str)
 def access_project_for_management(*, user: AbstractBaseUser | AnonymousUser, project_slug: str) -> Project:
     """The project, if `user` may import into it, snapshot it and export it (manager, or staff)."""
     project = access_project(user=user, project_slug=project_slug)
-    if user.is_staff:
-        return project
-    membership = _membership(user=user, project=project)
-    if membership is None or membership.role not in MANAGE_ROLES:
+    if not is_manager(user=user, project=project):
         raise Http404("No such project.")
     return project
+
+
+def is_manager(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
+    """Whether `user` may see the project's dashboard, import into it and change its settings."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_staff:
+        return True
+    membership = _membership(user=user, project=project)
+    return membership is not None and membership.role in MANAGE_ROLES
 
 
 def access_snapshot(*, user: AbstractBaseUser | AnonymousUser, snapshot_id: int) -> DatasetSnapshot:

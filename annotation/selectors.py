@@ -1,12 +1,32 @@
-"""Reads for the annotation app."""
+"""Reads for the annotation app: progress, the tasks an annotator sees, and the project dashboard."""
 
 import json
+import statistics
+from collections import defaultdict
 from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Q, QuerySet
+from django.db.models.functions import TruncHour
+from django.utils import timezone
 
-from annotation.models import Assignment, AssignmentStatus, DatasetSnapshot, Item, Project, Response
+from annotation.models import (
+    AIFeedback,
+    Assignment,
+    AssignmentStatus,
+    CrowdParticipant,
+    DatasetSnapshot,
+    Item,
+    Project,
+    ProjectKind,
+    Response,
+    Visibility,
+)
+from annotation.models import annotation_model_for as annotation_model
+from annotation.models import unit_model_for as unit_model
 
 
 def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -16,14 +36,17 @@ def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
     return projects.filter(memberships__user=user)
 
 
+def public_projects() -> QuerySet[Project]:
+    return Project.objects.filter(visibility=Visibility.PUBLIC).order_by("slug")
+
+
 def project_progress(*, project: Project, user: AbstractBaseUser) -> dict[str, int]:
-    """Items fully annotated, all items, and how many this user has submitted."""
+    """Tasks fully annotated, all tasks, and how many this user has submitted."""
+    units = unit_model(project).objects.filter(project=project)
     return {
-        "done": Item.objects.filter(project=project, done_count__gte=project.overlap).count(),
-        "total": Item.objects.filter(project=project).count(),
-        "mine": Assignment.objects.filter(
-            item__project=project, annotator=user, status=AssignmentStatus.SUBMITTED
-        ).count(),
+        "done": units.filter(done_count__gte=project.overlap).count(),
+        "total": units.count(),
+        "mine": Assignment.objects.filter(project=project, annotator=user, status=AssignmentStatus.SUBMITTED).count(),
     }
 
 
@@ -31,6 +54,153 @@ def assignment_responses_shown(*, assignment: Assignment) -> list[Response]:
     """The assignment's responses in the order they are shown to its annotator."""
     by_id = {response.pk: response for response in Response.objects.filter(pk__in=assignment.shown_order)}
     return [by_id[response_id] for response_id in assignment.shown_order if response_id in by_id]
+
+
+def ai_suggestions(*, response_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The AI labeler's latest verdict on each response that has one: score and claims with P(yes)."""
+    latest: dict[int, AIFeedback] = {}
+    for feedback in AIFeedback.objects.filter(response_id__in=response_ids).order_by("id"):
+        latest[feedback.response_id] = feedback
+    suggestions = {}
+    for response_id, feedback in latest.items():
+        p_yes = list(feedback.p_yes or [])
+        suggestions[response_id] = {
+            "score": feedback.score,
+            "labeler_model": feedback.labeler_model,
+            "claims": [
+                {"claim": str(claim), "p_yes": p_yes[i] if i < len(p_yes) else None}
+                for i, claim in enumerate(feedback.claims or [])
+            ],
+        }
+    return suggestions
+
+
+def annotation_answer(*, annotation: Any, kind: str) -> dict[str, Any]:
+    """A stored annotation shaped as the submit API takes it."""
+    if kind == ProjectKind.PAIRWISE:
+        return {"choice": annotation.choice, "strength": annotation.strength, "reason": annotation.reason}
+    if kind == ProjectKind.CORRECTION:
+        return {"segments": annotation.segments, "corrected_text": annotation.corrected_text}
+    if kind == ProjectKind.RATING:
+        return {"level": annotation.level}
+    return {"order": annotation.order}
+
+
+def assignment_answer(*, assignment: Assignment) -> dict[str, Any] | None:
+    """The annotator's stored answer to a submitted task (None for a task not answered)."""
+    if assignment.status != AssignmentStatus.SUBMITTED:
+        return None
+    annotation = annotation_model(assignment.project).objects.filter(assignment=assignment).first()
+    return None if annotation is None else annotation_answer(annotation=annotation, kind=assignment.project.kind)
+
+
+def assignment_previous(
+    *, project: Project, annotator: AbstractBaseUser, before: Assignment | None = None
+) -> Assignment | None:
+    """The annotator's task submitted just before `before` (their latest when `before` is not submitted)."""
+    mine = Assignment.objects.filter(project=project, annotator=annotator, status=AssignmentStatus.SUBMITTED)
+    if before is not None and before.status == AssignmentStatus.SUBMITTED and before.submitted_at is not None:
+        mine = mine.filter(
+            Q(submitted_at__lt=before.submitted_at) | Q(submitted_at=before.submitted_at, pk__lt=before.pk)
+        )
+    return mine.select_related("project", "item").order_by("-submitted_at", "-pk").first()
+
+
+# -------------------------------------------------------------------------------------------- dashboard
+
+
+def _median(values: list[int]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def project_dashboard(*, project: Project, hours: int = 24) -> dict[str, Any]:
+    """What a researcher watches: task progress, throughput per hour, time per task, and per annotator."""
+    now = timezone.now()
+    units = unit_model(project).objects.filter(project=project)
+    histogram = dict(units.values_list("done_count").annotate(n=Count("pk")).order_by("done_count"))
+    total = sum(histogram.values())
+    finished = sum(n for done, n in histogram.items() if done >= project.overlap)
+    assignments = Assignment.objects.filter(project=project)
+    live_leases = assignments.filter(status=AssignmentStatus.LEASED, lease_expires_at__gt=now).count()
+    since = now - timedelta(hours=hours)
+    per_hour_rows = (
+        assignments.filter(status=AssignmentStatus.SUBMITTED, submitted_at__gte=since)
+        .annotate(hour=TruncHour("submitted_at"))
+        .values("hour")
+        .annotate(n=Count("pk"))
+        .order_by("hour")
+    )
+    by_hour = {row["hour"]: row["n"] for row in per_hour_rows}
+    first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    per_hour = [
+        {"hour": first_hour + timedelta(hours=h), "n": by_hour.get(first_hour + timedelta(hours=h), 0)}
+        for h in range(hours)
+    ]
+    times: dict[int, list[int]] = defaultdict(list)
+    for annotator_id, spent in (
+        annotation_model(project)
+        .objects.filter(assignment__project=project)
+        .values_list("annotator_id", "time_spent_ms")
+    ):
+        times[annotator_id].append(spent)
+    status_counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for annotator_id, status, n in assignments.values_list("annotator_id", "status").annotate(n=Count("pk")).order_by():
+        status_counts[annotator_id][status] = n
+    last = dict(assignments.values_list("annotator_id").annotate(last=Max("submitted_at")).order_by())
+    users = {user.pk: user for user in get_user_model().objects.filter(pk__in=status_counts)}
+    crowd = set(CrowdParticipant.objects.filter(user_id__in=status_counts).values_list("user_id", flat=True))
+    annotators = sorted(
+        (
+            {
+                "username": users[annotator_id].get_username() if annotator_id in users else "?",
+                "crowd": annotator_id in crowd,
+                "submitted": counts.get(AssignmentStatus.SUBMITTED, 0),
+                "skipped": counts.get(AssignmentStatus.SKIPPED, 0),
+                "expired": counts.get(AssignmentStatus.EXPIRED, 0),
+                "leased": counts.get(AssignmentStatus.LEASED, 0),
+                "median_ms": _median(times.get(annotator_id, [])),
+                "last_submitted_at": last.get(annotator_id),
+            }
+            for annotator_id, counts in status_counts.items()
+        ),
+        key=lambda row: (-row["submitted"], row["username"]),
+    )
+    all_times = [t for values in times.values() for t in values]
+    last_hour = assignments.filter(status=AssignmentStatus.SUBMITTED, submitted_at__gte=now - timedelta(hours=1))
+    return {
+        "total": total,
+        "finished": finished,
+        "in_progress": sum(n for done, n in histogram.items() if 0 < done < project.overlap),
+        "untouched": histogram.get(0, 0),
+        "live_leases": live_leases,
+        "histogram": [{"done": done, "n": n} for done, n in sorted(histogram.items())],
+        "annotations": sum(len(values) for values in times.values()),
+        "last_hour": last_hour.count(),
+        "per_hour": per_hour,
+        "median_ms": _median(all_times),
+        "annotators": annotators,
+    }
+
+
+def project_tasks_page(*, project: Project, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    """One page of the project's tasks in queue order with their progress."""
+    model = unit_model(project)
+    units = model.objects.filter(project=project).order_by("pk")[offset : offset + limit]
+    if model is Item:
+        return [
+            {"id": u.pk, "external_id": u.external_id, "text": u.prompt, "done": u.done_count, "taken": u.taken_count}
+            for u in units
+        ]
+    return [
+        {
+            "id": u.pk,
+            "external_id": f"{u.item.external_id} #{u.position}",
+            "text": u.text,
+            "done": u.done_count,
+            "taken": u.taken_count,
+        }
+        for u in units.select_related("item")
+    ]
 
 
 def snapshot_rows(*, snapshot: DatasetSnapshot, split: str | None = None) -> Iterator[dict]:

@@ -3,14 +3,14 @@
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.models import Item, ProjectKind, Role
+from annotation.models import Item, ProjectKind, Role, Visibility
 from annotation.permissions import access_project, access_project_for_management
 from loupe.errors import ApplicationError
 
@@ -23,6 +23,10 @@ class ProjectOutputSerializer(serializers.Serializer):
     overlap = serializers.IntegerField()
     rating_levels = serializers.ListField(child=serializers.CharField())
     hallucination_types = serializers.ListField(child=serializers.CharField())
+    visibility = serializers.CharField()
+    show_ai_suggestions = serializers.BooleanField()
+    public_quota = serializers.IntegerField()
+    public_rate_per_minute = serializers.IntegerField()
 
 
 class ProjectListApi(APIView):
@@ -31,7 +35,13 @@ class ProjectListApi(APIView):
         kind = serializers.ChoiceField(choices=ProjectKind.values)
         name = serializers.CharField(max_length=200, required=False, default="")
         instructions = serializers.CharField(required=False, default="", allow_blank=True)
-        overlap = serializers.IntegerField(min_value=1, max_value=100, required=False, default=1)
+        overlap = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=1)
+        visibility = serializers.ChoiceField(choices=Visibility.values, required=False, default=Visibility.MEMBERS)
+        show_ai_suggestions = serializers.BooleanField(required=False, default=False)
+        rating_levels = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+        hallucination_types = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+        public_quota = serializers.IntegerField(min_value=0, required=False, default=200)
+        public_rate_per_minute = serializers.IntegerField(min_value=0, required=False, default=60)
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
@@ -49,12 +59,39 @@ class ProjectListApi(APIView):
 
 
 class ProjectDetailApi(APIView):
+    class UpdateSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200, required=False)
+        instructions = serializers.CharField(required=False, allow_blank=True)
+        overlap = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+        visibility = serializers.ChoiceField(choices=Visibility.values, required=False)
+        show_ai_suggestions = serializers.BooleanField(required=False)
+        public_quota = serializers.IntegerField(min_value=0, required=False)
+        public_rate_per_minute = serializers.IntegerField(min_value=0, required=False)
+
     @extend_schema(responses=ProjectOutputSerializer)
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
         body = ProjectOutputSerializer(project).data
         body["progress"] = selectors.project_progress(project=project, user=request.user)
         return ApiResponse(body)
+
+    @extend_schema(request=UpdateSerializer, responses=ProjectOutputSerializer)
+    def patch(self, request: Request, slug: str) -> ApiResponse:
+        """Change settings (managers); a new overlap puts tasks back into the queue or takes them out."""
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        data = self.UpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_update(project=project, **data.validated_data)
+        return ApiResponse(ProjectOutputSerializer(project).data)
+
+
+class ProjectStatsApi(APIView):
+    """The dashboard's figures: task progress, annotations per hour, time per task, per annotator."""
+
+    @extend_schema(responses={200: OpenApiResponse(description="Dashboard figures")})
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        return ApiResponse(selectors.project_dashboard(project=project))
 
 
 class ProjectMemberAddApi(APIView):

@@ -1,68 +1,248 @@
-"""REST API: The task queue: next task and submit."""
+"""REST API: the task queue — next task, submit (every kind; also amends), skip, going back, progress.
+
+These endpoints also accept anonymous crowd participants of public projects: the first `next` from a
+browser without an account creates one (`annotation.services.crowd`) and sets its signed cookie; later
+calls authenticate by that cookie, with the same CSRF check as a session.
+"""
+
+from typing import Any
 
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from annotation import assignment as rules
 from annotation import selectors, services
-from annotation.models import Assignment
+from annotation.models import Assignment, Project, ProjectKind, Visibility
 from annotation.permissions import access_project
+from annotation.services.crowd import (
+    COOKIE_MAX_AGE,
+    PARTICIPANT_COOKIE,
+    participant_cookie_value,
+    participant_from_cookie,
+)
+from annotation.services.queue import SUBMITTERS, queue_empty_reason, quota_left
+from loupe.errors import ApplicationError
+
+
+class ParticipantAuthentication(SessionAuthentication):
+    """An anonymous crowd participant, by the signed cookie set on their first task; CSRF-checked like a
+    session, since a browser sends the cookie by itself."""
+
+    def authenticate(self, request: Request) -> tuple[Any, None] | None:
+        user = participant_from_cookie(request._request.COOKIES.get(PARTICIPANT_COOKIE))
+        if user is None:
+            return None
+        self.enforce_csrf(request)
+        return (user, None)
+
+
+TASK_AUTHENTICATION = [TokenAuthentication, SessionAuthentication, ParticipantAuthentication]
+
+
+class ResponseShownSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
 
 
 class TaskOutputSerializer(serializers.Serializer):
     assignment_id = serializers.IntegerField()
+    kind = serializers.CharField()
+    status = serializers.CharField()
     item_id = serializers.IntegerField()
+    response_id = serializers.IntegerField(allow_null=True, help_text="The answer judged (correction, rating).")
     prompt = serializers.CharField()
     image_url = serializers.CharField(allow_null=True)
-    responses = serializers.ListField(child=serializers.DictField())
+    responses = ResponseShownSerializer(many=True, help_text="In the order shown (left to right, top to bottom).")
     lease_expires_at = serializers.DateTimeField()
+    answer = serializers.DictField(allow_null=True, help_text="Your stored answer, for a task you submitted.")
+    ai_suggestion = serializers.DictField(allow_null=True, help_text="The AI labeler's verdicts, if shown.")
 
 
-def task_payload(assignment: Assignment) -> dict:
+def task_payload(assignment: Assignment, *, project: Project) -> dict[str, Any]:
+    assignment.project = project
     item = assignment.item
+    shown = selectors.assignment_responses_shown(assignment=assignment)
+    suggestion = None
+    if project.show_ai_suggestions:
+        verdicts = selectors.ai_suggestions(response_ids=[response.pk for response in shown])
+        suggestion = {"responses": {str(pk): verdict for pk, verdict in verdicts.items()}} if verdicts else None
     return {
         "assignment_id": assignment.pk,
+        "kind": project.kind,
+        "status": assignment.status,
         "item_id": item.pk,
+        "response_id": assignment.response_id,
         "prompt": item.prompt,
         "image_url": reverse("item-image", args=[item.pk]) if item.image else None,
-        "responses": [
-            {"id": response.pk, "text": response.text}
-            for response in selectors.assignment_responses_shown(assignment=assignment)
-        ],
+        "responses": [{"id": response.pk, "text": response.text} for response in shown],
         "lease_expires_at": assignment.lease_expires_at,
+        "answer": selectors.assignment_answer(assignment=assignment),
+        "ai_suggestion": suggestion,
     }
 
 
+def _empty(project: Project, user: Any) -> ApiResponse:
+    reason = queue_empty_reason(project=project, annotator=user)
+    message = rules.empty_message(reason, quota=project.public_quota)
+    return ApiResponse(
+        status=status.HTTP_204_NO_CONTENT, headers={"X-Queue-Reason": reason, "X-Queue-Message": message}
+    )
+
+
 class TaskNextApi(APIView):
-    @extend_schema(request=None, responses={200: TaskOutputSerializer, 204: None})
+    """The task you hold, or a new one; 204 (with `X-Queue-Reason` and `X-Queue-Message`) when none is left."""
+
+    authentication_classes = TASK_AUTHENTICATION
+    permission_classes = [AllowAny]  # checked below: members, or anyone for a public project
+
+    @extend_schema(request=None, responses={200: TaskOutputSerializer, 204: None, 429: None})
     def post(self, request: Request, slug: str) -> ApiResponse:
+        user = request.user
+        new_participant = None
+        if user.is_authenticated:
+            project = access_project(user=user, project_slug=slug)
+        else:
+            project = Project.objects.filter(slug=slug, visibility=Visibility.PUBLIC).first()
+            if project is None:
+                raise exceptions.NotAuthenticated()
+            # Creating an account from a cookie-less browser is a state change: it must come from our page.
+            ParticipantAuthentication().enforce_csrf(request)
+            user = new_participant = services.participant_create(
+                project=project, address=request.META.get("REMOTE_ADDR", "")
+            )
+        assignment = services.assignment_next(project=project, annotator=user)
+        response = (
+            _empty(project, user) if assignment is None else ApiResponse(task_payload(assignment, project=project))
+        )
+        if new_participant is not None:
+            response.set_cookie(
+                PARTICIPANT_COOKIE,
+                participant_cookie_value(new_participant),
+                max_age=COOKIE_MAX_AGE,
+                httponly=True,
+                samesite="Lax",
+                secure=request.is_secure(),
+            )
+        return response
+
+
+class TaskDetailApi(APIView):
+    """One of your tasks, with your answer if you submitted it (to go back and amend it)."""
+
+    authentication_classes = TASK_AUTHENTICATION
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=TaskOutputSerializer)
+    def get(self, request: Request, slug: str, assignment_id: int) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
-        assignment = services.assignment_next(project=project, annotator=request.user)
+        assignment = Assignment.objects.filter(pk=assignment_id, project=project, annotator=request.user).first()
         if assignment is None:
+            raise exceptions.NotFound("No such task of yours.")
+        return ApiResponse(task_payload(assignment, project=project))
+
+
+class TaskPreviousApi(APIView):
+    """Your task submitted just before `before` (your latest without it); 204 when there is none."""
+
+    authentication_classes = TASK_AUTHENTICATION
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("before", int, required=False, description="An assignment id of yours.")],
+        responses={200: TaskOutputSerializer, 204: None},
+    )
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project(user=request.user, project_slug=slug)
+        before = None
+        if request.query_params.get("before", "").isdigit():
+            before = Assignment.objects.filter(
+                pk=int(request.query_params["before"]), project=project, annotator=request.user
+            ).first()
+        previous = selectors.assignment_previous(project=project, annotator=request.user, before=before)
+        if previous is None:
             return ApiResponse(status=status.HTTP_204_NO_CONTENT)
-        return ApiResponse(TaskOutputSerializer(task_payload(assignment)).data)
+        return ApiResponse(task_payload(previous, project=project))
+
+
+class TaskProgressApi(APIView):
+    authentication_classes = TASK_AUTHENTICATION
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses={200: OpenApiResponse(description="done, total, mine, quota_left")})
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project(user=request.user, project_slug=slug)
+        progress = selectors.project_progress(project=project, user=request.user)
+        return ApiResponse({**progress, "quota_left": quota_left(project=project, annotator=request.user)})
 
 
 class TaskSubmitApi(APIView):
+    """Answer a task (or change your answer to one you submitted). The fields depend on the project's kind:
+    pairwise `choice` (a, b, tie, both_bad), `strength` (1 slightly, 2 clearly), `reason`; correction
+    `segments` [{start, end, type, replacement, original}] (none: no hallucination); rating `level`
+    (index into the scale); ranking `order` (response ids, best first). A repeated `client_request_id`
+    stores nothing new and answers as the first time."""
+
+    authentication_classes = TASK_AUTHENTICATION
+    permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
-        choice = serializers.CharField()
-        strength = serializers.IntegerField(required=False, default=1)
-        reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=5000)
         client_request_id = serializers.CharField(max_length=64)
         time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+        choice = serializers.CharField(required=False, max_length=10)
+        strength = serializers.IntegerField(required=False, default=1)
+        reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=rules.MAX_REASON_CHARS)
+        segments = serializers.ListField(child=serializers.DictField(), required=False, max_length=200)
+        level = serializers.IntegerField(required=False)
+        order = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100)
+
+    KIND_FIELDS = {
+        ProjectKind.PAIRWISE: ("choice", "strength", "reason"),
+        ProjectKind.CORRECTION: ("segments",),
+        ProjectKind.RATING: ("level",),
+        ProjectKind.RANKING: ("order",),
+    }
 
     @extend_schema(request=InputSerializer, responses={201: None})
     def post(self, request: Request, slug: str, assignment_id: int) -> ApiResponse:
-        access_project(user=request.user, project_slug=slug)
+        project = access_project(user=request.user, project_slug=slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        judgment = services.pairwise_judgment_submit(
-            assignment_id=assignment_id, annotator=request.user, **data.validated_data
+        values = data.validated_data
+        fields = self.KIND_FIELDS[project.kind]
+        if fields[0] not in values:
+            raise ApplicationError(f"A {project.kind} answer needs '{fields[0]}'.", {"field": fields[0]})
+        annotation = SUBMITTERS[project.kind](
+            assignment_id=assignment_id,
+            annotator=request.user,
+            project=project,
+            client_request_id=values["client_request_id"],
+            time_spent_ms=values["time_spent_ms"],
+            **{name: values[name] for name in fields},
         )
-        return ApiResponse({"id": judgment.pk, "choice": judgment.choice}, status=status.HTTP_201_CREATED)
+        body = {
+            "id": annotation.pk,
+            "assignment_id": assignment_id,
+            **selectors.annotation_answer(annotation=annotation, kind=project.kind),
+        }
+        return ApiResponse(body, status=status.HTTP_201_CREATED)
+
+
+class TaskSkipApi(APIView):
+    """Give a task back unanswered; you will not be given it again."""
+
+    authentication_classes = TASK_AUTHENTICATION
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: None})
+    def post(self, request: Request, slug: str, assignment_id: int) -> ApiResponse:
+        project = access_project(user=request.user, project_slug=slug)
+        assignment = services.assignment_skip(assignment_id=assignment_id, annotator=request.user, project=project)
+        return ApiResponse({"assignment_id": assignment.pk, "status": assignment.status})

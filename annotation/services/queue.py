@@ -1,75 +1,340 @@
-"""The task queue (leases of items to annotators) and the submission of annotations."""
+"""The task queue (leases of units to annotators) and the submission of annotations of every kind.
+
+The rules are in `annotation.assignment` (pure Python); this module keeps them in the database:
+
+- `assignment_next` gives an annotator the lease they already hold, or takes a free slot of the next unit
+  for them: the lowest reopened unit at or below their cursor that they never had, else the lowest open
+  unit above it. Each is one read of a partial index, so its cost does not grow with the project. A slot
+  is taken by a conditional UPDATE (`... WHERE is_open`), so two annotators asking at once never get the
+  same slot: on SQLite the IMMEDIATE transaction serializes writers, on PostgreSQL the row lock makes the
+  second UPDATE see the first one's result.
+- Expired leases are reclaimed at the start of every `assignment_next` (one read of a partial index when
+  none has expired): their slots go back, and their units are marked `reopened`.
+- Submits are idempotent by client request id (`SubmitRequest`): a repeated request returns the stored
+  annotation and changes nothing. Submitting a task already submitted amends that annotation (the
+  annotator went back to it); either way the item's preference pairs are re-derived.
+"""
+
+from __future__ import annotations
 
 import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Exists, F, Max, Model, OuterRef, Value, When
 from django.utils import timezone
 
+from annotation import assignment as rules
 from annotation.models import (
     Assignment,
     AssignmentStatus,
+    Correction,
     Item,
-    PairwiseChoice,
     PairwiseJudgment,
     Project,
     ProjectKind,
+    Ranking,
+    Rating,
+    Response,
+    SubmitRequest,
+    Visibility,
+    annotation_model_for,
+    unit_model_for,
 )
+from annotation.segments import SegmentError, correction_check
 from annotation.services.pairs import preference_pairs_refresh
 from loupe.errors import ApplicationError
 
+_SCAN_BATCH = 16
+_RECLAIM_BATCH = 500
+_random = random.SystemRandom()
 
-def _active_assignments(now: datetime) -> Q:
-    return Q(status=AssignmentStatus.SUBMITTED) | Q(status=AssignmentStatus.LEASED, lease_expires_at__gt=now)
+
+class RateLimited(ApplicationError):
+    status_code = 429
+
+
+unit_model = unit_model_for
+annotation_model = annotation_model_for
+
+
+# --------------------------------------------------------------------------------------------- next
+
+
+def _lock_annotator(annotator: AbstractBaseUser) -> None:
+    """Serialize one annotator's queue calls (two tabs asking at once) on databases with row locks; on
+    SQLite the IMMEDIATE transaction already serializes every writer."""
+    if connection.features.has_select_for_update:
+        list(get_user_model().objects.select_for_update().filter(pk=annotator.pk).values_list("pk"))
+
+
+def _slots_release(*, model: type[Item] | type[Response], counts: Counter, overlap: int) -> None:
+    """Give back `counts[unit_id]` slots of each unit; the units are open again and marked reopened."""
+    for unit_id in sorted(counts):  # one order everywhere, so concurrent releases cannot deadlock
+        n = counts[unit_id]
+        model.objects.filter(pk=unit_id).update(
+            taken_count=Case(When(taken_count__gte=n, then=F("taken_count") - n), default=Value(0)),
+            is_open=Case(When(taken_count__lt=overlap + n, then=Value(True)), default=Value(False)),
+            reopened=True,
+        )
+
+
+def leases_reclaim(*, project: Project, now: datetime | None = None) -> int:
+    """Expire the project's leases that ran out; their slots go back to the queue. Returns how many."""
+    now = now or timezone.now()
+    expired = Assignment.objects.filter(project=project, status=AssignmentStatus.LEASED, lease_expires_at__lte=now)
+    if connection.features.has_select_for_update_skip_locked:
+        # A lease being submitted right now is locked by that submit: leave it to the submit.
+        expired = expired.select_for_update(skip_locked=True)
+    rows = list(expired.values_list("pk", "unit_id")[:_RECLAIM_BATCH])
+    if not rows:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for pk, _ in rows], status=AssignmentStatus.LEASED).update(
+        status=AssignmentStatus.EXPIRED
+    )
+    _slots_release(model=unit_model(project), counts=Counter(unit for _, unit in rows), overlap=project.overlap)
+    return len(rows)
+
+
+def _slot_take(*, model: type[Item] | type[Response], unit_id: int, overlap: int) -> bool:
+    """Take one free slot of the unit; False if it has none (another annotator took the last one)."""
+    return (
+        model.objects.filter(pk=unit_id, is_open=True).update(
+            taken_count=F("taken_count") + 1,
+            is_open=Case(When(taken_count__gte=overlap - 1, then=Value(False)), default=Value(True)),
+        )
+        == 1
+    )
+
+
+def annotator_cursor(*, project: Project, annotator: AbstractBaseUser) -> int:
+    """The highest unit id this annotator was ever given in the project (0 if none)."""
+    mine = Assignment.objects.filter(project=project, annotator=annotator)
+    return mine.aggregate(cursor=Max("unit_id"))["cursor"] or 0
+
+
+def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> Item | Response | None:
+    model = unit_model(project)
+    cursor = annotator_cursor(project=project, annotator=annotator)
+    open_units = model.objects.filter(project=project, is_open=True)
+    had = Assignment.objects.filter(project=project, annotator=annotator, unit_id=OuterRef("pk"))
+    scans = []
+    if cursor:
+        scans.append(open_units.filter(reopened=True, pk__lte=cursor).filter(~Exists(had)))
+    scans.append(open_units.filter(pk__gt=cursor))
+    for scan in scans:
+        after = 0
+        while True:
+            ids = list(scan.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:_SCAN_BATCH])
+            for unit_id in ids:
+                if _slot_take(model=model, unit_id=unit_id, overlap=project.overlap):
+                    return model.objects.get(pk=unit_id)
+            if len(ids) < _SCAN_BATCH:
+                break
+            after = ids[-1]
+    return None
+
+
+def _public_limits(*, project: Project, annotator: AbstractBaseUser, now: datetime) -> None:
+    """Quota and rate limit of a public crowd project (raise RateLimited; quota ends the queue)."""
+    taken_last_minute = Assignment.objects.filter(
+        project=project, annotator=annotator, created_at__gt=now - timedelta(seconds=60)
+    ).count()
+    if not rules.RateWindow(project.public_rate_per_minute).allows(taken_last_minute=taken_last_minute):
+        raise RateLimited(
+            "You are going faster than this project allows; wait a minute and go on.",
+            {"per_minute": project.public_rate_per_minute},
+        )
+
+
+def quota_left(*, project: Project, annotator: AbstractBaseUser) -> int | None:
+    """How many more answers this annotator may give (None where the project has no quota)."""
+    if project.visibility != Visibility.PUBLIC or project.public_quota == 0:
+        return None
+    done = Assignment.objects.filter(project=project, annotator=annotator, status=AssignmentStatus.SUBMITTED).count()
+    return max(0, project.public_quota - done)
 
 
 @transaction.atomic
 def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignment | None:
-    """Lease the next item to `annotator`, or give back the one they already hold; None when none is left.
+    """Lease the next task to `annotator`, or give back the one they already hold; None when none is left.
 
-    An item is open while fewer than `project.overlap` annotators have submitted it or hold an unexpired
-    lease on it; nobody is given the same item twice. The transaction takes the write lock first
-    (IMMEDIATE on SQLite, a row lock on PostgreSQL), so two annotators asking at once never get the same slot.
+    A task is open while fewer than `project.overlap` annotators have submitted it or hold a live lease
+    on it; nobody is given the same task twice. Leases last `LOUPE_LEASE_SECONDS`; asking again renews the
+    one held. On a public project the annotator's quota and rate limit apply.
     """
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.LOUPE_LEASE_SECONDS)
+    _lock_annotator(annotator)
     held = (
-        Assignment.objects.select_for_update()
-        .filter(item__project=project, annotator=annotator, status=AssignmentStatus.LEASED)
-        .order_by("id")
+        Assignment.objects.filter(project=project, annotator=annotator, status=AssignmentStatus.LEASED)
+        .order_by("pk")
         .first()
     )
     if held is not None:
         held.lease_expires_at = lease_until
         held.save(update_fields=["lease_expires_at"])
         return held
-    candidates = (
-        Item.objects.select_for_update(skip_locked=True)
-        .filter(project=project, done_count__lt=project.overlap)
-        .exclude(assignments__annotator=annotator)
-        .order_by("id")
+    leases_reclaim(project=project, now=now)
+    if project.visibility == Visibility.PUBLIC:
+        left = quota_left(project=project, annotator=annotator)
+        if left is not None and left <= 0:
+            return None
+        _public_limits(project=project, annotator=annotator, now=now)
+    unit = _unit_take(project=project, annotator=annotator)
+    if unit is None:
+        return None
+    if isinstance(unit, Response):
+        item_id, response_id, response_ids = unit.item_id, unit.pk, [unit.pk]
+    else:
+        item_id, response_id = unit.pk, None
+        response_ids = list(Response.objects.filter(item_id=unit.pk).order_by("position").values_list("pk", flat=True))
+    shown = rules.shown_order(kind=project.kind, response_ids=response_ids, unit_response_id=response_id, rng=_random)
+    return Assignment.objects.create(
+        project=project,
+        item_id=item_id,
+        response_id=response_id,
+        unit_id=unit.pk,
+        annotator=annotator,
+        lease_expires_at=lease_until,
+        shown_order=shown,
     )
-    for item in candidates[:50]:
-        active = Assignment.objects.filter(item=item).filter(_active_assignments(now)).count()
-        if active >= project.overlap:
-            continue
-        response_ids = list(item.responses.order_by("position").values_list("id", flat=True))
-        shown = response_ids[:2] if project.kind == ProjectKind.PAIRWISE else response_ids
-        random.SystemRandom().shuffle(shown)
-        return Assignment.objects.create(
-            item=item, annotator=annotator, lease_expires_at=lease_until, shown_order=shown
-        )
-    return None
 
 
-def _assignment_for_submit(*, assignment_id: int, annotator: AbstractBaseUser) -> Assignment:
-    assignment = Assignment.objects.select_for_update().select_related("item__project").filter(pk=assignment_id).first()
+def queue_empty_reason(*, project: Project, annotator: AbstractBaseUser) -> rules.EmptyReason:
+    """Why `assignment_next` gave this annotator nothing (reads the whole project: call it only then)."""
+    model = unit_model(project)
+    units = model.objects.filter(project=project)
+    had = Assignment.objects.filter(project=project, annotator=annotator, unit_id=OuterRef("pk"))
+    return rules.empty_reason(
+        total=units.count(),
+        finished=units.filter(done_count__gte=project.overlap).count(),
+        unfinished_not_yours=units.filter(done_count__lt=project.overlap).filter(~Exists(had)).exists(),
+        quota_left=quota_left(project=project, annotator=annotator),
+    )
+
+
+# ------------------------------------------------------------------------------------------ skip
+
+
+def _assignment_locked(
+    *, assignment_id: int, annotator: AbstractBaseUser, project: Project | None = None
+) -> Assignment:
+    found = Assignment.objects.select_for_update().filter(pk=assignment_id)
+    if project is not None:
+        found = found.filter(project=project)
+    assignment = found.select_related("project").first()
     if assignment is None or assignment.annotator_id != annotator.pk:
         raise ApplicationError("This task is not yours.", {"assignment": assignment_id})
     return assignment
+
+
+@transaction.atomic
+def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, project: Project | None = None) -> Assignment:
+    """Give the task back without answering: its slot returns to the queue, and this annotator is never
+    given it again. Skipping twice is harmless; a submitted task cannot be skipped."""
+    assignment = _assignment_locked(assignment_id=assignment_id, annotator=annotator, project=project)
+    if assignment.status == AssignmentStatus.SUBMITTED:
+        raise ApplicationError("This task is already answered; go back to it to change your answer.")
+    if assignment.status == AssignmentStatus.LEASED:
+        _slots_release(
+            model=unit_model(assignment.project),
+            counts=Counter([assignment.unit_id]),
+            overlap=assignment.project.overlap,
+        )
+    if assignment.status != AssignmentStatus.SKIPPED:
+        assignment.status = AssignmentStatus.SKIPPED
+        assignment.save(update_fields=["status"])
+    return assignment
+
+
+# ---------------------------------------------------------------------------------------- submit
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit stored: the annotation, and whether this request changed anything."""
+
+    annotation: Model
+    assignment: Assignment
+    replayed: bool
+    amended: bool
+
+
+def _submit(
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser,
+    client_request_id: str,
+    time_spent_ms: int,
+    kind: str,
+    fields_for: Callable[[Assignment], dict[str, Any]],
+    project: Project | None,
+) -> Submitted:
+    """The part every kind shares: ownership, idempotency, lease state, counters, amend, pairs."""
+    if not client_request_id or len(client_request_id) > 64:
+        raise ApplicationError("A client request id of 1 to 64 characters is required.")
+    assignment = _assignment_locked(assignment_id=assignment_id, annotator=annotator, project=project)
+    project = assignment.project
+    model = annotation_model_for(project)
+    # Checked after the lock: a twin request that got the lock first has committed its receipt by now.
+    receipt = SubmitRequest.objects.filter(annotator=annotator, client_request_id=client_request_id).first()
+    if receipt is not None:
+        if receipt.assignment_id != assignment.pk:
+            raise ApplicationError("This request id was already used for another task.")
+        return Submitted(model.objects.get(assignment=assignment), assignment, replayed=True, amended=False)
+    if project.kind != kind:
+        raise ApplicationError(f"This task is a {project.get_kind_display().lower()} task, not {kind}.")
+    if assignment.status == AssignmentStatus.SKIPPED:
+        raise ApplicationError("You skipped this task; it has gone back to the queue.")
+    try:
+        fields = fields_for(assignment)
+    except (ValueError, SegmentError) as error:
+        raise ApplicationError(str(error)) from error
+    spent = rules.time_spent(time_spent_ms)
+    now = timezone.now()
+    amended = assignment.status == AssignmentStatus.SUBMITTED
+    if amended:
+        annotation = model.objects.get(assignment=assignment)
+        for name, value in fields.items():
+            setattr(annotation, name, value)
+        annotation.client_request_id = client_request_id
+        annotation.time_spent_ms = min(annotation.time_spent_ms + spent, rules.MAX_TIME_SPENT_MS)
+        annotation.save()
+    else:
+        units = unit_model(project)
+        if assignment.status == AssignmentStatus.EXPIRED and not _slot_take(
+            model=units, unit_id=assignment.unit_id, overlap=project.overlap
+        ):
+            raise ApplicationError("This task's lease expired and it went to another annotator; take the next one.")
+        try:
+            with transaction.atomic():
+                annotation = model.objects.create(
+                    item_id=assignment.item_id,
+                    annotator=annotator,
+                    assignment=assignment,
+                    client_request_id=client_request_id,
+                    time_spent_ms=spent,
+                    **fields,
+                )
+        except IntegrityError as error:
+            raise ApplicationError("You have already answered this task.") from error
+        assignment.status = AssignmentStatus.SUBMITTED
+        assignment.submitted_at = now
+        assignment.save(update_fields=["status", "submitted_at"])
+        units.objects.filter(pk=assignment.unit_id).update(done_count=F("done_count") + 1)
+        if units is Response:
+            Item.objects.filter(pk=assignment.item_id).update(done_count=F("done_count") + 1)
+    SubmitRequest.objects.create(annotator=annotator, client_request_id=client_request_id, assignment=assignment)
+    preference_pairs_refresh(item=assignment.item)
+    return Submitted(annotation, assignment, replayed=False, amended=amended)
 
 
 @transaction.atomic
@@ -82,42 +347,163 @@ def pairwise_judgment_submit(
     strength: int = 1,
     reason: str = "",
     time_spent_ms: int = 0,
+    project: Project | None = None,
 ) -> PairwiseJudgment:
-    """Store a pairwise choice once: a repeated request (same client_request_id) returns the first one."""
-    repeated = PairwiseJudgment.objects.filter(annotator=annotator, client_request_id=client_request_id).first()
-    if repeated is not None:
-        return repeated
-    if choice not in PairwiseChoice.values:
-        raise ApplicationError(f"Unknown choice {choice!r}; choose one of {', '.join(PairwiseChoice.values)}.")
-    if strength not in (1, 2):
-        raise ApplicationError("Strength is 1 (slightly better) or 2 (clearly better).")
-    assignment = _assignment_for_submit(assignment_id=assignment_id, annotator=annotator)
-    if assignment.item.project.kind != ProjectKind.PAIRWISE:
-        raise ApplicationError("This task is not a pairwise comparison.")
-    if len(assignment.shown_order) < 2:
-        raise ApplicationError("This item has fewer than two responses to compare.")
-    if assignment.status == AssignmentStatus.SUBMITTED:
-        raise ApplicationError("This task was already submitted.", {"assignment": assignment.pk})
-    response_a_id, response_b_id = assignment.shown_order[:2]
-    try:
-        with transaction.atomic():
-            judgment = PairwiseJudgment.objects.create(
-                item=assignment.item,
-                annotator=annotator,
-                assignment=assignment,
-                client_request_id=client_request_id,
-                response_a_id=response_a_id,
-                response_b_id=response_b_id,
-                choice=choice,
-                strength=strength,
-                reason=reason,
-                time_spent_ms=time_spent_ms,
-            )
-    except IntegrityError as error:
-        raise ApplicationError("You have already judged this item.") from error
-    assignment.status = AssignmentStatus.SUBMITTED
-    assignment.submitted_at = timezone.now()
-    assignment.save(update_fields=["status", "submitted_at"])
-    Item.objects.filter(pk=assignment.item_id).update(done_count=F("done_count") + 1)
-    preference_pairs_refresh(item=assignment.item)
-    return judgment
+    """Store (or amend) a choice between the two answers shown: A is the left one, B the right one."""
+
+    def fields_for(assignment: Assignment) -> dict[str, Any]:
+        if len(assignment.shown_order) < 2:
+            raise ValueError("This item has fewer than two responses to compare.")
+        response_a, response_b = assignment.shown_order[:2]
+        return {
+            "response_a_id": response_a,
+            "response_b_id": response_b,
+            **rules.pairwise_fields(choice=choice, strength=strength, reason=reason),
+        }
+
+    return _submit(
+        assignment_id=assignment_id,
+        annotator=annotator,
+        client_request_id=client_request_id,
+        time_spent_ms=time_spent_ms,
+        kind=ProjectKind.PAIRWISE,
+        fields_for=fields_for,
+        project=project,
+    ).annotation
+
+
+@transaction.atomic
+def correction_submit(
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser,
+    segments: list[Any],
+    client_request_id: str,
+    time_spent_ms: int = 0,
+    project: Project | None = None,
+) -> Correction:
+    """Store (or amend) the hallucinated segments of the answer shown, each re-checked against the stored
+    text; the corrected text is computed here. No segments: the answer has no hallucination."""
+
+    def fields_for(assignment: Assignment) -> dict[str, Any]:
+        response = Response.objects.get(pk=assignment.response_id)
+        checked = correction_check(text=response.text, segments=segments, types=assignment.project.hallucination_types)
+        return {"response_id": response.pk, "segments": checked.segments, "corrected_text": checked.corrected_text}
+
+    return _submit(
+        assignment_id=assignment_id,
+        annotator=annotator,
+        client_request_id=client_request_id,
+        time_spent_ms=time_spent_ms,
+        kind=ProjectKind.CORRECTION,
+        fields_for=fields_for,
+        project=project,
+    ).annotation
+
+
+@transaction.atomic
+def rating_submit(
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser,
+    level: int,
+    client_request_id: str,
+    time_spent_ms: int = 0,
+    project: Project | None = None,
+) -> Rating:
+    """Store (or amend) a rating of the caption shown: `level` indexes the project's scale, worst first."""
+
+    def fields_for(assignment: Assignment) -> dict[str, Any]:
+        return {
+            "response_id": assignment.response_id,
+            "level": rules.rating_level(level=level, levels=assignment.project.rating_levels),
+        }
+
+    return _submit(
+        assignment_id=assignment_id,
+        annotator=annotator,
+        client_request_id=client_request_id,
+        time_spent_ms=time_spent_ms,
+        kind=ProjectKind.RATING,
+        fields_for=fields_for,
+        project=project,
+    ).annotation
+
+
+@transaction.atomic
+def ranking_submit(
+    *,
+    assignment_id: int,
+    annotator: AbstractBaseUser,
+    order: list[int],
+    client_request_id: str,
+    time_spent_ms: int = 0,
+    project: Project | None = None,
+) -> Ranking:
+    """Store (or amend) a full order of the answers shown, best first (response ids)."""
+
+    def fields_for(assignment: Assignment) -> dict[str, Any]:
+        return {"order": rules.ranking_order(order=order, shown=assignment.shown_order)}
+
+    return _submit(
+        assignment_id=assignment_id,
+        annotator=annotator,
+        client_request_id=client_request_id,
+        time_spent_ms=time_spent_ms,
+        kind=ProjectKind.RANKING,
+        fields_for=fields_for,
+        project=project,
+    ).annotation
+
+
+SUBMITTERS: dict[str, Callable[..., Model]] = {
+    ProjectKind.PAIRWISE: pairwise_judgment_submit,
+    ProjectKind.CORRECTION: correction_submit,
+    ProjectKind.RATING: rating_submit,
+    ProjectKind.RANKING: ranking_submit,
+}
+
+
+# ------------------------------------------------------------------------------------ maintenance
+
+
+@transaction.atomic
+def queue_units_sync(*, project: Project) -> int:
+    """Recount every unit's slots from the database: submitted assignments, live leases and annotations
+    stored without an assignment (imported ones). Units whose count drops are marked reopened so that
+    annotators who passed them see them again. Call it after changing annotations behind the queue's
+    back (an import that carries annotations); returns how many units changed."""
+    model = unit_model(project)
+    annotations = annotation_model(project)
+    unit_field = "item_id" if model is Item else "response_id"
+    live = Counter(
+        Assignment.objects.filter(
+            project=project, status__in=[AssignmentStatus.SUBMITTED, AssignmentStatus.LEASED]
+        ).values_list("unit_id", flat=True)
+    )
+    submitted = Counter(
+        Assignment.objects.filter(project=project, status=AssignmentStatus.SUBMITTED).values_list("unit_id", flat=True)
+    )
+    imported = Counter(
+        annotations.objects.filter(item__project=project, assignment__isnull=True).values_list(unit_field, flat=True)
+    )
+    changed = 0
+    for unit in model.objects.filter(project=project).only("pk", "done_count", "taken_count", "is_open", "reopened"):
+        done = submitted[unit.pk] + imported[unit.pk]
+        taken = live[unit.pk] + imported[unit.pk]
+        is_open = rules.is_open_after(taken=taken, overlap=project.overlap)
+        reopened = unit.reopened or (is_open and not unit.is_open)
+        if (done, taken, is_open, reopened) != (unit.done_count, unit.taken_count, unit.is_open, unit.reopened):
+            unit.done_count, unit.taken_count, unit.is_open, unit.reopened = done, taken, is_open, reopened
+            unit.save(update_fields=["done_count", "taken_count", "is_open", "reopened"])
+            changed += 1
+    if model is Response:
+        # Items of one-answer kinds count the answers given to any of their responses.
+        per_item = Counter()
+        for item_id, done in Response.objects.filter(project=project).values_list("item_id", "done_count"):
+            per_item[item_id] += done
+        for item in Item.objects.filter(project=project).only("pk", "done_count"):
+            if item.done_count != per_item[item.pk]:
+                item.done_count = per_item[item.pk]
+                item.save(update_fields=["done_count"])
+    return changed
