@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -171,3 +172,137 @@ class SnapshotExportApi(APIView):
             snapshot=snapshot, export_format=export_format, options=export_options_from(request.query_params)
         )
         return FileResponse(archive.open("rb"), as_attachment=True, filename=archive.name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data jobs: large imports and exports in the background
+
+
+class DataJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    project = serializers.CharField(source="project.slug")
+    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
+    params = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    done = serializers.SerializerMethodField()
+    total = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    log = serializers.CharField()
+    result = serializers.DictField()
+    download_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def _progress(self, job):
+        cache = self.context.setdefault("progress", {})
+        if job.pk not in cache:
+            cache[job.pk] = services.data_job_progress(job=job)
+        return cache[job.pk]
+
+    def get_params(self, job) -> dict:
+        # Paths on the server are no business of the client.
+        return {key: value for key, value in job.params.items() if key not in ("source", "images", "image")}
+
+    def get_done(self, job) -> int:
+        return self._progress(job).done
+
+    def get_total(self, job) -> int:
+        return self._progress(job).total
+
+    def get_progress(self, job) -> float:
+        return 1.0 if job.status == "succeeded" else self._progress(job).fraction
+
+    def get_download_url(self, job) -> str | None:
+        if job.kind != "export" or job.status != "succeeded":
+            return None
+        return reverse("data-job-download", kwargs={"job_id": job.pk})
+
+
+class ExportJobInputSerializer(serializers.Serializer):
+    format = serializers.CharField()
+    split = serializers.ChoiceField(choices=("all", "train", "test"), default="all")
+    conversational = serializers.BooleanField(required=False, default=False)
+
+
+class SnapshotExportJobApi(APIView):
+    """Start an export of a snapshot in the background; poll the job and download its zip when done."""
+
+    @extend_schema(request=ExportJobInputSerializer, responses={202: DataJobOutputSerializer})
+    def post(self, request: Request, snapshot_id: int) -> ApiResponse:
+        snapshot = access_snapshot(user=request.user, snapshot_id=snapshot_id)
+        data = ExportJobInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        options = {"split": data.validated_data["split"]}
+        if data.validated_data["conversational"]:
+            options["conversational"] = True
+        job = services.data_job_export_start(
+            snapshot=snapshot, export_format=data.validated_data["format"], options=options, created_by=request.user
+        )
+        return ApiResponse(DataJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ImportJobApi(APIView):
+    """Start an import in the background (same fields as the direct import); poll the job for progress."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={202: DataJobOutputSerializer})
+    def post(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        data = ImportInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with tempfile.TemporaryDirectory(prefix="loupe-import-") as tmp:
+            arguments = spool_import(data.validated_data, Path(tmp))
+            job = services.data_job_import_start(
+                project=project,
+                source=arguments["path"],
+                import_format=arguments["import_format"],
+                images=arguments["images"] if arguments["images"].is_file() else None,
+                image=arguments["image"],
+                created_by=request.user,
+            )
+        return ApiResponse(DataJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ProjectJobListApi(APIView):
+    @extend_schema(responses=DataJobOutputSerializer(many=True))
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        jobs = project.data_jobs.select_related("project").order_by("-id")[:50]
+        return ApiResponse(DataJobOutputSerializer(jobs, many=True).data)
+
+
+class DataJobDetailApi(APIView):
+    @extend_schema(responses=DataJobOutputSerializer)
+    def get(self, request: Request, job_id: int) -> ApiResponse:
+        job = access_data_job(user=request.user, job_id=job_id)
+        return ApiResponse(DataJobOutputSerializer(job).data)
+
+
+class DataJobCancelApi(APIView):
+    @extend_schema(request=None, responses=DataJobOutputSerializer)
+    def post(self, request: Request, job_id: int) -> ApiResponse:
+        job = access_data_job(user=request.user, job_id=job_id)
+        return ApiResponse(DataJobOutputSerializer(services.data_job_cancel(job=job)).data)
+
+
+class DataJobDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    def get(self, request: Request, job_id: int) -> FileResponse:
+        job = access_data_job(user=request.user, job_id=job_id)
+        path = services.data_job_result_file(job=job)
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+
+
+def access_data_job(*, user, job_id: int):
+    """The job, if `user` manages its project (the same 404 otherwise)."""
+    from django.http import Http404
+
+    from annotation.models import DataJob
+
+    job = DataJob.objects.select_related("project", "snapshot").filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    access_project_for_management(user=user, project_slug=job.project.slug)
+    return job

@@ -4,15 +4,24 @@ checks what it needs, and raises `ApplicationError` with a message a user can ac
 The names are re-exported here because views, APIs, commands and tests call them as `services.<name>`.
 """
 
+from annotation.services.crowd import participant_create
 from annotation.services.exports import EXPORT_FORMATS, snapshot_export, snapshot_export_archive
 from annotation.services.imports import IMPORT_FORMATS, ImportReport, items_import
+from annotation.services.jobs import (
+    data_job_cancel,
+    data_job_execute,
+    data_job_export_start,
+    data_job_import_start,
+    data_job_progress,
+    data_job_result_file,
+    data_jobs_reap_dead,
+)
 from annotation.services.pairs import (
     ai_feedback_record,
     preference_pairs_rebuild,
     preference_pairs_refresh,
     preference_pairs_refresh_project,
 )
-from annotation.services.crowd import participant_create
 from annotation.services.projects import project_create, project_member_add, project_overlap_set, project_update
 from annotation.services.queue import (
     assignment_next,
@@ -33,6 +42,13 @@ __all__ = [
     "ImportReport",
     "SnapshotFilter",
     "ai_feedback_record",
+    "data_job_cancel",
+    "data_job_execute",
+    "data_job_export_start",
+    "data_job_import_start",
+    "data_job_progress",
+    "data_job_result_file",
+    "data_jobs_reap_dead",
     "assignment_next",
     "assignment_skip",
     "correction_submit",

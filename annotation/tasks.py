@@ -1,0 +1,20 @@
+"""Celery tasks of the annotation app: thin wrappers that take ids and call services."""
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+
+@shared_task(name="annotation.data_job_execute", ignore_result=True)
+def data_job_execute_task(job_id: int) -> None:
+    from annotation.services.jobs import data_job_execute
+
+    data_job_execute(job_id=job_id)
+
+
+@worker_ready.connect
+def _reap_jobs_of_dead_workers(**_: object) -> None:
+    # On the embedded broker a task whose worker was killed is never redelivered; a fresh worker is the
+    # moment to mark such jobs failed so they can be started again.
+    from annotation.services.jobs import data_jobs_reap_dead
+
+    data_jobs_reap_dead()
