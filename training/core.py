@@ -144,12 +144,22 @@ def load_processing_class(base_model: str | Path):
     return AutoTokenizer.from_pretrained(str(base_model))
 
 
-def run_trainer(*, trainer: Trainer, output_dir: Path, hooks: RunHooks | None, resume: bool) -> TrainResult:
+def run_trainer(
+    *,
+    trainer: Trainer,
+    output_dir: Path,
+    hooks: RunHooks | None,
+    resume: bool,
+    merge_lora: bool = True,
+    model_info: dict[str, Any] | None = None,
+) -> TrainResult:
     """Train with ``hooks`` attached, resuming from the last checkpoint if asked, and save the final model.
 
     Checkpoints go to ``trainer.args.output_dir`` (``output_dir / "checkpoints"`` by convention). On completion
-    the model and its tokenizer or processor are saved to ``output_dir``; a LoRA model is merged first, so
-    ``from_pretrained(output_dir)`` loads it like any other model.
+    the model is evaluated once more on the eval set (unless the last step just was) and saved with its
+    tokenizer or processor to ``output_dir``; a LoRA model is merged first unless ``merge_lora`` is off, in
+    which case ``output_dir`` holds the adapter alone (see ``save_final_model``). ``model_info`` is written
+    beside the model as ``loupe_model.json`` (see ``read_model_info``).
     """
     hooks = hooks or NullHooks()
     callback = HooksCallback(hooks)
@@ -162,11 +172,21 @@ def run_trainer(*, trainer: Trainer, output_dir: Path, hooks: RunHooks | None, r
         hooks.on_log_line(f"resuming from {checkpoint}" if checkpoint else "no checkpoint to resume: starting over")
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     steps = trainer.state.global_step
+    eval_metrics: dict[str, float] = {}
     if not callback.stopped_early:
-        save_final_model(trainer=trainer, output_dir=output_dir)
+        evaluated_last = any(h.get("step") == steps and any(k.startswith("eval_") for k in h) for h in callback.history)
+        if trainer.eval_dataset is not None and not evaluated_last:
+            eval_metrics = trainer.evaluate()  # logged through the callback like any evaluation
+        save_final_model(trainer=trainer, output_dir=output_dir, merge_lora=merge_lora, model_info=model_info)
         hooks.on_log_line(f"saved the model after {steps} steps to {output_dir}")
     last = next((h for h in reversed(callback.history) if "loss" in h), {})
-    metrics = {**last, **{k: float(v) for k, v in train_output.metrics.items() if isinstance(v, int | float)}}
+    last_eval = next((h for h in reversed(callback.history) if any(k.startswith("eval_") for k in h)), {})
+    metrics = {
+        **last,
+        **{k: v for k, v in last_eval.items() if k.startswith("eval_")},
+        **{k: float(v) for k, v in eval_metrics.items() if isinstance(v, int | float)},
+        **{k: float(v) for k, v in train_output.metrics.items() if isinstance(v, int | float)},
+    }
     return TrainResult(
         output_dir=Path(output_dir),
         steps=steps,
@@ -176,16 +196,86 @@ def run_trainer(*, trainer: Trainer, output_dir: Path, hooks: RunHooks | None, r
     )
 
 
-def save_final_model(*, trainer: Trainer, output_dir: Path) -> None:
-    """Save the trained model (LoRA adapters merged into the base weights) with its processing class."""
+MODEL_INFO_FILE = "loupe_model.json"
+
+
+def save_final_model(
+    *, trainer: Trainer, output_dir: Path, merge_lora: bool = True, model_info: dict[str, Any] | None = None
+) -> None:
+    """Save the trained model with its processing class, and ``model_info`` as ``loupe_model.json``.
+
+    A peft model is merged into its base weights (a plain model any ``from_pretrained`` loads) unless
+    ``merge_lora`` is off; then only the adapter is written (``adapter_config.json`` names the base), to be
+    merged later by ``training.methods.lora.merge_adapter``.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):  # a peft model
+    is_adapter = hasattr(model, "merge_and_unload") and not merge_lora
+    if hasattr(model, "merge_and_unload") and merge_lora:  # a peft model
         model = model.merge_and_unload()
     model.save_pretrained(output_dir)
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(output_dir)
+    write_model_info(output_dir, {**(model_info or {}), "is_adapter": is_adapter})
+
+
+def write_model_info(model_dir: Path, info: dict[str, Any]) -> None:
+    """Record what Loupe needs to know about a saved model beside it (kind, answer prefix, ...)."""
+    (Path(model_dir) / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def read_model_info(model_dir: str | Path) -> dict[str, Any]:
+    """What ``write_model_info`` recorded for a model folder; ``{}`` for a hub name or a foreign folder.
+
+    Keys: ``kind`` ("policy" or "reward"), ``answer_prefix`` (text generation puts before each answer, e.g.
+    a control-token SFT model's good token), ``chat_template`` (whether a reward model scores chat-rendered
+    text), ``is_adapter``.
+    """
+    path = Path(model_dir) / MODEL_INFO_FILE
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rendering a prompt (and answer) the way every method sees it
+
+
+def conversation(prompt: str | list[dict], answer: str | None = None, *, with_image: bool) -> list[dict]:
+    """A prompt (and optional answer) as chat messages; with an image, the user turn starts with its
+    placeholder, as trl's trainers place it."""
+    if isinstance(prompt, list):
+        messages = [dict(m) for m in prompt]
+    else:
+        content: str | list[dict] = prompt
+        if with_image:
+            content = [{"type": "image"}, {"type": "text", "text": prompt}]
+        messages = [{"role": "user", "content": content}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+def render_text(
+    processing_class: Any,
+    *,
+    prompt: str | list[dict],
+    answer: str | None,
+    with_image: bool,
+    use_template: bool,
+) -> str:
+    """The text a model reads for ``prompt`` (+ ``answer``): rendered with the chat template when asked or
+    when there is an image (the template places its token), else the plain concatenation as trl makes it.
+    With no answer the text ends where the model starts answering."""
+    if use_template or with_image or isinstance(prompt, list):
+        messages = conversation(prompt, answer, with_image=with_image)
+        return processing_class.apply_chat_template(messages, tokenize=False, add_generation_prompt=answer is None)
+    return prompt + (answer or "")
+
+
+def has_chat_template(processing_class: Any) -> bool:
+    return getattr(processing_class, "chat_template", None) is not None
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -298,3 +388,44 @@ def completion_token_logps(
         logits = model(input_ids=input_ids, use_cache=False, **model_kwargs).logits
         logps = gather_token_logps(logits[:, -input_ids.size(1) :], labels)
     return logps, shift_mask
+
+
+def message_text(answer: str | list[dict]) -> str:
+    """The text of an answer: the string itself, or the text of a conversation's last message."""
+    if isinstance(answer, str):
+        return answer
+    content = answer[-1]["content"]
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text") or "" for part in content if part.get("type") == "text")
+
+
+def row_images(row: dict[str, Any]) -> list:
+    """The images of a dataset row (an ``images`` list or a single ``image``), possibly empty."""
+    images = row.get("images")
+    if images is None and row.get("image") is not None:
+        images = [row["image"]]
+    return list(images or [])
+
+
+def encode_texts(
+    processing_class: Any, *, texts: list[str], images: list[list] | None, max_length: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Tokenize rendered texts (and their images, through the processor) into one padded batch.
+
+    Text-only batches are cut to ``max_length`` tokens; batches with images are not (cutting could drop
+    image placeholders the vision features must match).
+    """
+    if images is not None and any(images):
+        return dict(processing_class(text=texts, images=images, return_tensors="pt", padding=True))
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    return dict(
+        tokenizer(
+            texts,
+            add_special_tokens=False,  # the chat template (or the raw text) already holds what the model needs
+            padding=True,
+            truncation=max_length is not None,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+    )

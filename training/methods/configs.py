@@ -2,35 +2,52 @@
 
 They live apart from the methods' trainers because the web process validates a run's config before it
 queues it, and the web process never imports torch, transformers or trl: this module imports none of them
-at module level. Each method module re-exports its config (`from training.methods.dpo import DPOConfig`).
+at module level (the ``trl_args`` / ``lora_config`` builders import them when a worker calls them). Each
+method module re-exports its config (``from training.methods.dpo import DPOConfig``).
+
+Defaults suit the tiny test models (a few steps move them); the help text says what real models want.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trl import DPOConfig as TrlDPOConfig
 
+GOOD_TOKEN = "[GOOD]"  # noqa: S105 - SciCap's control token, not a secret
+BAD_TOKEN = "[BAD]"  # noqa: S105 - SciCap's control token, not a secret
+
+
+def _positive(config: object, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive, not {getattr(config, name)}")
+
+
+def _at_least_one(config: object, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1, not {getattr(config, name)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# What every trainer-based method shares
+
 
 @dataclass
-class DPOConfig:
-    """Settings of a DPO run. Defaults suit the tiny test models; real models want a smaller learning rate."""
+class TrainingConfig:
+    """Optimizer, schedule, checkpoint, logging and LoRA settings every training method shares."""
 
-    beta: float = field(
-        default=0.1,
-        metadata={"help": "Strength of the pull towards the reference model (DPO's beta); higher stays closer."},
-    )
     learning_rate: float = field(
         default=1e-4,
         metadata={"help": "Peak learning rate. 1e-4 moves a tiny model; 5e-7 to 5e-6 is usual for real models."},
     )
     max_steps: int = field(default=20, metadata={"help": "Number of optimizer steps."})
-    per_device_train_batch_size: int = field(
-        default=2, metadata={"help": "Preference pairs per device per forward pass."}
-    )
+    per_device_train_batch_size: int = field(default=2, metadata={"help": "Examples per device per forward pass."})
     gradient_accumulation_steps: int = field(
         default=1, metadata={"help": "Forward passes accumulated into one optimizer step."}
     )
@@ -40,10 +57,10 @@ class DPOConfig:
     )
     lr_scheduler_type: str = field(
         default="linear",
-        metadata={"help": "Learning-rate schedule (transformers names: linear, cosine, ...)."},
+        metadata={"help": "Learning-rate schedule (transformers names: linear, cosine, constant, ...)."},
     )
     warmup_steps: int = field(default=0, metadata={"help": "Steps of linear learning-rate warm-up."})
-    seed: int = field(default=0, metadata={"help": "Seed for data order, dropout and LoRA initialisation."})
+    seed: int = field(default=0, metadata={"help": "Seed for data order, sampling, dropout and LoRA initialisation."})
     save_steps: int = field(default=10, metadata={"help": "Write a resumable checkpoint every this many steps."})
     save_total_limit: int | None = field(
         default=2, metadata={"help": "Keep at most this many checkpoints (oldest deleted). None keeps all."}
@@ -51,7 +68,7 @@ class DPOConfig:
     logging_steps: int = field(default=1, metadata={"help": "Report metrics every this many steps."})
     eval_steps: int | None = field(
         default=None,
-        metadata={"help": "Evaluate on the eval file every this many steps; None: at every checkpoint."},
+        metadata={"help": "Evaluate on the snapshot's test split every this many steps; None: at every checkpoint."},
     )
     apply_chat_template: bool = field(
         default=True,
@@ -67,7 +84,7 @@ class DPOConfig:
     )
     use_lora: bool = field(
         default=False,
-        metadata={"help": "Train LoRA adapters instead of all weights; merged into the saved model."},
+        metadata={"help": "Train LoRA adapters (peft) instead of all weights."},
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (HA-DPO uses 64 on 7B models)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
@@ -76,65 +93,68 @@ class DPOConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj"],
         metadata={"help": "Module names that get adapters (HA-DPO: the attention q/k/v projections)."},
     )
+    merge_lora: bool = field(
+        default=True,
+        metadata={
+            "help": "With LoRA, merge the adapters into the saved model (a plain full model). Off: save the "
+            "adapter alone, to merge later with the merge step."
+        },
+    )
 
     def __post_init__(self) -> None:
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, not {self.beta}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, not {self.learning_rate}")
-        for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "save_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.logging_steps < 1:
-            raise ValueError(f"logging_steps must be at least 1, not {self.logging_steps}")
+        _positive(self, "learning_rate")
+        _at_least_one(self, "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps")
+        _at_least_one(self, "save_steps", "logging_steps")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            raise ValueError(f"eval_steps must be at least 1 or None, not {self.eval_steps}")
         if self.max_length is not None and self.max_length < 8:
             raise ValueError(f"max_length must be at least 8 tokens or None, not {self.max_length}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps cannot be negative, not {self.warmup_steps}")
+        if not isinstance(self.lora_target_modules, list) or not all(
+            isinstance(m, str) for m in self.lora_target_modules
+        ):
+            raise ValueError("lora_target_modules must be a list of module names")
         if self.use_lora and (self.lora_r < 1 or self.lora_alpha <= 0 or not self.lora_target_modules):
             raise ValueError("LoRA needs lora_r >= 1, lora_alpha > 0 and at least one target module")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), not {self.lora_dropout}")
 
-    def trl_args(self, *, output_dir: Path, with_eval: bool) -> TrlDPOConfig:
-        """trl's config for this run: checkpoints under ``output_dir/checkpoints``, bf16 and gradient
-        checkpointing only on CUDA, no external loggers."""
+    def trainer_arguments(self, *, output_dir: Path, with_eval: bool) -> dict[str, Any]:
+        """Keyword arguments any ``transformers.TrainingArguments`` subclass takes for this run: checkpoints
+        under ``output_dir/checkpoints``, bf16 and gradient checkpointing only on CUDA, no external loggers."""
         import torch
-        from trl import DPOConfig as TrlDPOConfig
 
         from training.core import CHECKPOINTS_DIR, cuda_bf16
 
         on_cuda = torch.cuda.is_available()
-        return TrlDPOConfig(
-            output_dir=str(Path(output_dir) / CHECKPOINTS_DIR),
-            beta=self.beta,
-            learning_rate=self.learning_rate,
-            max_steps=self.max_steps,
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            per_device_eval_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            max_length=self.max_length,
-            lr_scheduler_type=self.lr_scheduler_type,
-            warmup_steps=self.warmup_steps,
-            seed=self.seed,
-            save_strategy="steps",
-            save_steps=self.save_steps,
-            save_total_limit=self.save_total_limit,
-            logging_strategy="steps",
-            logging_steps=self.logging_steps,
-            eval_strategy="steps" if with_eval else "no",
-            eval_steps=(self.eval_steps or self.save_steps) if with_eval else None,
-            bf16=cuda_bf16(),
-            fp16=False,
-            gradient_checkpointing=self.gradient_checkpointing and on_cuda,
-            report_to="none",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=on_cuda,
-            prediction_loss_only=True,  # evaluation needs the loss and metrics, never the full logits
-        )
+        return {
+            "output_dir": str(Path(output_dir) / CHECKPOINTS_DIR),
+            "learning_rate": self.learning_rate,
+            "max_steps": self.max_steps,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "per_device_eval_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "lr_scheduler_type": self.lr_scheduler_type,
+            "warmup_steps": self.warmup_steps,
+            "seed": self.seed,
+            "save_strategy": "steps",
+            "save_steps": self.save_steps,
+            "save_total_limit": self.save_total_limit,
+            "logging_strategy": "steps",
+            "logging_steps": self.logging_steps,
+            "eval_strategy": "steps" if with_eval else "no",
+            "eval_steps": (self.eval_steps or self.save_steps) if with_eval else None,
+            "bf16": cuda_bf16(),
+            "fp16": False,
+            "gradient_checkpointing": self.gradient_checkpointing and on_cuda,
+            "report_to": "none",
+            "disable_tqdm": True,
+            "dataloader_num_workers": 0,
+            "dataloader_pin_memory": on_cuda,
+        }
 
-    def lora_config(self):
+    def lora_config(self, *, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
         """A peft ``LoraConfig`` when ``use_lora`` is on, else None."""
         if not self.use_lora:
             return None
@@ -145,7 +165,78 @@ class DPOConfig:
             lora_alpha=self.lora_alpha,
             lora_dropout=self.lora_dropout,
             target_modules=list(self.lora_target_modules),
-            task_type="CAUSAL_LM",
+            task_type=task_type,
+            modules_to_save=modules_to_save,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Where a reward comes from (PPO, GRPO, RLOO, best-of-N)
+
+
+def check_reward_source(reward_model: str, reward_function: str) -> None:
+    """Exactly one reward source: a reward model (hub name or folder) or a ``module:function`` scorer.
+
+    A folder that does not exist and a module that cannot be found are refused here, before a run is
+    queued; whether the model loads is only known in the worker.
+    """
+    if bool(reward_model.strip()) == bool(reward_function.strip()):
+        raise ValueError(
+            "set exactly one of reward_model (a reward model's hub name or folder, e.g. a reward run's "
+            "artifact) and reward_function (a 'module:function' scorer, e.g. the AI labeler's)"
+        )
+    if reward_model.strip():
+        path = Path(reward_model)
+        if (path.is_absolute() or reward_model.startswith(".")) and not path.is_dir():
+            raise ValueError(f"reward_model folder {reward_model} does not exist")
+    else:
+        module, _, name = reward_function.partition(":")
+        if not module or not name:
+            raise ValueError(f"reward_function must look like 'package.module:function', not {reward_function!r}")
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise ValueError(f"reward_function's module {module!r} cannot be found")
+
+
+REWARD_MODEL_HELP = (
+    "Reward model to score answers: a hub name or local folder (a reward run's artifact location works). "
+    "Leave empty when reward_function is set."
+)
+REWARD_FUNCTION_HELP = (
+    "Instead of a reward model, a Python scorer 'package.module:function' called as "
+    "f(prompts=[...], completions=[...], images=[...] or None) -> list of floats (the AI labeler's score)."
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Offline methods
+
+
+@dataclass
+class DPOConfig(TrainingConfig):
+    """Settings of a DPO run. Defaults suit the tiny test models; real models want a smaller learning rate."""
+
+    beta: float = field(
+        default=0.1,
+        metadata={"help": "Strength of the pull towards the reference model (DPO's beta); higher stays closer."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive(self, "beta")
+
+    def trl_args(self, *, output_dir: Path, with_eval: bool) -> TrlDPOConfig:
+        """trl's DPO config for this run (see ``TrainingConfig.trainer_arguments``)."""
+        from trl import DPOConfig as TrlDPOConfig
+
+        return TrlDPOConfig(
+            **self.trainer_arguments(output_dir=output_dir, with_eval=with_eval),
+            beta=self.beta,
+            max_length=self.max_length,
+            prediction_loss_only=True,  # evaluation needs the loss and metrics, never the full logits
         )
 
 
@@ -171,7 +262,264 @@ class DDPOConfig(DPOConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gamma <= 0:
-            raise ValueError(f"gamma must be positive, not {self.gamma}")
-        if self.min_match_tokens < 1:
-            raise ValueError(f"min_match_tokens must be at least 1, not {self.min_match_tokens}")
+        _positive(self, "gamma")
+        _at_least_one(self, "min_match_tokens")
+
+
+@dataclass
+class SFTConfig(TrainingConfig):
+    """Settings of a supervised fine-tuning run on the snapshot's answers (or a prompt/completion file)."""
+
+    learning_rate: float = field(
+        default=5e-4,
+        metadata={"help": "Peak learning rate. 5e-4 moves a tiny model; 1e-5 to 2e-5 is usual for real models."},
+    )
+    control_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "SciCap-style feedback control tokens: train on the preferred answers prefixed with the good "
+            "token and on the rejected ones prefixed with the bad token; at generation the good token is "
+            "prepended. Off: train on the preferred answers only."
+        },
+    )
+    good_token: str = field(default=GOOD_TOKEN, metadata={"help": "Prefix of preferred answers (control tokens)."})
+    bad_token: str = field(default=BAD_TOKEN, metadata={"help": "Prefix of rejected answers (control tokens)."})
+    sft_data: str = field(
+        default="",
+        metadata={
+            "help": "A JSONL file of prompt/completion rows (e.g. a best-of-N run's best.jsonl) to train on "
+            "instead of the snapshot's pairs. Empty: use the snapshot."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.control_tokens and (not self.good_token.strip() or not self.bad_token.strip()):
+            raise ValueError("control tokens need a non-empty good_token and bad_token")
+        if self.control_tokens and self.good_token.strip() == self.bad_token.strip():
+            raise ValueError("good_token and bad_token must differ")
+        if self.sft_data.strip() and not Path(self.sft_data).is_file():
+            raise ValueError(f"sft_data file {self.sft_data} does not exist")
+
+    @property
+    def answer_prefix(self) -> str:
+        """What generation prepends to every answer of a model trained with this config."""
+        return f"{self.good_token} " if self.control_tokens else ""
+
+    def trl_args(self, *, output_dir: Path, with_eval: bool):
+        from trl import SFTConfig as TrlSFTConfig
+
+        return TrlSFTConfig(
+            **self.trainer_arguments(output_dir=output_dir, with_eval=with_eval),
+            max_length=self.max_length,
+            completion_only_loss=True,  # learn the answers, not the prompts
+            prediction_loss_only=True,
+        )
+
+
+@dataclass
+class RewardConfig(TrainingConfig):
+    """Settings of a Bradley-Terry reward model run on chosen/rejected pairs (a scalar head on the base)."""
+
+    learning_rate: float = field(
+        default=1e-3,
+        metadata={"help": "Peak learning rate. 1e-3 moves a tiny model; 1e-5 is usual for real models."},
+    )
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Preference pairs per forward pass."})
+    center_rewards_coefficient: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a penalty on the squared mean reward, keeping scores centred near 0 "
+            "(Eisenstein et al. use 0.01). 0: off."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.center_rewards_coefficient < 0:
+            raise ValueError(f"center_rewards_coefficient cannot be negative, not {self.center_rewards_coefficient}")
+
+    def trl_args(self, *, output_dir: Path, with_eval: bool):
+        from transformers import TrainingArguments
+
+        return TrainingArguments(
+            **self.trainer_arguments(output_dir=output_dir, with_eval=with_eval),
+            remove_unused_columns=False,  # the collator needs the raw prompt, answers and images
+            prediction_loss_only=True,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Online methods: the model writes answers and a reward scores them
+
+
+@dataclass
+class OnlineConfig(TrainingConfig):
+    """What PPO, GRPO and RLOO share: a reward source and how answers are sampled."""
+
+    reward_model: str = field(default="", metadata={"help": REWARD_MODEL_HELP})
+    reward_function: str = field(default="", metadata={"help": REWARD_FUNCTION_HELP})
+    max_completion_length: int = field(default=16, metadata={"help": "Longest sampled answer, in tokens."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the answers."})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Peak learning rate. 1e-4 moves a tiny model; about 1e-6 is usual for real models."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_reward_source(self.reward_model, self.reward_function)
+        _at_least_one(self, "max_completion_length")
+        _positive(self, "temperature")
+
+
+@dataclass
+class PPOConfig(OnlineConfig):
+    """Settings of Loupe's PPO: clipped policy objective, a value head, GAE and an adaptive KL penalty."""
+
+    per_device_train_batch_size: int = field(
+        default=4, metadata={"help": "Prompts sampled per PPO step (one answer each)."}
+    )
+    mini_batch_size: int = field(default=2, metadata={"help": "Answers per gradient step inside a PPO step's epochs."})
+    ppo_epochs: int = field(default=2, metadata={"help": "Passes over each step's answers."})
+    cliprange: float = field(default=0.2, metadata={"help": "Clip range of the policy ratio (PPO's epsilon)."})
+    cliprange_value: float = field(default=0.2, metadata={"help": "Clip range of the value update."})
+    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss."})
+    gamma: float = field(default=1.0, metadata={"help": "Discount of future rewards per token."})
+    lam: float = field(default=0.95, metadata={"help": "GAE's lambda."})
+    init_kl_coef: float = field(
+        default=0.05, metadata={"help": "Starting weight of the per-token KL penalty to the reference model."}
+    )
+    adaptive_kl: bool = field(
+        default=True,
+        metadata={"help": "Adapt the KL weight towards target_kl (Ziegler et al.); off keeps init_kl_coef."},
+    )
+    target_kl: float = field(
+        default=6.0, metadata={"help": "The KL (nats per answer) the adaptive controller steers towards."}
+    )
+    kl_horizon: int = field(default=10000, metadata={"help": "Horizon of the adaptive KL controller, in answers."})
+    whiten_advantages: bool = field(default=True, metadata={"help": "Normalise advantages per step."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    answer_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text put before every sampled answer; None: what the base model's folder asks for (a "
+            "control-token SFT model asks for its good token)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least_one(self, "mini_batch_size", "ppo_epochs", "kl_horizon")
+        _positive(self, "cliprange", "cliprange_value", "target_kl", "max_grad_norm")
+        if self.mini_batch_size > self.per_device_train_batch_size:
+            raise ValueError(
+                f"mini_batch_size ({self.mini_batch_size}) cannot exceed per_device_train_batch_size "
+                f"({self.per_device_train_batch_size})"
+            )
+        if self.vf_coef < 0 or self.init_kl_coef < 0:
+            raise ValueError("vf_coef and init_kl_coef cannot be negative")
+        if not 0 < self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError("gamma must be in (0, 1] and lam in [0, 1]")
+
+
+@dataclass
+class GRPOConfig(OnlineConfig):
+    """Settings of a GRPO run (trl's ``GRPOTrainer``): group-relative advantages over sampled answers."""
+
+    per_device_train_batch_size: int = field(
+        default=4, metadata={"help": "Answers per forward pass; a multiple of num_generations."}
+    )
+    num_generations: int = field(default=4, metadata={"help": "Answers sampled per prompt (the group)."})
+    beta: float = field(
+        default=0.04, metadata={"help": "Weight of the KL penalty to the reference model; 0 loads no reference."}
+    )
+    epsilon: float = field(default=0.2, metadata={"help": "Clip range of the policy ratio."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_generations < 2:
+            raise ValueError(f"num_generations must be at least 2, not {self.num_generations}")
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x gradient_accumulation_steps ({batch}) must be a multiple of "
+                f"num_generations ({self.num_generations})"
+            )
+        if self.beta < 0:
+            raise ValueError(f"beta cannot be negative, not {self.beta}")
+        _positive(self, "epsilon")
+
+    def trl_args(self, *, output_dir: Path, with_eval: bool):
+        from trl import GRPOConfig as TrlGRPOConfig
+
+        return TrlGRPOConfig(
+            **self.trainer_arguments(output_dir=output_dir, with_eval=False),
+            num_generations=self.num_generations,
+            max_completion_length=self.max_completion_length,
+            temperature=self.temperature,
+            beta=self.beta,
+            epsilon=self.epsilon,
+        )
+
+
+@dataclass
+class RLOOConfig(GRPOConfig):
+    """Settings of an RLOO run (trl's ``RLOOTrainer``): REINFORCE with a leave-one-out baseline."""
+
+    beta: float = field(
+        default=0.05, metadata={"help": "Weight of the KL penalty to the reference model; 0 loads no reference."}
+    )
+
+    def trl_args(self, *, output_dir: Path, with_eval: bool):
+        from trl import RLOOConfig as TrlRLOOConfig
+
+        return TrlRLOOConfig(
+            **self.trainer_arguments(output_dir=output_dir, with_eval=False),
+            num_generations=self.num_generations,
+            max_completion_length=self.max_completion_length,
+            temperature=self.temperature,
+            beta=self.beta,
+            epsilon=self.epsilon,
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Best-of-N: sampling, not training
+
+
+@dataclass
+class BestOfNConfig:
+    """Settings of best-of-N sampling: N answers per prompt, the best kept by a reward model or scorer."""
+
+    n: int = field(default=4, metadata={"help": "Answers sampled per prompt."})
+    reward_model: str = field(default="", metadata={"help": REWARD_MODEL_HELP})
+    reward_function: str = field(default="", metadata={"help": REWARD_FUNCTION_HELP})
+    max_completion_length: int = field(default=24, metadata={"help": "Longest sampled answer, in tokens."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: keep the smallest set of this mass."})
+    batch_size: int = field(default=4, metadata={"help": "Prompts sampled together."})
+    split: str = field(
+        default="train",
+        metadata={"help": "Which split of the snapshot gives the prompts: train, test or all."},
+    )
+    max_prompts: int | None = field(default=None, metadata={"help": "Use at most this many prompts; None: all."})
+    answer_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text put before every answer; None: what the model's folder asks for (a control-token SFT "
+            "model asks for its good token)."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
+
+    def __post_init__(self) -> None:
+        check_reward_source(self.reward_model, self.reward_function)
+        _at_least_one(self, "n", "max_completion_length", "batch_size")
+        _positive(self, "temperature")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.split not in ("train", "test", "all"):
+            raise ValueError(f"split must be train, test or all, not {self.split!r}")
+        if self.max_prompts is not None and self.max_prompts < 1:
+            raise ValueError(f"max_prompts must be at least 1 or None, not {self.max_prompts}")

@@ -35,7 +35,7 @@ from trl import DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import use_adapter
 
-from training.core import RunHooks, TrainResult, completion_token_logps, run_trainer
+from training.core import RunHooks, TrainResult, completion_token_logps, message_text, run_trainer
 from training.methods.configs import DDPOConfig
 from training.methods.dpo import make_preference_trainer
 
@@ -123,16 +123,6 @@ def completion_token_offsets(tokenizer: Any, text: str, completion_ids: list[int
     return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
-def completion_text(answer: str | list[dict]) -> str:
-    """The text of an answer: the string itself, or the content of a conversation's last message."""
-    if isinstance(answer, str):
-        return answer
-    content = answer[-1]["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text") or "" for part in content if part.get("type") == "text")
-
-
 @dataclass
 class DataCollatorForDensePreference:
     """Wraps trl's preference collator and adds ``changed_mask`` (2B, L): 1 on the changed completion tokens.
@@ -159,7 +149,7 @@ class DataCollatorForDensePreference:
             flags = list(diff_changed_tokens(chosen_ids, rejected_ids, min_match=self.min_match_tokens))
             for side, ids in enumerate((chosen_ids, rejected_ids)):
                 if spans[i][side] is not None and answers[i][side] is not None:
-                    offsets = completion_token_offsets(self.tokenizer, completion_text(answers[i][side]), ids)
+                    offsets = completion_token_offsets(self.tokenizer, message_text(answers[i][side]), ids)
                     flags[side] = span_changed_tokens(offsets, spans[i][side])
             changed[i, chosen_pos] = torch.tensor(flags[0], dtype=changed.dtype)
             changed[n + i, rejected_pos] = torch.tensor(flags[1], dtype=changed.dtype)
