@@ -7,6 +7,7 @@ Both listen on loopback only, on free ports. PostgreSQL's initdb refuses to run 
 made and run as the package's `postgres` user.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -66,10 +67,8 @@ def stop(root: Path, quiet: bool = False) -> None:
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     pidfile = root / "redis.pid"
     if pidfile.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text().strip()), 15)
-        except (ProcessLookupError, ValueError):
-            pass
         pidfile.unlink(missing_ok=True)
     if not quiet:
         print(f"stopped services under {root}", file=sys.stderr)
