@@ -45,14 +45,49 @@ def start(root: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(pg_dir, "postgres", "postgres")
     run = {"check": True, "stdout": subprocess.DEVNULL, "stderr": sys.stderr}
-    subprocess.run(_as_postgres([str(_pg_bin() / "initdb"), "-D", str(pg_dir / "data"), "-U", "postgres",
-                                 "-A", "trust", "--no-sync"]), **run)
+    subprocess.run(
+        _as_postgres(
+            [str(_pg_bin() / "initdb"), "-D", str(pg_dir / "data"), "-U", "postgres", "-A", "trust", "--no-sync"]
+        ),
+        **run,
+    )
     options = f"-p {pg_port} -k {pg_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres([str(_pg_bin() / "pg_ctl"), "-D", str(pg_dir / "data"), "-w", "-l",
-                                 str(pg_dir / "server.log"), "-o", options, "start"]), **run)
-    subprocess.run(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(root),
-                    "--save", "", "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(root / "redis.pid")],
-                   **run)
+    subprocess.run(
+        _as_postgres(
+            [
+                str(_pg_bin() / "pg_ctl"),
+                "-D",
+                str(pg_dir / "data"),
+                "-w",
+                "-l",
+                str(pg_dir / "server.log"),
+                "-o",
+                options,
+                "start",
+            ]
+        ),
+        **run,
+    )
+    subprocess.run(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(root),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(root / "redis.pid"),
+        ],
+        **run,
+    )
     deadline = time.monotonic() + 10
     while not (root / "redis.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -63,8 +98,12 @@ def start(root: Path) -> None:
 def stop(root: Path, quiet: bool = False) -> None:
     data = root / "postgres" / "data"
     if (data / "postmaster.pid").exists():
-        subprocess.run(_as_postgres([str(_pg_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            _as_postgres([str(_pg_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
     pidfile = root / "redis.pid"
     if pidfile.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
