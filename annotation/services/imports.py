@@ -44,6 +44,7 @@ from annotation.models import (
 )
 from annotation.pairs import HUMOR_SCALE, PAIRWISE_CHOICES, segments_check
 from annotation.services.pairs import preference_pairs_rebuild, rating_scale
+from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
 
 IMPORT_FORMATS = tuple(FORMAT_READERS)
@@ -301,21 +302,23 @@ def _image_store(image: CheckedImage, *, written: list[Path]) -> str:
 class ImportedAnnotators:
     """Inactive users standing for the annotators a file names (`import:<name>`), made once each.
 
-    Loupe keeps one annotation of a kind per (item, annotator); a file where one person annotated an
-    item twice (e.g. two Label Studio tasks of one item) gets the second under `import:<name>~2`.
+    Loupe keeps one annotation per person and task (an item for pairwise judgments and rankings, a
+    response for corrections and ratings); a file where one person annotated a task twice (e.g. two Label
+    Studio tasks comparing different answers of one item) gets the second under `import:<name>~2`.
     """
 
     def __init__(self, prefix: str = IMPORTED_ANNOTATOR_PREFIX) -> None:
         self.prefix = prefix
         self._users: dict[str, AbstractBaseUser] = {}
 
-    def user(self, name: str, *, taken: set[tuple[str, int]], kind: str) -> AbstractBaseUser:
+    def user(self, name: str, *, taken: set[tuple], task: tuple) -> AbstractBaseUser:
+        """The user for `name` who has no annotation of `task` in `taken` yet (which then records it)."""
         base = f"{self.prefix}:{name.strip() or 'anonymous'}"[:140]
         candidate, copy = base, 1
         while True:
             user = self._get(candidate)
-            if (kind, user.pk) not in taken:
-                taken.add((kind, user.pk))
+            if (task, user.pk) not in taken:
+                taken.add((task, user.pk))
                 return user
             copy += 1
             candidate = f"{base}~{copy}"
@@ -383,6 +386,9 @@ def _items_store_batch(
         if record.pairwise or record.corrections or record.ratings or record.rankings
     ]
     n_annotations = _annotations_store(project, annotated, levels, users) if annotated else 0
+    if n_annotations:
+        # Imported annotations fill the queue's slots like submitted ones (done and taken counts).
+        queue_units_sync(project=project)
     with_feedback = [
         item
         for item, record in zip(items, fresh, strict=True)
@@ -422,13 +428,13 @@ def _annotations_store(
 ) -> int:
     judgments, corrections, ratings, rankings = [], [], [], []
     for item, record, stored in annotated:
-        taken: set[tuple[str, int]] = set()
+        taken: set[tuple] = set()
         key = (project.pk, record.external_id)
         for index, j in enumerate(record.pairwise):
             judgments.append(
                 PairwiseJudgment(
                     item=item,
-                    annotator=users.user(j.annotator, taken=taken, kind="pairwise"),
+                    annotator=users.user(j.annotator, taken=taken, task=("pairwise",)),
                     client_request_id=import_request_id(*key, "pairwise", index, j.source_id),
                     response_a=stored[j.response_a],
                     response_b=stored[j.response_b],
@@ -441,7 +447,7 @@ def _annotations_store(
             corrections.append(
                 Correction(
                     item=item,
-                    annotator=users.user(c.annotator, taken=taken, kind="correction"),
+                    annotator=users.user(c.annotator, taken=taken, task=("correction", c.response)),
                     client_request_id=import_request_id(*key, "correction", index, c.source_id),
                     response=stored[c.response],
                     segments=[
@@ -455,7 +461,7 @@ def _annotations_store(
             ratings.append(
                 Rating(
                     item=item,
-                    annotator=users.user(r.annotator, taken=taken, kind="rating"),
+                    annotator=users.user(r.annotator, taken=taken, task=("rating", r.response)),
                     client_request_id=import_request_id(*key, "rating", index, r.source_id),
                     response=stored[r.response],
                     level=levels.index(r.level),
@@ -465,13 +471,11 @@ def _annotations_store(
             rankings.append(
                 Ranking(
                     item=item,
-                    annotator=users.user(r.annotator, taken=taken, kind="ranking"),
+                    annotator=users.user(r.annotator, taken=taken, task=("ranking",)),
                     client_request_id=import_request_id(*key, "ranking", index, r.source_id),
                     order=[stored[position].pk for position in r.order],
                 )
             )
-        # The item has as many finished annotations as it has distinct annotators in the file.
-        item.done_count = len({pk for _kind, pk in taken})
     for model, rows in (
         (PairwiseJudgment, judgments),
         (Correction, corrections),
@@ -479,5 +483,4 @@ def _annotations_store(
         (Ranking, rankings),
     ):
         model.objects.bulk_create(rows, batch_size=2000)
-    Item.objects.bulk_update([item for item, _r, _s in annotated], ["done_count"], batch_size=2000)
     return len(judgments) + len(corrections) + len(ratings) + len(rankings)

@@ -13,10 +13,17 @@ from django.core.management import call_command
 from PIL import Image
 
 from annotation import services
-from annotation.formats import CorrectionRecord, ItemRecord, RankingRecord, RatingRecord, ResponseRecord
+from annotation.formats import (
+    CorrectionRecord,
+    ItemRecord,
+    PairwiseRecord,
+    RankingRecord,
+    RatingRecord,
+    ResponseRecord,
+)
 from annotation.formats.caption_contest import read_caption_contest_csv
 from annotation.formats.label_studio import write_label_studio_json
-from annotation.models import Correction, Item, PreferencePair, Ranking, Rating, Response
+from annotation.models import Correction, Item, PairwiseJudgment, PreferencePair, Ranking, Rating, Response
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
 
@@ -252,22 +259,22 @@ def test_label_studio_rankings_ratings_and_corrections_import_with_their_annotat
     assert (pair.chosen_text, pair.rejected_text) == ("A cup and a blue plate.", "A cup and a red plate.")
 
 
-def test_one_person_annotating_two_tasks_of_an_item_keeps_both_annotations(researcher, tmp_path):
-    """Loupe holds one annotation per person and item, so the second comes in under `import:<name>~2`."""
-    project = services.project_create(slug="ls", kind="correction", created_by=researcher)
+def test_one_person_judging_two_pairs_of_an_item_keeps_both_judgments(researcher, tmp_path):
+    """Loupe holds one judgment per person and item, so the second comes in under `import:<name>~2`."""
+    project = services.project_create(slug="ls", kind="pairwise", created_by=researcher)
     record = ItemRecord(
         "k1", "Q", responses=_responses(),
-        corrections=[
-            CorrectionRecord(0, "A cup and a blue plate.", [(12, 15, "blue", "attribute")], "ann1"),
-            CorrectionRecord(2, "A cup.", [(0, 15, "A cup.", "object")], "ann1"),
-        ],
+        pairwise=[PairwiseRecord(0, 1, "a", annotator="ann1"), PairwiseRecord(1, 2, "a", annotator="ann1")],
     )  # fmt: skip
     services.items_import(
-        project=project, path=_label_studio_file(tmp_path, "correction", record), import_format="label-studio"
+        project=project, path=_label_studio_file(tmp_path, "pairwise", record), import_format="label-studio"
     )
-    assert sorted(Correction.objects.values_list("annotator__username", flat=True)) == ["import:ann1", "import:ann1~2"]
+    assert sorted(PairwiseJudgment.objects.values_list("annotator__username", flat=True)) == [
+        "import:ann1",
+        "import:ann1~2",
+    ]
     assert Item.objects.get().done_count == 2
-    assert PreferencePair.objects.filter(source="correction").count() == 2
+    assert PreferencePair.objects.filter(source="pairwise").count() == 2
 
 
 def test_a_rating_level_off_the_project_scale_is_refused(researcher, tmp_path):
