@@ -37,5 +37,7 @@ if [ "$WANT_TEST" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     # apt starts no servers in containers; the tests start their own PostgreSQL and Redis.
   fi
+  # Label Studio, the interchange peer of tests/annotation/test_label_studio.py, in its own .venv-labelstudio.
+  platform/labelstudio.sh
 fi
 echo "[setup] ready: $ROOT/.venv"

@@ -126,7 +126,7 @@ def _records(path: Path, *, import_format: str, options: dict[str, Any]) -> Iter
         raise _import_error(error, line=error.line or 0) from error
 
 
-def _record_check(record: ItemRecord, *, levels: LevelMap) -> None:
+def record_check(record: ItemRecord, *, levels: LevelMap) -> None:
     """Check the record's annotations against its responses and the project's scale (FormatError)."""
     line, n = record.line, len(record.responses)
 
@@ -222,7 +222,7 @@ def items_import(
         total = 0
         for record in _records(path, import_format=import_format, options=options):
             try:
-                _record_check(record, levels=levels)
+                record_check(record, levels=levels)
             except FormatError as error:
                 raise _import_error(error, line=record.line) from error
             if record.image or record.image_bytes is not None:
