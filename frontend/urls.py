@@ -18,4 +18,6 @@ urlpatterns = [
     path("items/<int:item_id>/image", annotation_views.item_image, name="item-image"),
     path("runs/", training_views.run_list_page, name="runs"),
     path("runs/<int:run_id>/", training_views.run_page, name="run"),
+    path("models/", training_views.model_list_page, name="models"),
+    path("models/<int:artifact_id>/merge/", training_views.model_merge_action, name="model-merge"),
 ]

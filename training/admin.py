@@ -11,10 +11,15 @@ from training.models import ModelArtifact, RunStatus, TrainingRun
 
 class TrainingRunAddForm(forms.ModelForm):
     method = forms.ChoiceField(choices=[(name, name) for name in sorted(services.METHOD_CONFIGS)])
+    base_model = forms.CharField(
+        required=False,
+        max_length=500,
+        help_text="Hub name or local folder; leave empty when a base artifact is chosen.",
+    )
 
     class Meta:
         model = TrainingRun
-        fields = ["method", "snapshot", "base_model", "config"]
+        fields = ["method", "snapshot", "base_artifact", "base_model", "config"]
 
     def clean(self) -> dict:
         data = super().clean()
@@ -22,6 +27,11 @@ class TrainingRunAddForm(forms.ModelForm):
             services.method_config_build(method=data.get("method", ""), config=data.get("config") or {})
         except ApplicationError as error:
             raise ValidationError(error.message) from error
+        artifact = data.get("base_artifact")
+        if artifact is None and not (data.get("base_model") or "").strip():
+            raise ValidationError("Choose a base artifact or give a base model (hub name or folder).")
+        if artifact is not None and artifact.is_adapter:
+            raise ValidationError(f"{artifact.name} is a LoRA adapter; merge it into a full model first.")
         return data
 
 
@@ -45,7 +55,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
         run = services.training_run_create(
             method=form.cleaned_data["method"],
             snapshot=form.cleaned_data["snapshot"],
-            base_model=form.cleaned_data["base_model"],
+            base_model=form.cleaned_data["base_model"] or "",
+            base_artifact=form.cleaned_data.get("base_artifact"),
             config=form.cleaned_data["config"] or {},
             created_by=request.user,
         )
@@ -64,4 +75,18 @@ class TrainingRunAdmin(admin.ModelAdmin):
         messages.info(request, "Resumed.")
 
 
-admin.site.register(ModelArtifact)
+@admin.register(ModelArtifact)
+class ModelArtifactAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "kind",
+        "is_adapter",
+        "location",
+        "base",
+        "base_name",
+        "snapshot",
+        "produced_by",
+        "created_at",
+    ]
+    list_filter = ["kind", "is_adapter"]
+    search_fields = ["name", "location", "base_name"]

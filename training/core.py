@@ -137,9 +137,11 @@ def is_vision_model(base_model: str | Path) -> bool:
     return getattr(AutoConfig.from_pretrained(str(base_model)), "vision_config", None) is not None
 
 
-def load_processing_class(base_model: str | Path):
-    """The processor of a vision-language model, else the tokenizer, loaded from ``base_model``."""
-    if is_vision_model(base_model):
+def load_processing_class(base_model: str | Path, *, vision: bool | None = None):
+    """The processor of a vision-language model, else the tokenizer, loaded from ``base_model``.
+
+    ``vision`` says which, for a folder without a model config (an adapter's)."""
+    if vision if vision is not None else is_vision_model(base_model):
         return AutoProcessor.from_pretrained(str(base_model))
     return AutoTokenizer.from_pretrained(str(base_model))
 

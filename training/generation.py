@@ -34,7 +34,8 @@ def load_policy(path: str | Path, *, device: torch.device | str | None = None) -
 
         base = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
         model = PeftModel.from_pretrained(_load_generator(base), str(path))
-        processing_class = load_processing_class(path if (path / "tokenizer_config.json").is_file() else base)
+        own_tokenizer = (path / "tokenizer_config.json").is_file()
+        processing_class = load_processing_class(path if own_tokenizer else base, vision=is_vision_model(base))
     else:
         model = _load_generator(path)
         processing_class = load_processing_class(path)

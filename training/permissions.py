@@ -3,7 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
-from training.models import TrainingRun
+from training.models import ModelArtifact, TrainingRun
 
 
 def access_training(*, user: AbstractBaseUser | AnonymousUser) -> None:
@@ -14,7 +14,15 @@ def access_training(*, user: AbstractBaseUser | AnonymousUser) -> None:
 
 def access_training_run(*, user: AbstractBaseUser | AnonymousUser, run_id: int) -> TrainingRun:
     access_training(user=user)
-    run = TrainingRun.objects.select_related("snapshot__project").filter(pk=run_id).first()
+    run = TrainingRun.objects.select_related("snapshot__project", "base_artifact").filter(pk=run_id).first()
     if run is None:
         raise Http404("No such training run.")
     return run
+
+
+def access_model_artifact(*, user: AbstractBaseUser | AnonymousUser, artifact_id: int) -> ModelArtifact:
+    access_training(user=user)
+    artifact = ModelArtifact.objects.filter(pk=artifact_id).first()
+    if artifact is None:
+        raise Http404("No such model.")
+    return artifact

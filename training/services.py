@@ -1,11 +1,13 @@
-"""Writes for training: start, execute, cancel, resume and reap runs; register model artifacts.
+"""Writes for training: start, execute, cancel, resume and reap runs; register and merge model artifacts.
 
-`training_run_execute` runs inside a Celery worker and is the only function here that imports torch (through
-the method module's train function, imported lazily). Config validation uses the methods' config
-dataclasses, whose modules import nothing heavy at module level, so the web process stays free of torch.
+`training_run_execute` and `model_artifact_merge_execute` run inside a Celery worker and are the only
+functions here that import torch (through the method modules, imported lazily). Config validation uses the
+methods' config dataclasses (`training.methods.configs`, torch-free), so the web process refuses a bad config
+before anything is queued and never imports torch.
 """
 
 import dataclasses
+import importlib
 import json
 import threading
 import traceback
@@ -24,24 +26,55 @@ from django.utils import timezone
 from annotation.models import DatasetSnapshot
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
-from training.methods.configs import DDPOConfig, DPOConfig
-from training.models import ModelArtifact, RunMetric, RunStatus, TrainingRun
+from training.methods.configs import (
+    BestOfNConfig,
+    DDPOConfig,
+    DPOConfig,
+    GRPOConfig,
+    PPOConfig,
+    RewardConfig,
+    RLOOConfig,
+    SFTConfig,
+)
+from training.models import ArtifactKind, ModelArtifact, RunMetric, RunStatus, TrainingRun
 
 # Method name -> its config dataclass (torch-free, so the web process can validate a config).
-METHOD_CONFIGS: dict[str, type] = {"dpo": DPOConfig, "ddpo": DDPOConfig}
+METHOD_CONFIGS: dict[str, type] = {
+    "sft": SFTConfig,
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "ddpo": DDPOConfig,
+    "ppo": PPOConfig,
+    "grpo": GRPOConfig,
+    "rloo": RLOOConfig,
+    "best_of_n": BestOfNConfig,
+}
+# Method name -> (module, function) of its train function, imported only in the worker (it brings in torch).
+_TRAIN_FUNCTIONS: dict[str, tuple[str, str]] = {
+    "sft": ("training.methods.sft", "train_sft"),
+    "reward": ("training.methods.reward", "train_reward"),
+    "dpo": ("training.methods.dpo", "train_dpo"),
+    "ddpo": ("training.methods.ddpo", "train_ddpo"),
+    "ppo": ("training.methods.ppo", "train_ppo"),
+    "grpo": ("training.methods.grpo", "train_grpo"),
+    "rloo": ("training.methods.grpo", "train_rloo"),
+    "best_of_n": ("training.methods.best_of_n", "run_best_of_n"),
+}
+# What a successful run of each method leaves: a model artifact of this kind, or (best-of-N) a file of answers.
+METHOD_OUTPUT_KIND: dict[str, str | None] = {
+    **dict.fromkeys(METHOD_CONFIGS, ArtifactKind.POLICY),
+    "reward": ArtifactKind.REWARD,
+    "best_of_n": None,
+}
+BEST_OF_N_FILE = "best.jsonl"
 
 
 def _train_function(method: str) -> Callable[..., Any]:
     """The method's train function; imported here, in the worker, because it brings in torch."""
-    if method == "dpo":
-        from training.methods.dpo import train_dpo
-
-        return train_dpo
-    if method == "ddpo":
-        from training.methods.ddpo import train_ddpo
-
-        return train_ddpo
-    raise ApplicationError(f"Unknown training method {method!r}.")
+    if method not in _TRAIN_FUNCTIONS:
+        raise ApplicationError(f"Unknown training method {method!r}.")
+    module, name = _TRAIN_FUNCTIONS[method]
+    return getattr(importlib.import_module(module), name)
 
 
 def method_config_build(*, method: str, config: dict[str, Any]) -> Any:
@@ -51,12 +84,15 @@ def method_config_build(*, method: str, config: dict[str, Any]) -> Any:
             f"Unknown training method {method!r}; choose one of {', '.join(sorted(METHOD_CONFIGS))}.",
             {"field": "method"},
         )
+    if not isinstance(config, dict):
+        raise ApplicationError("The config must be a JSON object of setting names and values.", {"field": "config"})
     config_class = METHOD_CONFIGS[method]
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ApplicationError(
-            f"Unknown config field(s) for {method}: {', '.join(unknown)}.", {"field": unknown[0], "known": sorted(known)}
+            f"Unknown config field(s) for {method}: {', '.join(unknown)}.",
+            {"field": unknown[0], "known": sorted(known)},
         )
     try:
         return config_class(**config)
@@ -69,24 +105,46 @@ def training_run_create(
     *,
     method: str,
     snapshot: DatasetSnapshot,
-    base_model: str,
+    base_model: str = "",
+    base_artifact: ModelArtifact | None = None,
     config: dict[str, Any] | None,
     created_by: AbstractBaseUser | None,
 ) -> TrainingRun:
-    """Validate and queue a training run; a bad config is refused before anything is queued."""
+    """Validate and queue a training run; a bad config is refused before anything is queued.
+
+    The base is a hub name or folder (`base_model`) or a registered model (`base_artifact`, whose location
+    is used and which becomes the output's lineage).
+    """
     built = method_config_build(method=method, config=config or {})
+    if base_artifact is not None:
+        if base_artifact.is_adapter:
+            raise ApplicationError(
+                f"{base_artifact.name} is a LoRA adapter; merge it into a full model first.", {"field": "base_model"}
+            )
+        if base_artifact.kind == ArtifactKind.REWARD and method != "reward":
+            raise ApplicationError(
+                f"{base_artifact.name} is a reward model; {method} trains a policy. Use it as reward_model instead.",
+                {"field": "base_model"},
+            )
+        base_model = base_artifact.location
     if not base_model.strip():
-        raise ApplicationError("A base model (hub name or local folder) is required.", {"field": "base_model"})
-    if snapshot.n_train == 0:
+        raise ApplicationError(
+            "A base model (hub name, local folder or model artifact) is required.", {"field": "base_model"}
+        )
+    if snapshot.n_train == 0 and not (method == "best_of_n" and built.split != "train"):
         raise ApplicationError("The snapshot has no training rows.", {"field": "snapshot"})
+    if method == "best_of_n" and built.split == "test" and snapshot.n_test == 0:
+        raise ApplicationError("The snapshot has no test rows to sample prompts from.", {"field": "config"})
     run = TrainingRun(
         method=method,
         base_model=base_model.strip(),
+        base_artifact=base_artifact,
         snapshot=snapshot,
         config=dataclasses.asdict(built),
+        max_steps=getattr(built, "max_steps", 0),
         created_by=created_by,
     )
-    run.full_clean(exclude=["created_by"])  # runs started from the CLI have no user
+    run.full_clean()
     run.save()
     run.output_dir = str(Path(settings.RUNS_DIR) / f"run-{run.pk}")
     run.save(update_fields=["output_dir"])
@@ -103,6 +161,7 @@ def _enqueue(run: TrainingRun) -> None:
 @transaction.atomic
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Queued runs end at once; running ones stop after the current step and keep their last checkpoint."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
     if run.status == RunStatus.QUEUED:
         run.status = RunStatus.CANCELLED
         run.finished_at = timezone.now()
@@ -118,26 +177,35 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
 @transaction.atomic
 def training_run_resume(*, run: TrainingRun) -> TrainingRun:
     """Queue a failed or cancelled run again; it continues from its last checkpoint."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise ApplicationError(f"Only failed or cancelled runs can be resumed; this one is {run.status}.")
     run.status = RunStatus.QUEUED
     run.cancel_requested = False
     run.finished_at = None
     run.save(update_fields=["status", "cancel_requested", "finished_at"])
+    TrainingRun.objects.filter(pk=run.pk).update(log=_log_plus("[loupe] resume requested\n"))
     _enqueue(run)
     return run
 
 
 def training_runs_reap_dead() -> int:
-    """Mark running runs whose heartbeat stopped as failed (their worker died); returns how many."""
+    """Mark running runs whose heartbeat stopped as failed (their worker died); returns how many.
+
+    On the embedded broker a killed worker's task is never delivered again, so the run's own heartbeat is
+    what tells a dead run from a live one. Called when a worker starts and whenever runs are read.
+    """
     cutoff = timezone.now() - timedelta(seconds=settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS)
     dead = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
     count = 0
     for run in dead:
-        count += TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        count += TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
             status=RunStatus.FAILED,
             finished_at=timezone.now(),
-            log=_log_plus(f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died.\n"),
+            log=_log_plus(
+                f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died at step "
+                f"{run.step}. Resume continues from the last checkpoint.\n"
+            ),
         )
     return count
 
@@ -158,7 +226,12 @@ class _DatabaseHooks:
         self.run_id = run_id
 
     def on_step(self, step: int, max_steps: int, metrics: dict[str, float]) -> None:
-        RunMetric.objects.update_or_create(run_id=self.run_id, step=step, defaults={"values": metrics})
+        # Training and evaluation metrics of one step arrive separately: merge them into the step's row.
+        with transaction.atomic():
+            row, created = RunMetric.objects.get_or_create(run_id=self.run_id, step=step, defaults={"values": metrics})
+            if not created:
+                row.values = {**row.values, **metrics}
+                row.save(update_fields=["values"])
         TrainingRun.objects.filter(pk=self.run_id).update(step=step, max_steps=max_steps, heartbeat_at=timezone.now())
 
     def should_stop(self) -> bool:
@@ -169,25 +242,24 @@ class _DatabaseHooks:
 
 
 class _Heartbeat(threading.Thread):
-    """Beats every few seconds while a step runs, so a long step is not taken for a dead worker."""
+    """Beats several times per heartbeat timeout while a step runs, so a long step is not taken for a dead worker."""
 
-    def __init__(self, run_id: int, every: float = 10.0) -> None:
+    def __init__(self, run_id: int) -> None:
         super().__init__(daemon=True)
-        self.run_id, self.every, self.stopped = run_id, every, threading.Event()
+        self.run_id, self.stopped = run_id, threading.Event()
+        self.every = max(0.2, min(10.0, settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS / 4))
 
     def run(self) -> None:
         from django.db import connection
 
         try:
             while not self.stopped.wait(self.every):
-                TrainingRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
         finally:
             connection.close()
 
 
-def _write_training_files(
-    *, snapshot: DatasetSnapshot, run_dir: Path, with_images: bool
-) -> tuple[Path, Path | None]:
+def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path, with_images: bool) -> tuple[Path, Path | None]:
     """The snapshot's train and test rows as TRL preference JSONL (images as absolute paths, for a VLM)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": run_dir / "train.jsonl", "test": run_dir / "test.jsonl"}
@@ -213,6 +285,12 @@ def _write_training_files(
     return paths["train"], paths["test"] if counts["test"] else None
 
 
+def _has_progress(model_dir: Path) -> bool:
+    """Whether an earlier attempt of this run left something to continue from."""
+    checkpoints = model_dir / "checkpoints"
+    return (checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))) or (model_dir / BEST_OF_N_FILE).is_file()
+
+
 def training_run_execute(*, run_id: int) -> None:
     """Run a queued training run to its end in this process (a Celery worker on the `training` queue)."""
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
@@ -222,12 +300,13 @@ def training_run_execute(*, run_id: int) -> None:
         return  # Already taken by another delivery of this task, cancelled, or finished: nothing to do.
     run = TrainingRun.objects.select_related("snapshot").get(pk=run_id)
     output_dir = Path(run.output_dir)
-    resume = (output_dir / "checkpoints").is_dir() and any((output_dir / "checkpoints").iterdir())
+    model_dir = output_dir / "model"
+    resume = _has_progress(model_dir)
     _append_log(run_id, f"[loupe] {'resuming' if resume else 'starting'} {run.method} on {run.base_model}\n")
     heartbeat = _Heartbeat(run_id)
     heartbeat.start()
     try:
-        from training.core import is_vision_model
+        from training.core import is_vision_model, read_model_info
 
         config = method_config_build(method=run.method, config=run.config)
         # A text-only model trains on the prompt and answers alone; a vision-language model also sees the image.
@@ -239,7 +318,7 @@ def training_run_execute(*, run_id: int) -> None:
             train_path=train_path,
             eval_path=test_path,
             base_model=run.base_model,
-            output_dir=output_dir / "model",
+            output_dir=model_dir,
             hooks=_DatabaseHooks(run_id),
             resume=resume,
         )
@@ -255,9 +334,95 @@ def training_run_execute(*, run_id: int) -> None:
             TrainingRun.objects.filter(pk=run_id).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
             _append_log(run_id, f"[loupe] cancelled at step {result.steps}; the last checkpoint is kept\n")
             return
-        ModelArtifact.objects.update_or_create(
-            name=f"run-{run_id}-{run.method}",
-            defaults={"location": str(result.output_dir), "produced_by": run, "is_adapter": False},
+        kind = METHOD_OUTPUT_KIND[run.method]
+        if kind is None:
+            where = result.output_dir / BEST_OF_N_FILE
+        else:
+            where = result.output_dir
+            ModelArtifact.objects.update_or_create(
+                name=f"run-{run_id}-{run.method}",
+                defaults={
+                    "location": str(result.output_dir),
+                    "kind": kind,
+                    "produced_by": run,
+                    "base": run.base_artifact,
+                    "base_name": run.base_model,
+                    "snapshot": run.snapshot,
+                    "is_adapter": bool(read_model_info(result.output_dir).get("is_adapter")),
+                },
+            )
+        TrainingRun.objects.filter(pk=run_id).update(
+            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), step=result.steps
         )
-        TrainingRun.objects.filter(pk=run_id).update(status=RunStatus.SUCCEEDED, finished_at=timezone.now())
-        _append_log(run_id, f"[loupe] succeeded after {result.steps} steps; model in {result.output_dir}\n")
+        _append_log(run_id, f"[loupe] succeeded after {result.steps} steps; output in {where}\n")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model artifacts
+
+
+@transaction.atomic
+def model_artifact_register(
+    *,
+    name: str,
+    location: str,
+    kind: str = ArtifactKind.POLICY,
+    base: ModelArtifact | None = None,
+    is_adapter: bool = False,
+) -> ModelArtifact:
+    """Register a model Loupe did not train (a hub name or a folder) so runs, sampling and benchmarks can use it."""
+    if not name.strip() or not location.strip():
+        raise ApplicationError("A model needs a name and a location (hub name or folder).")
+    if ModelArtifact.objects.filter(name=name.strip()).exists():
+        raise ApplicationError(f"A model named {name.strip()!r} already exists.", {"field": "name"})
+    artifact = ModelArtifact(
+        name=name.strip(),
+        location=location.strip(),
+        kind=kind,
+        base=base,
+        base_name=base.location if base else "",
+        is_adapter=is_adapter,
+    )
+    artifact.full_clean()
+    artifact.save()
+    return artifact
+
+
+def _merged_name(artifact: ModelArtifact) -> str:
+    return f"{artifact.name}-merged"
+
+
+def model_artifact_merge(*, artifact: ModelArtifact) -> str:
+    """Queue the merge of a LoRA adapter artifact into a full model; returns the name the merged model will get."""
+    if not artifact.is_adapter:
+        raise ApplicationError(f"{artifact.name} is a full model already; only LoRA adapters are merged.")
+    if ModelArtifact.objects.filter(name=_merged_name(artifact)).exists():
+        raise ApplicationError(f"{artifact.name} has been merged already, as {_merged_name(artifact)}.")
+    from training.tasks import model_artifact_merge_task
+
+    transaction.on_commit(lambda: model_artifact_merge_task.delay(artifact.pk))
+    return _merged_name(artifact)
+
+
+def model_artifact_merge_execute(*, artifact_id: int) -> ModelArtifact:
+    """Merge an adapter artifact into its base and register the merged full model (in a worker or a CLI)."""
+    from training.methods.lora import merge_adapter
+
+    artifact = ModelArtifact.objects.get(pk=artifact_id)
+    if not artifact.is_adapter:
+        raise ApplicationError(f"{artifact.name} is not a LoRA adapter.")
+    out_dir = Path(settings.MODELS_DIR) / _merged_name(artifact)
+    merge_adapter(adapter_dir=Path(artifact.location), output_dir=out_dir, base_model=artifact.base_name or None)
+    merged, _ = ModelArtifact.objects.update_or_create(
+        name=_merged_name(artifact),
+        defaults={
+            "location": str(out_dir),
+            "kind": artifact.kind,
+            "base": artifact.base,
+            "base_name": artifact.base_name,
+            "snapshot": artifact.snapshot,
+            "produced_by": artifact.produced_by,
+            "is_adapter": False,
+        },
+    )
+    return merged

@@ -11,6 +11,13 @@ def training_run_execute_task(run_id: int) -> None:
     training_run_execute(run_id=run_id)
 
 
+@shared_task(name="training.merge_adapter", ignore_result=True)
+def model_artifact_merge_task(artifact_id: int) -> None:
+    from training.services import model_artifact_merge_execute
+
+    model_artifact_merge_execute(artifact_id=artifact_id)
+
+
 @worker_ready.connect
 def _reap_runs_of_dead_workers(**_: object) -> None:
     # On the embedded broker a task whose worker was killed is never redelivered; a fresh worker is the

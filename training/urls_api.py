@@ -9,4 +9,7 @@ urlpatterns = [
     path("training-runs/<int:run_id>/", api.TrainingRunDetailApi.as_view(), name="training-run-detail"),
     path("training-runs/<int:run_id>/cancel/", api.TrainingRunCancelApi.as_view(), name="training-run-cancel"),
     path("training-runs/<int:run_id>/resume/", api.TrainingRunResumeApi.as_view(), name="training-run-resume"),
+    path("training-methods/", api.TrainingMethodListApi.as_view(), name="training-method-list"),
+    path("models/", api.ModelArtifactListApi.as_view(), name="model-artifact-list"),
+    path("models/<int:artifact_id>/merge/", api.ModelArtifactMergeApi.as_view(), name="model-artifact-merge"),
 ]

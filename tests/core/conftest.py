@@ -86,3 +86,38 @@ class RecordingHooks:
 def recording_hooks():
     """The RecordingHooks class, to build hooks that watch a run (optionally stopping it)."""
     return RecordingHooks
+
+
+def write_separable_preferences(*, path: Path, n: int, seed: int) -> Path:
+    """Preference rows about one fixed shapes-world scene: the chosen answer names an object that is in the
+    scene, the rejected one an object that is not (a preference a tiny model can learn in a few steps)."""
+    import random
+
+    from annotation.shapes_world import COLOURS, PLACES, QUESTIONS, SHAPES, object_place, scene_generate
+
+    scene = scene_generate(seed=7)
+    present = [(o.colour, o.shape, object_place(scene, o)) for o in scene.objects]
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in {(c, s) for c, s, _ in present}]
+    places = [place for row in PLACES for place in row]
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for _ in range(n):
+            colour, shape, place = rng.choice(present)
+            wrong_colour, wrong_shape = rng.choice(absent)
+            row = {
+                "prompt": rng.choice(QUESTIONS),
+                "chosen": f"There is a {colour} {shape} {place}.",
+                "rejected": f"There is a {wrong_colour} {wrong_shape} {rng.choice(places)}.",
+            }
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def separable_preferences(tmp_path_factory) -> tuple[Path, Path]:
+    """(train, held-out) files of the separable scene preference, 64 rows each, drawn independently."""
+    root = tmp_path_factory.mktemp("separable")
+    return (
+        write_separable_preferences(path=root / "train.jsonl", n=64, seed=1),
+        write_separable_preferences(path=root / "heldout.jsonl", n=64, seed=2),
+    )

@@ -185,3 +185,18 @@ def test_bad_preference_line_names_its_line(tmp_path):
     path.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\nnot json\n')
     with pytest.raises(ValueError, match="line 2"):
         load_preference_dataset(path)
+
+
+def test_dpo_learns_a_separable_preference(tiny_lm_dir, separable_preferences, tmp_path):
+    """Answers naming objects in the scene beat those naming absent ones: after 24 steps DPO's implicit reward
+    ranks more than 90% of held-out pairs right (at the start, policy = reference, it ranks none)."""
+    train, heldout = separable_preferences
+    result = train_dpo(
+        config=DPOConfig(max_steps=24, learning_rate=1e-3, per_device_train_batch_size=8, save_steps=100, eval_steps=24),
+        train_path=train,
+        base_model=str(tiny_lm_dir),
+        output_dir=tmp_path / "out",
+        eval_path=heldout,
+    )
+    assert result.metrics["eval_rewards/accuracies"] > 0.9
+    assert result.metrics["eval_rewards/margins"] > 0

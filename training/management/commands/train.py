@@ -1,4 +1,4 @@
-"""`manage.py train --method dpo --snapshot ID --base-model DIR [--config JSON] [--wait]`"""
+"""`manage.py train --method dpo --snapshot ID (--base-model DIR | --base-artifact NAME) [--config JSON] [--wait]`"""
 
 import json
 import time
@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from annotation.models import DatasetSnapshot
 from loupe.errors import ApplicationError
 from training import services
-from training.models import RunStatus, TrainingRun
+from training.models import ModelArtifact, RunStatus, TrainingRun
 
 
 class Command(BaseCommand):
@@ -17,8 +17,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--method", required=True, choices=sorted(services.METHOD_CONFIGS))
         parser.add_argument("--snapshot", type=int, required=True)
-        parser.add_argument("--base-model", required=True, help="Hub name or local folder.")
-        parser.add_argument("--config", default="{}", help='Method config as JSON, e.g. \'{"max_steps": 10}\'.')
+        base = parser.add_mutually_exclusive_group(required=True)
+        base.add_argument("--base-model", help="Hub name or local folder.")
+        base.add_argument("--base-artifact", help="Name of a registered model (see the models page).")
+        parser.add_argument("--config", default="{}", help="Method config as JSON, e.g. '{\"max_steps\": 10}'.")
         parser.add_argument("--wait", action="store_true", help="Show progress until the run ends.")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -29,11 +31,17 @@ class Command(BaseCommand):
             config = json.loads(options["config"])
         except json.JSONDecodeError as error:
             raise CommandError(f"--config is not valid JSON: {error}") from error
+        base_artifact = None
+        if options["base_artifact"]:
+            base_artifact = ModelArtifact.objects.filter(name=options["base_artifact"]).first()
+            if base_artifact is None:
+                raise CommandError(f"No model named {options['base_artifact']!r}.")
         try:
             run = services.training_run_create(
                 method=options["method"],
                 snapshot=snapshot,
-                base_model=options["base_model"],
+                base_model=options["base_model"] or "",
+                base_artifact=base_artifact,
                 config=config,
                 created_by=None,
             )
@@ -58,4 +66,4 @@ class Command(BaseCommand):
                 time.sleep(1)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"Run {run_id} ended {run.status}:\n{run.log[-3000:]}")
-        self.stdout.write(f"Run {run_id} succeeded; model in {run.output_dir}/model")
+        self.stdout.write(f"Run {run_id} succeeded; output in {run.output_dir}/model")

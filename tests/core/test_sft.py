@@ -1,0 +1,103 @@
+"""SFT learns the preferred answers of a snapshot's pairs, with SciCap control tokens when asked, on text and
+vision models, and can train on a prompt/completion file instead."""
+
+import json
+import math
+
+import datasets
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+from training.generation import answer_prefix_of, encode_prompts, load_policy
+from training.methods.sft import SFTConfig, load_sft_rows, sft_rows_from_preferences, train_sft
+
+
+def rows(*pairs: tuple[str, str]) -> datasets.Dataset:
+    return datasets.Dataset.from_list([{"prompt": "Describe.", "chosen": c, "rejected": r} for c, r in pairs])
+
+
+def test_answers_are_good_or_bad_by_their_wins_and_losses():
+    """An answer chosen more often than rejected is good, the reverse bad, a tie is dropped; without control
+    tokens only good answers are kept."""
+    pairs = rows(("A", "B"), ("A", "C"), ("C", "B"), ("B", "D"))  # A: +2, B: -1, C: 0, D: -1
+    plain = sft_rows_from_preferences(pairs, control_tokens=False, good_token="[GOOD]", bad_token="[BAD]")
+    assert [r["completion"] for r in plain] == ["A"]
+    tagged = sft_rows_from_preferences(pairs, control_tokens=True, good_token="[GOOD]", bad_token="[BAD]")
+    assert sorted(r["completion"] for r in tagged) == ["[BAD] B", "[BAD] D", "[GOOD] A"]
+
+
+def test_sft_trains_the_tiny_lm_with_control_tokens(tiny_lm_dir, text_preference_file, tmp_path, recording_hooks):
+    """Four steps with control tokens report finite losses, lower the loss on the training answers, change the
+    weights, and leave a model whose folder asks generation to start answers with [GOOD]."""
+    hooks = recording_hooks()
+    config = SFTConfig(max_steps=4, control_tokens=True, learning_rate=2e-3, per_device_train_batch_size=4)
+    result = train_sft(
+        config=config,
+        train_path=text_preference_file,
+        base_model=str(tiny_lm_dir),
+        output_dir=tmp_path / "sft",
+        eval_path=text_preference_file,
+        hooks=hooks,
+    )
+    assert result.steps == 4
+    losses = [metrics["loss"] for _, _, metrics in hooks.steps if "loss" in metrics]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    evals = [metrics["eval_loss"] for _, _, metrics in hooks.steps if "eval_loss" in metrics]
+    assert evals and evals[-1] < losses[0]
+    assert answer_prefix_of(result.output_dir) == "[GOOD] "
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    trained = AutoModelForCausalLM.from_pretrained(result.output_dir)
+    assert not torch.equal(base.lm_head.weight, trained.lm_head.weight)
+    model, processing_class = load_policy(result.output_dir)
+    batch = encode_prompts(
+        processing_class, prompts=["Describe the image."], images=None, use_template=True, answer_prefix="[GOOD] "
+    )
+    text = processing_class.decode(batch.inputs["input_ids"][0])
+    assert text.endswith("<|assistant|>[GOOD] ")
+
+
+def test_sft_trains_the_tiny_vlm_on_images(tiny_vlm_dir, image_preference_file, tmp_path):
+    """Two SFT steps on rows with images move the vision tower and projector too."""
+    result = train_sft(
+        config=SFTConfig(max_steps=2),
+        train_path=image_preference_file,
+        base_model=str(tiny_vlm_dir),
+        output_dir=tmp_path / "vsft",
+    )
+    assert result.steps == 2 and math.isfinite(result.metrics["loss"])
+    base = AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir)
+    trained = AutoModelForImageTextToText.from_pretrained(result.output_dir)
+    after = dict(trained.named_parameters())
+    moved = {name for name, p in base.named_parameters() if not torch.equal(p, after[name])}
+    assert any("vision_tower" in name for name in moved)
+    assert any("multi_modal_projector" in name for name in moved)
+
+
+def test_sft_reads_a_prompt_completion_file(tiny_lm_dir, text_preference_file, tmp_path):
+    """With sft_data the run trains on that file's rows; a line without a completion names its line."""
+    data = tmp_path / "best.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"prompt": f"Question {i}?", "completion": "There is a red circle."}) + "\n" for i in range(4)
+        )
+    )
+    result = train_sft(
+        config=SFTConfig(max_steps=2, sft_data=str(data)),
+        train_path=text_preference_file,
+        base_model=str(tiny_lm_dir),
+        output_dir=tmp_path / "out",
+    )
+    assert result.steps == 2
+    data.write_text('{"prompt": "p", "completion": "c"}\n{"prompt": "p"}\n')
+    with pytest.raises(ValueError, match="line 2"):
+        load_sft_rows(data)
+
+
+def test_sft_config_refuses_identical_control_tokens_and_missing_files(tmp_path):
+    """Control tokens must differ, and an sft_data file must exist, when the config is made."""
+    with pytest.raises(ValueError, match="differ"):
+        SFTConfig(control_tokens=True, good_token="[X]", bad_token="[X]")
+    with pytest.raises(ValueError, match="does not exist"):
+        SFTConfig(sft_data=str(tmp_path / "missing.jsonl"))
