@@ -113,6 +113,10 @@ def _median(values: list[int]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else round(ms / 1000, 1)
+
+
 def project_dashboard(*, project: Project, hours: int = 24) -> dict[str, Any]:
     """What a researcher watches: task progress, throughput per hour, time per task, and per annotator."""
     now = timezone.now()
@@ -159,6 +163,7 @@ def project_dashboard(*, project: Project, hours: int = 24) -> dict[str, Any]:
                 "expired": counts.get(AssignmentStatus.EXPIRED, 0),
                 "leased": counts.get(AssignmentStatus.LEASED, 0),
                 "median_ms": _median(times.get(annotator_id, [])),
+                "median_s": _seconds(_median(times.get(annotator_id, []))),
                 "last_submitted_at": last.get(annotator_id),
             }
             for annotator_id, counts in status_counts.items()
@@ -178,6 +183,7 @@ def project_dashboard(*, project: Project, hours: int = 24) -> dict[str, Any]:
         "last_hour": last_hour.count(),
         "per_hour": per_hour,
         "median_ms": _median(all_times),
+        "median_s": _seconds(_median(all_times)),
         "annotators": annotators,
     }
 

@@ -92,7 +92,7 @@ def _empty(project: Project, user: Any) -> ApiResponse:
     reason = queue_empty_reason(project=project, annotator=user)
     message = rules.empty_message(reason, quota=project.public_quota)
     return ApiResponse(
-        status=status.HTTP_204_NO_CONTENT, headers={"X-Queue-Reason": reason, "X-Queue-Message": message}
+        status=status.HTTP_204_NO_CONTENT, headers={"X-Queue-Reason": reason.value, "X-Queue-Message": message}
     )
 
 

@@ -75,7 +75,7 @@ def project_create(
         public_rate_per_minute=public_rate_per_minute,
         created_by=created_by,
     )
-    project.full_clean()
+    project.full_clean(exclude=["created_by"])  # a project made from the command line may have no creator
     project.save()
     if created_by is not None:
         Membership.objects.create(project=project, user=created_by, role=Role.MANAGER)

@@ -1,58 +1,56 @@
-// Pairwise comparison page: next task -> choose A / B / tie by mouse or keys 1 / 2 / 3 -> next task.
-// All model text is inserted with textContent, never as HTML.
-import { api, requestId } from "./api.js";
+// Pairwise preference: two answers side by side (their order was randomized by the server and is
+// recorded); A / B / tie / both bad by button or keys 1-4, a strength (slightly / clearly) and a reason.
+import { Annotator, el, isTyping } from "./annotate.js";
 
-const root = document.getElementById("annotator");
-const project = root.dataset.project;
-const el = (id) => document.getElementById(id);
-let task = null;
-let shownAt = 0;
-let busy = false;
+const CHOICE_KEYS = { Digit1: "a", Digit2: "b", Digit3: "tie", Digit4: "both_bad" };
+const SAID = { a: "A is better", b: "B is better", tie: "Tie", both_bad: "Both bad" };
 
-function setStatus(text) { el("status").textContent = text; }
-
-async function loadNext() {
-  task = await api("POST", `/api/v1/projects/${project}/tasks/next/`);
-  if (!task) {
-    el("task").hidden = true;
-    el("empty").hidden = false;
-    return;
-  }
-  el("item-prompt").textContent = task.prompt;
-  const image = el("item-image");
-  image.hidden = !task.image_url;
-  if (task.image_url) image.src = task.image_url;
-  el("answer-a").querySelector(".text").textContent = task.responses[0].text;
-  el("answer-b").querySelector(".text").textContent = task.responses[1].text;
-  el("task").hidden = false;
-  el("task").dataset.assignment = task.assignment_id;
-  shownAt = performance.now();
+function strength() {
+  return Number(document.querySelector("input[name=strength]:checked").value);
 }
 
-async function submit(choice) {
-  if (!task || busy) return;
-  busy = true;
-  try {
-    await api("POST", `/api/v1/projects/${project}/tasks/${task.assignment_id}/submit/`, {
-      choice,
-      client_request_id: requestId(),
-      time_spent_ms: Math.round(performance.now() - shownAt),
-    });
-    el("mine").textContent = String(Number(el("mine").textContent) + 1);
-    setStatus(`Saved: ${choice === "tie" ? "tie" : choice.toUpperCase() + " is better"}.`);
-    await loadNext();
-  } catch (error) {
-    setStatus(error.message);
-  } finally {
-    busy = false;
-  }
+function setStrength(value) {
+  document.querySelector(`input[name=strength][value="${value}"]`).checked = true;
 }
 
+const handler = {
+  label: (index) => (index === 0 ? "A" : "B"),
+  render(task, answer) {
+    el("answer-a").querySelector(".text").textContent = task.responses[0].text;
+    el("answer-b").querySelector(".text").textContent = task.responses[1] ? task.responses[1].text : "";
+    setStrength(answer ? answer.strength : 1);
+    el("reason").value = answer ? answer.reason : "";
+    document.querySelectorAll("[data-choice]").forEach((button) =>
+      button.classList.toggle("chosen", Boolean(answer) && button.dataset.choice === answer.choice));
+  },
+  choose(choice, clearly) {
+    const chosenStrength = clearly ? 2 : strength();
+    const how = choice === "a" || choice === "b" ? ` (${chosenStrength === 2 ? "clearly" : "slightly"})` : "";
+    annotator.submit({ choice, strength: chosenStrength, reason: el("reason").value }, `${SAID[choice]}${how}.`);
+  },
+  onKey(event) {
+    if (isTyping(event.target) || event.ctrlKey || event.metaKey || event.altKey) return false;
+    const choice = CHOICE_KEYS[event.code];
+    if (choice) {
+      event.preventDefault();
+      this.choose(choice, event.shiftKey && (choice === "a" || choice === "b"));
+      return true;
+    }
+    if (event.key === "c" || event.key === "C") {
+      event.preventDefault();
+      setStrength(strength() === 1 ? 2 : 1);
+      return true;
+    }
+    if (event.key === "r" || event.key === "R") {
+      event.preventDefault();
+      el("reason").focus();
+      return true;
+    }
+    return false;
+  },
+};
+
+const annotator = new Annotator(handler);
 document.querySelectorAll("[data-choice]").forEach((button) =>
-  button.addEventListener("click", () => submit(button.dataset.choice)));
-document.addEventListener("keydown", (event) => {
-  if (event.target.closest("input, textarea")) return;
-  const choice = { 1: "a", 2: "b", 3: "tie" }[event.key];
-  if (choice) { event.preventDefault(); submit(choice); }
-});
-loadNext().catch((error) => setStatus(error.message));
+  button.addEventListener("click", () => handler.choose(button.dataset.choice, false)));
+annotator.start();

@@ -1,0 +1,359 @@
+"""Annotation throughput: next task → submit over HTTP against the web server the README runs.
+
+Starts gunicorn with `platform/gunicorn.conf.py` (gthread, 2 workers × 4 threads) on SQLite in WAL mode
+in a throwaway `LOUPE_DATA_DIR`, creates a project per size (10k, then 100k tasks, bulk-inserted through
+the ORM), and drives K simulated annotators, each a thread with its own keep-alive connection and token,
+doing next → submit for a fixed time. Prints one JSON line per (size, K) with the median and p95 latency
+of next, of submit and of the two together, annotations per second, and the server's memory (resident
+set of the gunicorn master and workers), then a summary line. Loopback only; it is never a test.
+
+    .venv/bin/python bench/annotation_throughput.py                      # 10k and 100k, K = 1 and 4
+    .venv/bin/python bench/annotation_throughput.py --sizes 10000 --annotators 8 --seconds 10
+
+For scale (issue 4): Label Studio 1.23 (Community, SQLite), one annotator, 100k tasks: next task 250 ms
+median, submit 82 ms (3 annotations/s); its next task grows from 80 ms at 10k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Timings:
+    next_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    cycle_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    empty: int = 0
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    return {
+        "median": round(statistics.median(values), 2) if values else None,
+        "p95": _percentile(values, 0.95),
+        "max": round(max(values), 2) if values else None,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and its children (gunicorn master + workers), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    total_kb, todo = 0, [root_pid]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            pass
+    return round(total_kb / 1024, 1)
+
+
+def _setup_django(data_dir: Path) -> None:
+    os.environ["LOUPE_DATA_DIR"] = str(data_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "loupe.settings.base"
+    os.environ.setdefault("LOUPE_LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _make_users(n: int) -> list[tuple[object, str]]:
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    users = []
+    for i in range(n):
+        user = get_user_model().objects.create_user(username=f"bench-annotator-{i}", password=uuid.uuid4().hex)
+        users.append((user, Token.objects.create(user=user).key))
+    return users
+
+
+def _make_project(*, size: int, kind: str, overlap: int, users: list) -> str:
+    """A project of `size` tasks (2 responses per item; one per item for correction and rating)."""
+    from django.db import transaction
+
+    from annotation import services
+    from annotation.models import Item, Response
+
+    slug = f"bench-{kind}-{size}"
+    project = services.project_create(slug=slug, kind=kind, created_by=None, overlap=overlap)
+    for user, _token in users:
+        services.project_member_add(project=project, user=user)
+    per_item = 1 if kind in ("correction", "rating") else (3 if kind == "ranking" else 2)
+    batch = 10_000
+    with transaction.atomic():
+        for start in range(0, size, batch):
+            items = Item.objects.bulk_create(
+                [
+                    Item(project=project, external_id=f"t{i}", prompt=f"What is in picture {i}?")
+                    for i in range(start, min(size, start + batch))
+                ]
+            )
+            Response.objects.bulk_create(
+                [
+                    Response(
+                        item=item, project=project, position=k, text=f"Answer {k} to {item.external_id}: a red cube."
+                    )
+                    for item in items
+                    for k in range(per_item)
+                ],
+                batch_size=batch,
+            )
+    return slug
+
+
+def _answer(kind: str, task: dict, rng: random.Random) -> dict:
+    if kind == "pairwise":
+        return {"choice": rng.choice("ab"), "strength": rng.choice((1, 2))}
+    if kind == "rating":
+        return {"level": rng.randrange(3)}
+    if kind == "ranking":
+        order = [r["id"] for r in task["responses"]]
+        rng.shuffle(order)
+        return {"order": order}
+    text = task["responses"][0]["text"]
+    start = text.index("red")
+    return {
+        "segments": [{"start": start, "end": start + 3, "type": "attribute", "replacement": "blue", "original": "red"}]
+    }
+
+
+def _annotator(port: int, token: str, slug: str, kind: str, deadline: float, timings: Timings, lock: threading.Lock):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    rng = random.Random(token)
+    mine = Timings()
+    try:
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            connection.request("POST", f"/api/v1/projects/{slug}/tasks/next/", body=b"", headers=headers)
+            reply = connection.getresponse()
+            body = reply.read()
+            t1 = time.perf_counter()
+            if reply.status == 204:
+                mine.empty += 1
+                break
+            if reply.status != 200:
+                mine.errors.append(f"next {reply.status} {body[:200]!r}")
+                break
+            task = json.loads(body)
+            payload = {"client_request_id": uuid.uuid4().hex, "time_spent_ms": 1000, **_answer(kind, task, rng)}
+            connection.request(
+                "POST",
+                f"/api/v1/projects/{slug}/tasks/{task['assignment_id']}/submit/",
+                body=json.dumps(payload).encode(),
+                headers=headers,
+            )
+            reply = connection.getresponse()
+            body = reply.read()
+            t2 = time.perf_counter()
+            if reply.status != 201:
+                mine.errors.append(f"submit {reply.status} {body[:200]!r}")
+                break
+            mine.next_ms.append((t1 - t0) * 1000)
+            mine.submit_ms.append((t2 - t1) * 1000)
+            mine.cycle_ms.append((t2 - t0) * 1000)
+    except OSError as error:
+        mine.errors.append(f"connection: {error}")
+    finally:
+        connection.close()
+    with lock:
+        timings.next_ms += mine.next_ms
+        timings.submit_ms += mine.submit_ms
+        timings.cycle_ms += mine.cycle_ms
+        timings.errors += mine.errors
+        timings.empty += mine.empty
+
+
+def _drive(*, port: int, users: list, slug: str, kind: str, seconds: float) -> tuple[Timings, float]:
+    timings, lock = Timings(), threading.Lock()
+    deadline = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=_annotator, args=(port, token, slug, kind, deadline, timings, lock), daemon=True)
+        for _user, token in users
+    ]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    return timings, time.monotonic() - started
+
+
+def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/login/")
+            if connection.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not answer in time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000", help="tasks per project, comma-separated")
+    parser.add_argument("--annotators", default="1,4", help="simulated annotators K, comma-separated")
+    parser.add_argument("--seconds", type=float, default=15.0, help="how long each (size, K) run lasts")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each run")
+    parser.add_argument("--kind", default="pairwise", choices=("pairwise", "correction", "rating", "ranking"))
+    parser.add_argument("--overlap", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ks = [int(k) for k in args.annotators.split(",")]
+
+    data_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
+    process = None
+    try:
+        t0 = time.monotonic()
+        _setup_django(data_dir)
+        users = _make_users(max(ks))
+        slugs = {}
+        for size in sizes:
+            t = time.monotonic()
+            slugs[size] = _make_project(size=size, kind=args.kind, overlap=args.overlap, users=users)
+            print(
+                json.dumps(
+                    {"event": "project", "tasks": size, "kind": args.kind, "seconds": round(time.monotonic() - t, 1)}
+                ),
+                flush=True,
+            )
+        from django.db import connections
+
+        connections.close_all()
+
+        port = _free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "LOUPE_DATA_DIR": str(data_dir),
+            "DJANGO_SETTINGS_MODULE": "loupe.settings.base",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "loupe.wsgi",
+            "-c",
+            "platform/gunicorn.conf.py",
+            "-b",
+            f"127.0.0.1:{port}",
+        ]
+        log = (data_dir / "gunicorn.log").open("w")
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait_ready(port, process)
+        print(
+            json.dumps(
+                {
+                    "event": "server",
+                    "command": " ".join(command[2:]),
+                    "rss_mb": _rss_mb(process.pid),
+                    "setup_s": round(time.monotonic() - t0, 1),
+                }
+            ),
+            flush=True,
+        )
+
+        results = []
+        for size in sizes:
+            for k in ks:
+                _drive(port=port, users=users[:k], slug=slugs[size], kind=args.kind, seconds=args.warmup)
+                timings, elapsed = _drive(
+                    port=port, users=users[:k], slug=slugs[size], kind=args.kind, seconds=args.seconds
+                )
+                row = {
+                    "event": "run",
+                    "kind": args.kind,
+                    "tasks": size,
+                    "annotators": k,
+                    "annotations": len(timings.submit_ms),
+                    "next_ms": _summary(timings.next_ms),
+                    "submit_ms": _summary(timings.submit_ms),
+                    "next_plus_submit_ms": _summary(timings.cycle_ms),
+                    "annotations_per_s": round(len(timings.submit_ms) / elapsed, 1),
+                    "server_rss_mb": _rss_mb(process.pid),
+                    "errors": timings.errors[:3],
+                    "queue_empty": timings.empty,
+                }
+                results.append(row)
+                print(json.dumps(row), flush=True)
+        summary = {
+            "event": "summary",
+            "goal": "p95 of next + submit < 30 ms at 100k tasks; no growth from 10k to 100k",
+            "p95_next_plus_submit_ms": {
+                f"{r['tasks']}/K={r['annotators']}": r["next_plus_submit_ms"]["p95"] for r in results
+            },
+            "annotations_per_s": {f"{r['tasks']}/K={r['annotators']}": r["annotations_per_s"] for r in results},
+            "errors": sum(len(r["errors"]) for r in results),
+        }
+        print(json.dumps(summary), flush=True)
+    finally:
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            print(json.dumps({"event": "kept", "data_dir": str(data_dir)}))
+
+
+if __name__ == "__main__":
+    main()

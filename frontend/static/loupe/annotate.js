@@ -1,0 +1,294 @@
+// What every annotate page shares: the task loop (next -> answer -> next), skip, going back to amend an
+// earlier answer, progress, instructions, the zoomable image, the AI suggestion, empty-queue messages and
+// the common keys. Each kind's module passes a handler: render(task), collect() -> answer body or null,
+// onKey(event) -> true when it used the key.
+// Every text that comes from a model, a caption or a person is inserted with textContent, never as HTML.
+import { apiCall, requestId } from "./api.js";
+
+export const el = (id) => document.getElementById(id);
+
+export function isTyping(target) {
+  return Boolean(target.closest && target.closest("input, textarea, select"));
+}
+
+export class Annotator {
+  constructor(handler) {
+    this.handler = handler;
+    this.root = el("annotator");
+    this.project = this.root.dataset.project;
+    this.base = `/api/v1/projects/${this.project}/tasks/`;
+    this.task = null;
+    this.busy = false;
+    this.submitId = null;
+    this.shownAt = 0;
+    this.mine = Number(this.root.dataset.mine || 0);
+    this.submitsSinceRefresh = 0;
+  }
+
+  start() {
+    el("btn-skip").addEventListener("click", () => this.skip());
+    el("btn-back").addEventListener("click", () => this.back());
+    el("btn-resume").addEventListener("click", () => this.next());
+    el("btn-retry").addEventListener("click", () => this.next());
+    el("btn-instructions").addEventListener("click", () => this.toggleInstructions());
+    const zoom = el("zoom");
+    if (zoom) {
+      zoom.addEventListener("click", (event) => this.toggleZoom(event));
+      zoom.addEventListener("mousemove", (event) => this.panZoom(event));
+    }
+    document.addEventListener("keydown", (event) => this.onKey(event));
+    this.next();
+  }
+
+  setStatus(text, kind = "") {
+    const status = el("status");
+    status.textContent = text;
+    status.className = `status ${kind}`;
+  }
+
+  setProgress(progress) {
+    if (progress) {
+      el("done").textContent = String(progress.done);
+      el("total").textContent = String(progress.total);
+      this.mine = progress.mine;
+      const quota = el("quota");
+      quota.hidden = progress.quota_left === null || progress.quota_left === undefined;
+      if (!quota.hidden) quota.textContent = ` · ${progress.quota_left} left for you`;
+    }
+    el("mine").textContent = String(this.mine);
+  }
+
+  async refreshProgress() {
+    try {
+      const { data } = await apiCall("GET", `${this.base}progress/`);
+      this.progressLoaded = true;
+      this.setProgress(data);
+    } catch (error) {
+      /* progress is a nicety; the task loop goes on */
+    }
+  }
+
+  async next() {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const { status, data, headers } = await apiCall("POST", `${this.base}next/`);
+      if (status === 204) {
+        this.showEmpty(headers.get("X-Queue-Message") || "No task is left for you.");
+        this.refreshProgress();
+      } else {
+        this.show(data);
+        if (!this.progressLoaded) this.refreshProgress();
+      }
+    } catch (error) {
+      this.setStatus(error.message, "error");
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  showEmpty(message) {
+    this.task = null;
+    el("task").hidden = true;
+    el("ai").hidden = true;
+    el("amend").hidden = true;
+    el("empty-message").textContent = message;
+    el("empty").hidden = false;
+  }
+
+  show(task) {
+    this.task = task;
+    this.submitId = requestId(); // one id per answer shown: a double click or a retry stores one annotation
+    this.shownAt = performance.now();
+    el("empty").hidden = true;
+    el("amend").hidden = task.status !== "submitted";
+    el("item-prompt").textContent = task.prompt;
+    const image = el("item-image");
+    const zoom = el("zoom");
+    zoom.classList.remove("zoomed");
+    if (task.image_url) {
+      if (image.getAttribute("src") !== task.image_url) image.src = task.image_url;
+      zoom.hidden = false;
+    } else {
+      image.removeAttribute("src");
+      zoom.hidden = true;
+    }
+    el("task").dataset.assignment = String(task.assignment_id);
+    el("task").hidden = false;
+    this.handler.render(task, task.answer);
+    this.showSuggestion(task);
+  }
+
+  labelOf(task, responseId) {
+    const index = task.responses.findIndex((response) => response.id === responseId);
+    if (this.handler.label) return this.handler.label(index);
+    return task.responses.length > 1 ? `Answer ${index + 1}` : "Answer";
+  }
+
+  showSuggestion(task) {
+    const box = el("ai");
+    const body = el("ai-body");
+    body.replaceChildren();
+    const verdicts = task.ai_suggestion && task.ai_suggestion.responses;
+    if (!verdicts || Object.keys(verdicts).length === 0) {
+      box.hidden = true;
+      return;
+    }
+    for (const response of task.responses) {
+      const verdict = verdicts[String(response.id)];
+      if (!verdict) continue;
+      const part = document.createElement("div");
+      part.className = "ai-verdict";
+      const head = document.createElement("p");
+      const rejected = verdict.claims.filter((claim) => claim.p_yes !== null && claim.p_yes <= 0.5).length;
+      head.textContent = `${this.labelOf(task, response.id)}: score ${Number(verdict.score).toFixed(2)}, ` +
+        `${rejected} of ${verdict.claims.length} claims doubted (${verdict.labeler_model})`;
+      part.append(head);
+      const list = document.createElement("ul");
+      for (const claim of verdict.claims) {
+        const item = document.createElement("li");
+        const doubted = claim.p_yes !== null && claim.p_yes <= 0.5;
+        item.className = doubted ? "doubted" : "";
+        item.textContent = `${claim.claim}${claim.p_yes === null ? "" : ` — P(yes) ${claim.p_yes.toFixed(2)}`}`;
+        list.append(item);
+      }
+      part.append(list);
+      body.append(part);
+    }
+    box.hidden = body.childElementCount === 0;
+  }
+
+  // Send the answer; a repeated call for the same shown task reuses its request id.
+  async submit(body, doneMessage) {
+    if (!this.task || this.busy) return;
+    this.busy = true;
+    const task = this.task;
+    try {
+      await apiCall("POST", `${this.base}${task.assignment_id}/submit/`, {
+        ...body,
+        client_request_id: this.submitId,
+        time_spent_ms: Math.round(performance.now() - this.shownAt),
+      });
+      this.task = null; // answered: a second click has nothing left to send
+      if (task.status === "submitted") {
+        this.setStatus(`Changed your earlier answer. ${doneMessage}`, "ok");
+      } else {
+        this.mine += 1;
+        el("mine").textContent = String(this.mine);
+        this.setStatus(`Saved. ${doneMessage}`, "ok");
+        const quota = el("quota");
+        if (!quota.hidden) quota.textContent = quota.textContent.replace(/\d+/, (n) => String(Math.max(0, n - 1)));
+        if (++this.submitsSinceRefresh >= 10) {
+          this.submitsSinceRefresh = 0;
+          this.refreshProgress();
+        }
+      }
+    } catch (error) {
+      this.setStatus(error.message, "error");
+      return;
+    } finally {
+      this.busy = false;
+    }
+    await this.next(); // after an amend this gives back the task you hold
+  }
+
+  async skip() {
+    if (!this.task || this.busy || !this.leaveConfirmed("press Skip")) return;
+    if (this.task.status === "submitted") {
+      await this.next(); // skipping an earlier answer means leaving it as it is
+      return;
+    }
+    this.busy = true;
+    try {
+      await apiCall("POST", `${this.base}${this.task.assignment_id}/skip/`);
+      this.task = null;
+      this.setStatus("Skipped; you will not get that task again.");
+    } catch (error) {
+      this.setStatus(error.message, "error");
+      return;
+    } finally {
+      this.busy = false;
+    }
+    await this.next();
+  }
+
+  async back() {
+    if (this.busy || !this.leaveConfirmed("press Back")) return;
+    this.busy = true;
+    try {
+      const before = this.task ? `?before=${this.task.assignment_id}` : "";
+      const { status, data } = await apiCall("GET", `${this.base}previous/${before}`);
+      if (status === 204) {
+        this.setStatus("There is no earlier answer of yours to go back to.");
+      } else {
+        this.setStatus("");
+        this.show(data);
+      }
+    } catch (error) {
+      this.setStatus(error.message, "error");
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  toggleInstructions(force) {
+    const panel = el("instructions");
+    panel.hidden = force === undefined ? !panel.hidden : !force;
+    el("btn-instructions").setAttribute("aria-expanded", String(!panel.hidden));
+  }
+
+  toggleZoom(event) {
+    const zoom = el("zoom");
+    zoom.classList.toggle("zoomed");
+    if (event) this.panZoom(event);
+  }
+
+  panZoom(event) {
+    const zoom = el("zoom");
+    if (!zoom.classList.contains("zoomed")) return;
+    const box = zoom.getBoundingClientRect();
+    const x = ((event.clientX - box.left) / box.width) * 100;
+    const y = ((event.clientY - box.top) / box.height) * 100;
+    el("item-image").style.transformOrigin = `${x}% ${y}%`;
+  }
+
+  // Leaving a task with unsaved work (marked segments, a new order) takes a second press.
+  leaveConfirmed(what) {
+    if (!this.handler.dirty || !this.handler.dirty()) return true;
+    const now = Date.now();
+    if (this.leaveAskedAt && now - this.leaveAskedAt < 4000) {
+      this.leaveAskedAt = 0;
+      return true;
+    }
+    this.leaveAskedAt = now;
+    this.setStatus(`This task has unsaved changes; ${what} again to leave them.`, "error");
+    return false;
+  }
+
+  onKey(event) {
+    if (event.ctrlKey && event.key === "Enter" && this.handler.submitKey) {
+      event.preventDefault();
+      this.handler.submitKey();
+      return;
+    }
+    if (this.handler.onKey && this.handler.onKey(event)) return;
+    if (event.key === "Escape" && isTyping(event.target)) {
+      event.target.blur();
+      return;
+    }
+    if (isTyping(event.target) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "?") {
+      event.preventDefault();
+      this.toggleInstructions();
+    } else if (event.key === "s" || event.key === "S") {
+      event.preventDefault();
+      this.skip();
+    } else if (event.key === "Backspace") {
+      event.preventDefault();
+      this.back();
+    } else if (event.key === "z" || event.key === "Z") {
+      event.preventDefault();
+      if (!el("zoom").hidden) this.toggleZoom();
+    }
+  }
+}
