@@ -1,20 +1,29 @@
-"""Django admin for annotation data: browse and fix projects, members and items."""
+"""Django admin for annotation data: browse and fix projects, members and items.
+
+Queue state (slots, leases) is kept by `annotation.services.queue`; the admin shows it read-only and
+changes a project's overlap through the service, so tasks go back into the queue as they should.
+"""
 
 from django.contrib import admin
 
+from annotation import services
 from annotation.models import (
     Assignment,
     Correction,
+    CrowdParticipant,
     DatasetSnapshot,
     Item,
     Membership,
     PairwiseJudgment,
     PreferencePair,
     Project,
-    Rating,
     Ranking,
+    Rating,
     Response,
+    SubmitRequest,
 )
+
+QUEUE_FIELDS = ["done_count", "taken_count", "is_open", "reopened"]
 
 
 class MembershipInline(admin.TabularInline):
@@ -29,18 +38,48 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["slug", "name"]
     inlines = [MembershipInline]
 
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201 — Django's signature
+        # Annotations index the kind's scale: neither changes once the project exists.
+        return ["kind", "rating_levels", "hallucination_types"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001 — Django's signature
+        if change and "overlap" in form.changed_data:
+            new_overlap = obj.overlap
+            obj.overlap = Project.objects.get(pk=obj.pk).overlap
+            super().save_model(request, obj, form, change)
+            services.project_overlap_set(project=obj, overlap=new_overlap)
+            obj.refresh_from_db()
+        else:
+            super().save_model(request, obj, form, change)
+
 
 class ResponseInline(admin.TabularInline):
     model = Response
     extra = 0
+    fields = ["position", "text", "model_name", *QUEUE_FIELDS]
+    readonly_fields = QUEUE_FIELDS
 
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
-    list_display = ["external_id", "project", "done_count", "created_at"]
+    list_display = ["external_id", "project", "done_count", "taken_count", "is_open", "created_at"]
     list_filter = ["project"]
     search_fields = ["external_id", "prompt"]
+    readonly_fields = QUEUE_FIELDS
     inlines = [ResponseInline]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "item", "annotator", "status", "lease_expires_at", "submitted_at"]
+    list_filter = ["project", "status"]
+    readonly_fields = ["project", "item", "response", "unit_id", "annotator", "status", "shown_order", "submitted_at"]
+
+
+@admin.register(CrowdParticipant)
+class CrowdParticipantAdmin(admin.ModelAdmin):
+    list_display = ["user", "first_project", "created_at"]
+    readonly_fields = ["user", "first_project", "address_hash", "created_at"]
 
 
 @admin.register(DatasetSnapshot)
@@ -55,5 +94,5 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
         return False
 
 
-for model in (Assignment, PairwiseJudgment, Correction, Rating, Ranking, PreferencePair):
+for model in (PairwiseJudgment, Correction, Rating, Ranking, PreferencePair, SubmitRequest):
     admin.site.register(model)

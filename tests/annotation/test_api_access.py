@@ -20,9 +20,7 @@ def test_unauthenticated_calls_are_refused(client, project_with_items):
     assert client.post("/api/v1/projects/shapes-pairwise/tasks/next/").status_code in (401, 403)
 
 
-def test_a_member_sees_the_project_and_an_outsider_gets_404(
-    project_with_items, annotator, outsider, api_client_for
-):
+def test_a_member_sees_the_project_and_an_outsider_gets_404(project_with_items, annotator, outsider, api_client_for):
     """An annotator sees their project and its progress; someone else's member gets the same 404 as a typo."""
     member = api_client_for(annotator).get("/api/v1/projects/shapes-pairwise/")
     assert member.status_code == 200
@@ -124,3 +122,156 @@ def test_the_openapi_schema_describes_the_api(admin_user, api_client_for):
     assert "/api/v1/training-runs/" in paths
     docs = api_client_for(admin_user).get("/api/v1/docs/")
     assert docs.status_code == 200 and b"cdn" not in docs.content.lower()
+
+
+# ------------------------------------------------------------------------------ crowd participants
+
+
+@pytest.fixture
+def public_rating(researcher):
+    from tests.annotation.test_queue import make_project
+
+    return make_project(
+        researcher,
+        [],
+        kind="rating",
+        items=1,
+        responses=6,
+        overlap=50,
+        slug="crowd-rating",
+        visibility="public",
+        public_quota=4,
+        public_rate_per_minute=3,
+    )
+
+
+def _csrf_client():
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.get("/")  # no cookie yet: the crowd page sets the CSRF cookie
+    return client
+
+
+def test_an_anonymous_visitor_of_a_public_project_becomes_a_participant_by_cookie(public_rating):
+    """The crowd page needs no account; the first task creates an inactive participant and a signed
+    HttpOnly cookie, and later calls are that participant (CSRF-checked like a session)."""
+    from annotation.models import CrowdParticipant
+
+    client = _csrf_client()
+    page = client.get("/crowd/crowd-rating/")
+    assert page.status_code == 200
+    token = page.cookies["csrftoken"].value
+    assert client.post("/api/v1/projects/crowd-rating/tasks/next/").status_code == 403, "no CSRF token"
+    first = client.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=token)
+    assert first.status_code == 200
+    cookie = first.cookies["loupe_participant"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    participant = CrowdParticipant.objects.select_related("user").get()
+    assert not participant.user.is_active and not participant.user.has_usable_password()
+    again = client.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=token)
+    assert again.json()["assignment_id"] == first.json()["assignment_id"]
+    assert CrowdParticipant.objects.count() == 1
+    url = f"/api/v1/projects/crowd-rating/tasks/{first.json()['assignment_id']}/submit/"
+    body = {"level": 2, "client_request_id": "c1"}
+    assert client.post(url, body, content_type="application/json").status_code == 403, "no CSRF token"
+    stored = client.post(url, body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert stored.status_code == 201
+
+
+def test_a_participant_has_a_quota_and_a_rate_limit(public_rating, settings):
+    """After `public_rate_per_minute` tasks in a minute the next one waits (429); after `public_quota`
+    answers the queue says the limit is reached."""
+    from annotation.models import Assignment
+
+    client = _csrf_client()
+    token = client.get("/crowd/crowd-rating/").cookies["csrftoken"].value
+    for n in range(4):
+        task = client.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=token)
+        if n == 3:
+            assert task.status_code == 429 and "wait a minute" in task.json()["message"]
+            Assignment.objects.update(created_at=Assignment.objects.first().created_at.replace(year=2000))
+            task = client.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=token)
+        assert task.status_code == 200
+        url = f"/api/v1/projects/crowd-rating/tasks/{task.json()['assignment_id']}/submit/"
+        answer = client.post(
+            url, {"level": 1, "client_request_id": f"q{n}"}, content_type="application/json", HTTP_X_CSRFTOKEN=token
+        )
+        assert answer.status_code == 201
+    done = client.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=token)
+    assert done.status_code == 204 and done["X-Queue-Reason"] == "quota"
+    assert "limit of 4" in done["X-Queue-Message"]
+
+
+def test_a_participant_reaches_nothing_but_public_annotation(public_rating, project_with_items, researcher):
+    """The participant cookie opens the public project's tasks only: not members' projects, not their
+    images, not dashboards or imports, not the project list; a forged cookie is nobody."""
+    client = _csrf_client()
+    token = client.get("/crowd/crowd-rating/").cookies["csrftoken"].value
+    assert client.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=token).status_code == 200
+    members_item = project_with_items.items.order_by("id").first()
+    assert client.post("/api/v1/projects/shapes-pairwise/tasks/next/", HTTP_X_CSRFTOKEN=token).status_code == 404
+    assert client.get(f"/items/{members_item.pk}/image").status_code == 404
+    public_item = public_rating.items.get()
+    public_item.image = members_item.image
+    public_item.save()
+    assert client.get(f"/items/{public_item.pk}/image").status_code == 200
+    assert client.get("/projects/crowd-rating/dashboard/").status_code == 302  # to the login page
+    assert client.get("/api/v1/projects/crowd-rating/stats/").status_code in (401, 403)
+    assert client.get("/crowd/shapes-pairwise/").status_code == 404
+    forged = _csrf_client()
+    forged.cookies["loupe_participant"] = "eyJ1c2VyIjoxfQ:forged:signature"
+    forged_token = forged.get("/crowd/crowd-rating/").cookies["csrftoken"].value
+    from annotation.models import CrowdParticipant
+
+    before = CrowdParticipant.objects.count()
+    forged.post("/api/v1/projects/crowd-rating/tasks/next/", HTTP_X_CSRFTOKEN=forged_token)
+    assert CrowdParticipant.objects.count() == before + 1, "a forged cookie is a new participant, not user 1"
+    from annotation.services.crowd import participant_cookie_value
+
+    forged.cookies["loupe_participant"] = participant_cookie_value(researcher)
+    assert forged.get("/api/v1/projects/crowd-rating/tasks/progress/").status_code in (401, 403), (
+        "a signed cookie naming an ordinary account authenticates nobody"
+    )
+
+
+def test_members_only_projects_refuse_anonymous_visitors(project_with_items, client):
+    assert client.get("/crowd/shapes-pairwise/").status_code == 404
+    assert client.post("/api/v1/projects/shapes-pairwise/tasks/next/").status_code in (401, 403)
+
+
+# --------------------------------------------------------------------------- more forbidden cases
+
+
+def test_tasks_of_others_are_out_of_reach(project_with_items, annotator, make_user, api_client_for):
+    """Another member cannot read, skip or go back to my task, and `before` cannot point at theirs."""
+    colleague = make_user("cora-colleague")
+    services.project_member_add(project=project_with_items, user=colleague)
+    mine = api_client_for(annotator).post("/api/v1/projects/shapes-pairwise/tasks/next/").json()
+    other = api_client_for(colleague)
+    base = f"/api/v1/projects/shapes-pairwise/tasks/{mine['assignment_id']}"
+    assert other.get(f"{base}/").status_code == 404
+    assert other.post(f"{base}/skip/").status_code == 400
+    previous = other.get("/api/v1/projects/shapes-pairwise/tasks/previous/", {"before": mine["assignment_id"]})
+    assert previous.status_code == 204
+
+
+def test_only_managers_see_stats_and_change_settings(project_with_items, annotator, researcher, api_client_for):
+    assert api_client_for(annotator).get("/api/v1/projects/shapes-pairwise/stats/").status_code == 404
+    refused = api_client_for(annotator).patch("/api/v1/projects/shapes-pairwise/", {"overlap": 3}, format="json")
+    assert refused.status_code == 404
+    stats = api_client_for(researcher).get("/api/v1/projects/shapes-pairwise/stats/")
+    assert stats.status_code == 200 and stats.json()["total"] == 6
+    changed = api_client_for(researcher).patch("/api/v1/projects/shapes-pairwise/", {"overlap": 3}, format="json")
+    assert changed.status_code == 200 and changed.json()["overlap"] == 3
+
+
+def test_session_writes_need_the_csrf_token(project_with_items, annotator):
+    """A logged-in browser session cannot be made to take or answer tasks from another site."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(annotator)
+    assert client.post("/api/v1/projects/shapes-pairwise/tasks/next/").status_code == 403
+    token = client.get("/projects/shapes-pairwise/annotate/").cookies["csrftoken"].value
+    assert client.post("/api/v1/projects/shapes-pairwise/tasks/next/", HTTP_X_CSRFTOKEN=token).status_code == 200
