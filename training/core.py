@@ -311,6 +311,50 @@ def load_preference_dataset(path: Path | str) -> datasets.Dataset:
     return dataset
 
 
+def load_prompt_dataset(path: Path | str) -> datasets.Dataset:
+    """The ``prompt`` (and ``images``) of any Loupe training file: preference rows or prompt/completion rows.
+
+    Online methods and best-of-N only need prompts, so they read either kind of snapshot. Same file kinds
+    and image handling as ``load_preference_dataset``; other columns are dropped.
+    """
+    path = Path(path)
+    if path.suffix in (".jsonl", ".json"):
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}, line {line_number}: not JSON ({error.msg})") from error
+                if not isinstance(row.get("prompt"), str | list):
+                    raise ValueError(f"{path}, line {line_number}: 'prompt' must be text or a conversation")
+                rows.append({"prompt": row["prompt"], **({"images": row["images"]} if row.get("images") else {})})
+        if rows and any("images" in row for row in rows):
+            rows = [{"images": [], **row} for row in rows]
+        dataset = datasets.Dataset.from_list(rows)
+    elif path.is_dir() or path.suffix == ".parquet":
+        dataset = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.Dataset.from_parquet(str(path))
+        dataset = dataset.select_columns([c for c in ("prompt", "images") if c in dataset.column_names])
+    else:
+        raise ValueError(f"{path}: expected a .jsonl or .parquet file or a save_to_disk directory")
+    if len(dataset) == 0 or "prompt" not in dataset.column_names:
+        raise ValueError(f"{path}: no prompts")
+    if "images" in dataset.column_names:
+        dataset = _cast_images(dataset, base_dir=path if path.is_dir() else path.parent)
+    return dataset
+
+
+def first_row(path: Path | str) -> dict[str, Any]:
+    """The first row of a JSONL training file (to tell preference rows from prompt/completion rows)."""
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return json.loads(line)
+    return {}
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     rows = []
     with path.open(encoding="utf-8") as f:

@@ -33,11 +33,11 @@ def load_policy(path: str | Path, *, device: torch.device | str | None = None) -
         from peft import PeftConfig, PeftModel
 
         base = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
-        model = PeftModel.from_pretrained(_load_generator(base), str(path))
+        model = PeftModel.from_pretrained(load_generator(base), str(path))
         own_tokenizer = (path / "tokenizer_config.json").is_file()
         processing_class = load_processing_class(path if own_tokenizer else base, vision=is_vision_model(base))
     else:
-        model = _load_generator(path)
+        model = load_generator(path)
         processing_class = load_processing_class(path)
     model.eval()
     if device is not None:
@@ -45,7 +45,8 @@ def load_policy(path: str | Path, *, device: torch.device | str | None = None) -
     return model, processing_class
 
 
-def _load_generator(path: str | Path) -> torch.nn.Module:
+def load_generator(path: str | Path) -> torch.nn.Module:
+    """The model at ``path`` with its generating head: a VLM or a causal LM."""
     model_class = AutoModelForImageTextToText if is_vision_model(path) else AutoModelForCausalLM
     return model_class.from_pretrained(str(path))
 

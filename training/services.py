@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from annotation.models import DatasetSnapshot
 from annotation.selectors import snapshot_rows
+from annotation.services.snapshots import snapshot_kind
 from loupe.errors import ApplicationError
 from training.methods.configs import (
     BestOfNConfig,
@@ -65,6 +66,12 @@ METHOD_OUTPUT_KIND: dict[str, str | None] = {
     **dict.fromkeys(METHOD_CONFIGS, ArtifactKind.POLICY),
     "reward": ArtifactKind.REWARD,
     "best_of_n": None,
+}
+# Which snapshot kinds each method reads: pair methods need pairs; SFT also takes an `sft` snapshot (rated
+# answers with their control tokens); online methods and best-of-N need prompts only, which every kind has.
+METHOD_SNAPSHOT_KINDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("reward", "dpo", "ddpo"), ("pairs",)),
+    **dict.fromkeys(("sft", "ppo", "grpo", "rloo", "best_of_n"), ("pairs", "sft")),
 }
 BEST_OF_N_FILE = "best.jsonl"
 
@@ -130,6 +137,13 @@ def training_run_create(
     if not base_model.strip():
         raise ApplicationError(
             "A base model (hub name, local folder or model artifact) is required.", {"field": "base_model"}
+        )
+    kind = snapshot_kind(snapshot)
+    if kind not in METHOD_SNAPSHOT_KINDS[method]:
+        raise ApplicationError(
+            f"{method} reads {' or '.join(METHOD_SNAPSHOT_KINDS[method])} snapshots; snapshot #{snapshot.pk} holds "
+            f"{kind} rows. Freeze a {METHOD_SNAPSHOT_KINDS[method][0]} snapshot of the project.",
+            {"field": "snapshot"},
         )
     if snapshot.n_train == 0 and not (method == "best_of_n" and built.split != "train"):
         raise ApplicationError("The snapshot has no training rows.", {"field": "snapshot"})
@@ -260,7 +274,9 @@ class _Heartbeat(threading.Thread):
 
 
 def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path, with_images: bool) -> tuple[Path, Path | None]:
-    """The snapshot's train and test rows as TRL preference JSONL (images as absolute paths, for a VLM)."""
+    """The snapshot's train and test rows as TRL JSONL (images as absolute paths, for a VLM): preference rows
+    for a pairs snapshot, prompt/completion rows for an sft one."""
+    pairs = snapshot_kind(snapshot) == "pairs"
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = {"train": run_dir / "train.jsonl", "test": run_dir / "test.jsonl"}
     handles = {split: path.open("w", encoding="utf-8") for split, path in paths.items()}
@@ -268,13 +284,16 @@ def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path, with_imag
     media = Path(settings.MEDIA_ROOT)
     try:
         for row in snapshot_rows(snapshot=snapshot):
-            record = {
-                "prompt": row["prompt"],
-                "chosen": row["chosen"],
-                "rejected": row["rejected"],
-                "chosen_spans": row["chosen_spans"],
-                "rejected_spans": row["rejected_spans"],
-            }
+            if pairs:
+                record = {
+                    "prompt": row["prompt"],
+                    "chosen": row["chosen"],
+                    "rejected": row["rejected"],
+                    "chosen_spans": row["chosen_spans"],
+                    "rejected_spans": row["rejected_spans"],
+                }
+            else:
+                record = {"prompt": row["prompt"], "completion": row["completion"]}
             if with_images and row["image"]:
                 record["images"] = [str(media / row["image"])]
             handles[row["split"]].write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 from peft import PeftConfig, PeftModel
 
 from training.core import MODEL_INFO_FILE, is_vision_model, load_processing_class, read_model_info, write_model_info
-from training.generation import _load_generator
+from training.generation import load_generator
 
 __all__ = ["merge_adapter"]
 
@@ -36,7 +36,7 @@ def merge_adapter(*, adapter_dir: Path, output_dir: Path, base_model: str | None
 
         base_weights = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
     else:
-        base_weights = _load_generator(base)
+        base_weights = load_generator(base)
     merged = PeftModel.from_pretrained(base_weights, str(adapter_dir)).merge_and_unload()
     output_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(output_dir)

@@ -52,12 +52,12 @@ from training.core import (
     gather_token_logps,
     has_chat_template,
     is_vision_model,
-    load_preference_dataset,
     load_processing_class,
+    load_prompt_dataset,
     row_images,
     write_model_info,
 )
-from training.generation import PromptBatch, _load_generator, answer_prefix_of, decode_answers, encode_prompts, generate
+from training.generation import PromptBatch, answer_prefix_of, decode_answers, encode_prompts, generate, load_generator
 from training.methods.configs import PPOConfig
 from training.rewards import load_reward_scorer
 
@@ -199,9 +199,10 @@ class PolicyWithValueHead(nn.Module):
 
 
 def prompt_rows(path: Path) -> list[dict[str, Any]]:
-    """The distinct (prompt, images) of a preference file, in file order: what PPO writes answers for."""
+    """The distinct (prompt, images) of a training file (preference or prompt/completion rows), in file
+    order: what online methods write answers for."""
     rows, seen = [], set()
-    for row in load_preference_dataset(path):
+    for row in load_prompt_dataset(path):
         images = row_images(row)
         key = (
             json.dumps(row["prompt"], sort_keys=True),
@@ -307,7 +308,7 @@ class _PPORun:
         torch.manual_seed(config.seed)
         checkpoint = get_last_checkpoint(str(self.checkpoints_dir)) if self.checkpoints_dir.is_dir() else None
         self.resume_checkpoint = Path(checkpoint) if checkpoint else None
-        policy = _load_generator(self.base_model)
+        policy = load_generator(self.base_model)
         if config.use_lora:
             from peft import PeftModel, get_peft_model
 
@@ -318,8 +319,8 @@ class _PPORun:
             self.reference = None  # the base with adapters off
         else:
             if self.resume_checkpoint is not None:
-                policy = _load_generator(self.resume_checkpoint / "policy")
-            self.reference = _load_generator(self.base_model)
+                policy = load_generator(self.resume_checkpoint / "policy")
+            self.reference = load_generator(self.base_model)
             self.reference.requires_grad_(False)
             self.reference.eval()
         model = PolicyWithValueHead(policy)

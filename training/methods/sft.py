@@ -26,6 +26,7 @@ from training.core import (
     RunHooks,
     TrainResult,
     conversation,
+    first_row,
     has_chat_template,
     is_vision_model,
     load_preference_dataset,
@@ -36,7 +37,7 @@ from training.core import (
 )
 from training.methods.configs import SFTConfig
 
-__all__ = ["SFTConfig", "load_sft_rows", "sft_rows_from_preferences", "train_sft"]
+__all__ = ["SFTConfig", "answer_prefix_for", "load_sft_rows", "sft_rows_from_preferences", "train_sft"]
 
 
 def sft_rows_from_preferences(
@@ -115,13 +116,27 @@ def _as_dataset(rows: list[dict[str, Any]], *, chat: bool) -> datasets.Dataset:
 
 
 def _rows_for(path: Path, config: SFTConfig, *, vision: bool) -> list[dict[str, Any]]:
-    preferences = load_preference_dataset(path)
-    rows = sft_rows_from_preferences(
-        preferences, control_tokens=config.control_tokens, good_token=config.good_token, bad_token=config.bad_token
-    )
+    """SFT rows from a training file: prompt/completion rows as they are (an ``sft`` snapshot, whose rated
+    answers already carry their control tokens), preference rows by the wins-and-losses rule."""
+    if Path(path).suffix == ".jsonl" and "completion" in first_row(path):
+        rows = load_sft_rows(path)
+    else:
+        rows = sft_rows_from_preferences(
+            load_preference_dataset(path),
+            control_tokens=config.control_tokens,
+            good_token=config.good_token,
+            bad_token=config.bad_token,
+        )
     if not vision:  # a text model reads the prompt alone
         rows = [{k: v for k, v in row.items() if k != "images"} for row in rows]
     return rows
+
+
+def answer_prefix_for(rows: list[dict[str, Any]], config: SFTConfig) -> str:
+    """The good token (and a space) when the model learns control tokens, from the config or from data whose
+    answers already start with the good or bad token; else nothing."""
+    tagged = any(row["completion"].startswith((f"{config.good_token} ", f"{config.bad_token} ")) for row in rows)
+    return f"{config.good_token} " if config.control_tokens or tagged else ""
 
 
 def train_sft(
@@ -135,7 +150,8 @@ def train_sft(
     resume: bool = False,
 ) -> TrainResult:
     """Fine-tune ``base_model`` on the good answers of the preference file ``train_path`` (or on
-    ``config.sft_data``), with SciCap control tokens when ``config.control_tokens`` is on.
+    ``config.sft_data``), with SciCap control tokens when ``config.control_tokens`` is on. ``train_path``
+    may instead hold prompt/completion rows (an ``sft`` snapshot), trained on as they are.
 
     Arguments as for ``train_dpo``; the eval file gets the same treatment. Per-step metrics are trl's
     ``loss``, ``mean_token_accuracy``, ``entropy``, ``num_tokens``, ``learning_rate``, ``grad_norm`` plus
@@ -146,12 +162,7 @@ def train_sft(
     chat = has_chat_template(processing_class) and config.apply_chat_template
     if vision and not has_chat_template(processing_class):
         raise ValueError(f"{base_model}: a vision-language model needs a chat template to place the image")
-    if config.sft_data.strip():
-        train_rows = load_sft_rows(Path(config.sft_data))
-        if not vision:
-            train_rows = [{k: v for k, v in row.items() if k != "images"} for row in train_rows]
-    else:
-        train_rows = _rows_for(train_path, config, vision=vision)
+    train_rows = _rows_for(Path(config.sft_data) if config.sft_data.strip() else train_path, config, vision=vision)
     if not train_rows:
         raise ValueError(f"{train_path}: no answer was preferred more often than not, so there is nothing to learn")
     eval_dataset = None
@@ -172,5 +183,5 @@ def train_sft(
         hooks=hooks,
         resume=resume,
         merge_lora=config.merge_lora,
-        model_info={"kind": "policy", "answer_prefix": config.answer_prefix},
+        model_info={"kind": "policy", "answer_prefix": answer_prefix_for(train_rows, config)},
     )
