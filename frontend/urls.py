@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from annotation import views as annotation_views
+from annotation import views_datasets
 from training import views as training_views
 
 urlpatterns = [
@@ -14,6 +15,7 @@ urlpatterns = [
     path("projects/<slug:slug>/", annotation_views.project_page, name="project"),
     path("projects/<slug:slug>/dashboard/", annotation_views.dashboard, name="dashboard"),
     path("projects/<slug:slug>/annotate/", annotation_views.annotate_page, name="annotate"),
+    path("projects/<slug:slug>/datasets/", views_datasets.datasets_page, name="datasets"),
     path("crowd/<slug:slug>/", annotation_views.crowd_page, name="crowd"),
     path("items/<int:item_id>/image", annotation_views.item_image, name="item-image"),
     path("runs/", training_views.run_list_page, name="runs"),

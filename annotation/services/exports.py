@@ -112,9 +112,9 @@ def _counted(rows: Iterable[dict], *, total: int, progress: Progress | None, eve
 
 def _pair_dicts(rows: Iterable[dict]) -> Iterator[dict]:
     for row in rows:
-        split = row.pop("split")
+        row["meta"] = {"split": row.pop("split")}
         row["image"] = row["image"] or None
-        yield {**row, "meta": {"split": split}}
+        yield row
 
 
 def _sft_rows(rows: Iterable[dict], *, kind: str) -> Iterator[SFTRow]:
