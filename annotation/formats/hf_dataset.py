@@ -24,9 +24,12 @@ def write_hf_dataset(
     snapshot_hash: str,
     image_root: Path | None = None,
     conversational: bool = False,
+    with_images: bool | None = None,
 ) -> dict[str, Any]:
     """A `datasets` directory in `out_dir` with `prompt`, `chosen`, `rejected`, `images` (a list of
-    `datasets.Image()`, bytes embedded), loadable with `datasets.load_from_disk(out_dir)`.
+    `datasets.Image()`, bytes embedded), loadable with `datasets.load_from_disk(out_dir)`. As for
+    Parquet, `with_images=False` leaves the `images` column out (TRL takes any such column for images);
+    by default the first row decides.
 
     Rows stream through `Dataset.from_generator` (Arrow files written in a temporary cache, never the
     whole list in memory) and are then saved with `save_to_disk`. With `conversational=True` all rows
@@ -37,7 +40,9 @@ def write_hf_dataset(
     out_dir = prepare_out_dir(out_dir)
     first, pairs = peek(as_pair_row(r) for r in rows)
     typed_parts = bool(first is not None and first.image)
-    features = trl_features(conversational=conversational, typed_parts=typed_parts)
+    if with_images is None:
+        with_images = typed_parts
+    features = trl_features(conversational=conversational, typed_parts=typed_parts, with_images=with_images)
     images = ImageCopier(out_dir, image_root=image_root)
     sources: Counter = Counter()
     seen_images: set[str] = set()
@@ -49,7 +54,10 @@ def write_hf_dataset(
             record = trl_texts(pair, conversational=conversational)
             if conversational:
                 record = {key: _padded_parts(value) for key, value in record.items()}
-            record["images"] = []
+            if pair.image and not with_images:
+                raise ValueError(f"item {pair.item_key!r} has an image, but this export has no images column")
+            if with_images:
+                record["images"] = []
             if pair.image:
                 record["images"] = [{"bytes": images.read(pair.image), "path": Path(pair.image).name}]
                 seen_images.add(pair.image)

@@ -240,14 +240,18 @@ def message_feature(datasets: Any, *, typed_parts: bool) -> Any:
     return datasets.List({"role": datasets.Value("string"), "content": content})
 
 
-def trl_features(*, conversational: bool, typed_parts: bool) -> Any:
-    """The `datasets.Features` of a TRL preference export (imported here: `datasets` is heavy)."""
+def trl_features(*, conversational: bool, typed_parts: bool, with_images: bool = True) -> Any:
+    """The `datasets.Features` of a TRL preference export (imported here: `datasets` is heavy).
+
+    Without `with_images` there is no `images` column: TRL's trainers take any `images` column, even
+    of empty lists, for a vision-language dataset and refuse a text-only model."""
     import datasets
 
     text = message_feature(datasets, typed_parts=typed_parts) if conversational else datasets.Value("string")
-    return datasets.Features(
-        {"prompt": text, "chosen": text, "rejected": text, "images": datasets.List(datasets.Image())}
-    )
+    columns = {"prompt": text, "chosen": text, "rejected": text}
+    if with_images:
+        columns["images"] = datasets.List(datasets.Image())
+    return datasets.Features(columns)
 
 
 def _padded_parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -278,13 +282,16 @@ def write_trl_parquet(
     snapshot_hash: str,
     image_root: Path | None = None,
     conversational: bool = False,
+    with_images: bool | None = None,
     batch_rows: int = PARQUET_BATCH_ROWS,
 ) -> dict[str, Any]:
     """`out_dir/pairs.parquet` with `prompt`, `chosen`, `rejected` and `images` (embedded bytes), written
     through `pyarrow.parquet.ParquetWriter` in batches of at most `batch_rows` rows (or 64 MiB).
 
     Arrow needs one column type, so with `conversational=True` all rows must agree on having an image
-    or not (the first row decides; a mixed export raises `ValueError`).
+    or not (the first row decides; a mixed export raises `ValueError`). `with_images=False` leaves the
+    `images` column out (for text-only data; a row with an image then raises `ValueError`); by default
+    the first row decides.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -292,7 +299,9 @@ def write_trl_parquet(
     out_dir = prepare_out_dir(out_dir)
     first, pairs = peek(as_pair_row(r) for r in rows)
     typed_parts = bool(first is not None and first.image)
-    features = trl_features(conversational=conversational, typed_parts=typed_parts)
+    if with_images is None:
+        with_images = typed_parts
+    features = trl_features(conversational=conversational, typed_parts=typed_parts, with_images=with_images)
     schema = features.arrow_schema
     images = ImageCopier(out_dir, image_root=image_root)
     sources: Counter = Counter()
@@ -314,7 +323,10 @@ def write_trl_parquet(
             record = trl_texts(pair, conversational=conversational)
             if conversational:
                 record = {key: _padded_parts(value) for key, value in record.items()}
-            record["images"] = []
+            if pair.image and not with_images:
+                raise ValueError(f"item {pair.item_key!r} has an image, but this export has no images column")
+            if with_images:
+                record["images"] = []
             if pair.image:
                 data = images.read(pair.image)
                 record["images"] = [{"bytes": data, "path": Path(pair.image).name}]

@@ -250,6 +250,9 @@ def snapshot_export(
             extra["scale"] = tuple(first["scale"]) if first else HUMOR_SCALE
     else:
         rows = _pair_dicts(raw)
+        if export_format in ("trl-parquet", "hf-dataset"):
+            # One column layout for all rows: with images if any row has one (a streaming look first).
+            extra["with_images"] = any(row["image"] for row in snapshot_rows(snapshot=snapshot))
     out = Path(out)
     FORMAT_WRITERS[export_format](
         rows=rows,

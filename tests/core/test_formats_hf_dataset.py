@@ -68,8 +68,11 @@ def test_an_empty_snapshot_gives_an_empty_loadable_dataset(tmp_path):
     assert manifest["counts"]["rows"] == 0
 
 
-def test_text_only_pairs_have_empty_image_lists(tmp_path):
-    """Pairs without an image export with an empty `images` list."""
+def test_text_only_pairs_have_no_images_column_unless_asked(tmp_path):
+    """Text-only pairs export without an `images` column (TRL takes any such column for a vision dataset),
+    and with `with_images=True` with empty image lists."""
     pairs = list(pairs_from_pairwise(votes("q1", None)))
     FORMAT_WRITERS["hf-dataset"](rows=pairs, out_dir=tmp_path / "ds", snapshot_hash="h")
-    assert datasets.load_from_disk(str(tmp_path / "ds"))[0]["images"] == []
+    assert datasets.load_from_disk(str(tmp_path / "ds")).column_names == ["prompt", "chosen", "rejected"]
+    FORMAT_WRITERS["hf-dataset"](rows=pairs, out_dir=tmp_path / "with", snapshot_hash="h", with_images=True)
+    assert datasets.load_from_disk(str(tmp_path / "with"))[0]["images"] == []
