@@ -33,7 +33,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, Model, OuterRef, Value, When
+from django.db.models import Exists, Model, OuterRef
 from django.utils import timezone
 
 from annotation import assignment as rules
@@ -132,6 +132,9 @@ def _table(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+_ASSIGNMENTS, _ITEMS, _RESPONSES, _SUBMITS = (_table(m) for m in (Assignment, Item, Response, SubmitRequest))
+
+
 class RateLimited(ApplicationError):
     status_code = 429
 
@@ -154,10 +157,11 @@ def _slots_release(*, model: type[Item] | type[Response], counts: Counter, overl
     """Give back `counts[unit_id]` slots of each unit; the units are open again and marked reopened."""
     for unit_id in sorted(counts):  # one order everywhere, so concurrent releases cannot deadlock
         n = counts[unit_id]
-        model.objects.filter(pk=unit_id).update(
-            taken_count=Case(When(taken_count__gte=n, then=F("taken_count") - n), default=Value(0)),
-            is_open=Case(When(taken_count__lt=overlap + n, then=Value(True)), default=Value(False)),
-            reopened=True,
+        _sql(
+            f"UPDATE {_table(model)} SET "  # noqa: S608
+            "taken_count = CASE WHEN taken_count >= %s THEN taken_count - %s ELSE 0 END, "
+            "is_open = CASE WHEN taken_count < %s THEN %s ELSE %s END, reopened = %s WHERE id = %s",
+            [n, n, overlap + n, True, False, True, unit_id],
         )
 
 
@@ -165,8 +169,8 @@ def leases_reclaim(*, project: Project, now: datetime | None = None) -> int:
     """Expire the project's leases that ran out; their slots go back to the queue. Returns how many."""
     now = now or timezone.now()
     any_expired = _sql(
-        f"SELECT 1 FROM {_table(Assignment)} WHERE project_id = %s AND status = 'leased' AND lease_expires_at <= %s "  # noqa: S608
-        "LIMIT 1",
+        f"SELECT 1 FROM {_ASSIGNMENTS} WHERE project_id = %s AND status = 'leased' "  # noqa: S608
+        "AND lease_expires_at <= %s LIMIT 1",
         [project.pk, connection.ops.adapt_datetimefield_value(now)],
     )
     if not any_expired:
@@ -203,7 +207,7 @@ def _slot_take(*, model: type[Item] | type[Response], unit_id: int, overlap: int
 def annotator_cursor(*, project: Project, annotator: AbstractBaseUser) -> int:
     """The highest unit id this annotator was ever given in the project (0 if none)."""
     rows = _sql(
-        f"SELECT MAX(unit_id) FROM {_table(Assignment)} WHERE project_id = %s AND annotator_id = %s",  # noqa: S608
+        f"SELECT MAX(unit_id) FROM {_ASSIGNMENTS} WHERE project_id = %s AND annotator_id = %s",  # noqa: S608
         [project.pk, annotator.pk],
     )
     return rows[0][0] or 0
@@ -279,8 +283,8 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
     lease_until = now + timedelta(seconds=settings.LOUPE_LEASE_SECONDS)
     _lock_annotator(annotator)
     held = _sql(
-        f"SELECT id FROM {_table(Assignment)} WHERE project_id = %s AND annotator_id = %s AND status = 'leased' "  # noqa: S608
-        "ORDER BY id LIMIT 1",
+        f"SELECT id FROM {_ASSIGNMENTS} "  # noqa: S608
+        "WHERE project_id = %s AND annotator_id = %s AND status = 'leased' ORDER BY id LIMIT 1",
         [project.pk, annotator.pk],
     )
     if held:
@@ -298,14 +302,13 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
     if unit_id is None:
         return None
     if unit_model(project) is Response:
-        item_id, response_id = _sql(f"SELECT item_id, id FROM {_table(Response)} WHERE id = %s", [unit_id])[0]  # noqa: S608
+        query = f"SELECT item_id, id FROM {_RESPONSES} WHERE id = %s"  # noqa: S608
+        item_id, response_id = _sql(query, [unit_id])[0]
         response_ids = [response_id]
     else:
         item_id, response_id = unit_id, None
-        response_ids = [
-            row[0]
-            for row in _sql(f"SELECT id FROM {_table(Response)} WHERE item_id = %s ORDER BY position", [unit_id])  # noqa: S608
-        ]
+        query = f"SELECT id FROM {_RESPONSES} WHERE item_id = %s ORDER BY position"  # noqa: S608
+        response_ids = [row[0] for row in _sql(query, [unit_id])]
     shown = rules.shown_order(kind=project.kind, response_ids=response_ids, unit_response_id=response_id, rng=_random)
     return Assignment.objects.create(
         project=project,
@@ -337,12 +340,22 @@ def queue_empty_reason(*, project: Project, annotator: AbstractBaseUser) -> rule
 def _assignment_locked(
     *, assignment_id: int, annotator: AbstractBaseUser, project: Project | None = None
 ) -> Assignment:
-    found = Assignment.objects.select_for_update(of=("self",)).filter(pk=assignment_id)
-    if project is not None:
-        found = found.filter(project=project)
-    assignment = found.select_related("project", "item").first()
-    if assignment is None or assignment.annotator_id != annotator.pk:
+    """The annotator's assignment, row-locked until the transaction ends, with its project and item."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    query = f"SELECT * FROM {_ASSIGNMENTS} WHERE id = %s{lock}"  # noqa: S608
+    found = Assignment.objects.raw(query, [assignment_id])
+    assignment = next(iter(found), None)
+    if (
+        assignment is None
+        or assignment.annotator_id != annotator.pk
+        or (project is not None and assignment.project_id != project.pk)
+    ):
         raise ApplicationError("This task is not yours.", {"assignment": assignment_id})
+    assignment.project = project if project is not None else Project.objects.get(pk=assignment.project_id)
+    query = f"SELECT * FROM {_ITEMS} WHERE id = %s"  # noqa: S608
+    item = next(iter(Item.objects.raw(query, [assignment.item_id])))
+    item.project = assignment.project
+    assignment.item = item
     return assignment
 
 
@@ -361,7 +374,7 @@ def assignment_skip(*, assignment_id: int, annotator: AbstractBaseUser, project:
         )
     if assignment.status != AssignmentStatus.SKIPPED:
         assignment.status = AssignmentStatus.SKIPPED
-        assignment.save(update_fields=["status"])
+        _sql(f"UPDATE {_ASSIGNMENTS} SET status = 'skipped' WHERE id = %s", [assignment.pk])  # noqa: S608
     return assignment
 
 
@@ -396,7 +409,8 @@ def _submit(
     model = annotation_model_for(project)
     # Checked after the lock: a twin request that got the lock first has committed its receipt by now.
     receipt = _sql(
-        f"SELECT assignment_id FROM {_table(SubmitRequest)} WHERE annotator_id = %s AND client_request_id = %s",  # noqa: S608
+        f"SELECT assignment_id FROM {_SUBMITS} "  # noqa: S608
+        "WHERE annotator_id = %s AND client_request_id = %s",
         [annotator.pk, client_request_id],
     )
     if receipt:
@@ -442,14 +456,16 @@ def _submit(
         assignment.status = AssignmentStatus.SUBMITTED
         assignment.submitted_at = now
         _sql(
-            f"UPDATE {_table(Assignment)} SET status = 'submitted', submitted_at = %s WHERE id = %s",  # noqa: S608
+            f"UPDATE {_ASSIGNMENTS} SET status = 'submitted', submitted_at = %s WHERE id = %s",  # noqa: S608
             [connection.ops.adapt_datetimefield_value(now), assignment.pk],
         )
-        _sql(f"UPDATE {_table(units)} SET done_count = done_count + 1 WHERE id = %s", [assignment.unit_id])  # noqa: S608
-        if units is Response:
-            _sql(f"UPDATE {_table(Item)} SET done_count = done_count + 1 WHERE id = %s", [assignment.item_id])  # noqa: S608
+        count_done = "UPDATE {} SET done_count = done_count + 1 WHERE id = %s"
+        _sql(count_done.format(_table(units)), [assignment.unit_id])
+        if units is Response:  # items of one-answer kinds count the answers to all their responses
+            _sql(count_done.format(_ITEMS), [assignment.item_id])
     _sql(
-        f"INSERT INTO {_table(SubmitRequest)} (annotator_id, client_request_id, assignment_id, created_at) "  # noqa: S608
+        f"INSERT INTO {_SUBMITS} "  # noqa: S608
+        "(annotator_id, client_request_id, assignment_id, created_at) "
         "VALUES (%s, %s, %s, %s)",
         [annotator.pk, client_request_id, assignment.pk, connection.ops.adapt_datetimefield_value(now)],
     )

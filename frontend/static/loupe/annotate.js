@@ -81,7 +81,8 @@ export class Annotator {
         if (!this.progressLoaded) this.refreshProgress();
       }
     } catch (error) {
-      this.setStatus(error.message, "error");
+      if (error.status === 429) this.showEmpty(error.message); // too fast: say so, with "Check again"
+      else this.setStatus(error.message, "error");
     } finally {
       this.busy = false;
     }
