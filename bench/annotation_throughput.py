@@ -110,8 +110,11 @@ def _make_users(n: int) -> list[tuple[object, str]]:
 
     users = []
     for i in range(n):
-        user = get_user_model().objects.create_user(username=f"bench-annotator-{i}", password=uuid.uuid4().hex)
-        users.append((user, Token.objects.create(user=user).key))
+        user, created = get_user_model().objects.get_or_create(username=f"bench-annotator-{i}")
+        if created:
+            user.set_password(uuid.uuid4().hex)
+            user.save()
+        users.append((user, Token.objects.get_or_create(user=user)[0].key))
     return users
 
 
@@ -120,9 +123,14 @@ def _make_project(*, size: int, kind: str, overlap: int, users: list) -> str:
     from django.db import transaction
 
     from annotation import services
-    from annotation.models import Item, Response
+    from annotation.models import Item, Project, Response
 
-    slug = f"bench-{kind}-{size}"
+    slug = f"bench-{kind}-{size}-o{overlap}"
+    if Project.objects.filter(slug=slug).exists():
+        project = Project.objects.get(slug=slug)
+        for user, _token in users:
+            services.project_member_add(project=project, user=user)
+        return slug
     project = services.project_create(slug=slug, kind=kind, created_by=None, overlap=overlap)
     for user, _token in users:
         services.project_member_add(project=project, user=user)
@@ -251,11 +259,16 @@ def main() -> None:
     parser.add_argument("--kind", default="pairwise", choices=("pairwise", "correction", "rating", "ranking"))
     parser.add_argument("--overlap", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument(
+        "--data-dir", help="use (and keep) this data directory; projects already in it are reused, not re-created"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     ks = [int(k) for k in args.annotators.split(",")]
 
-    data_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="loupe-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keep = args.keep or bool(args.data_dir)
     process = None
     try:
         t0 = time.monotonic()
@@ -349,7 +362,7 @@ def main() -> None:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
-        if not args.keep:
+        if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:
             print(json.dumps({"event": "kept", "data_dir": str(data_dir)}))
