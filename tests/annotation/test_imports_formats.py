@@ -27,7 +27,7 @@ from annotation.models import Correction, Item, PairwiseJudgment, PreferencePair
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.production_path]
 
 CONTESTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "caption-contest"
 REAL_FILES = sorted(CONTESTS.glob("*_summary_KLUCB.first2000.csv"))
