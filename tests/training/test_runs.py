@@ -253,3 +253,19 @@ def test_an_adapter_artifact_merges_into_a_registered_full_model(
     assert merged.base_name == str(tiny_lm_dir) and merged.snapshot == pairs_snapshot
     AutoModelForCausalLM.from_pretrained(merged.location)
     assert api.post(f"/api/v1/models/{adapter.pk}/merge/").status_code == 400  # merged already
+
+
+def test_manage_train_refuses_a_bad_config_and_queues_a_good_one(pairs_snapshot, django_capture_on_commit_callbacks):
+    """`manage.py train` stops with the config's problem before queueing; a registered model can be the base."""
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="lora_dropout must be in"):
+        call_command("train", method="sft", snapshot=pairs_snapshot.pk, base_model="/m", config='{"lora_dropout": 2}')
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("train", method="sft", snapshot=pairs_snapshot.pk, base_model="/m", config="{max_steps: 2}")
+    assert TrainingRun.objects.count() == 0
+    ModelArtifact.objects.create(name="policy-v1", location="/models/policy-v1")
+    with django_capture_on_commit_callbacks() as queued:
+        call_command("train", method="sft", snapshot=pairs_snapshot.pk, base_artifact="policy-v1", config="{}")
+    run = TrainingRun.objects.get()
+    assert run.base_model == "/models/policy-v1" and run.base_artifact.name == "policy-v1" and len(queued) == 1

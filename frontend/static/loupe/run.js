@@ -35,10 +35,10 @@ function draw(metrics) {
     node.hidden = traces.length === 0;
     if (!traces.length) continue;
     Plotly.react(node, traces, {
-      margin: { t: 36, r: 20, b: 40, l: 55 },
+      margin: { t: 36, r: 20, b: 70, l: 55 },
       xaxis: { title: { text: "step" } },
       title: { text: chart.title },
-      legend: { orientation: "h" },
+      legend: { orientation: "h", y: -0.3 },
     }, { displayModeBar: false, responsive: true });
   }
 }
