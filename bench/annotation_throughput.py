@@ -260,6 +260,13 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=None,
+        help="run the server with DATABASES CONN_MAX_AGE set to this (the README's settings close the SQLite "
+        "connection after every request); the output says which settings ran",
+    )
+    parser.add_argument(
         "--data-dir", help="use (and keep) this data directory; projects already in it are reused, not re-created"
     )
     args = parser.parse_args()
@@ -289,11 +296,18 @@ def main() -> None:
         connections.close_all()
 
         port = _free_port()
+        settings_module = "loupe.settings.base"
+        if args.conn_max_age is not None:
+            (data_dir / "bench_settings.py").write_text(
+                "from loupe.settings.base import *  # noqa: F403\n"
+                f"DATABASES['default']['CONN_MAX_AGE'] = {args.conn_max_age}  # noqa: F405\n"
+            )
+            settings_module = "bench_settings"
         env = {
             **os.environ,
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": f"{REPO}{os.pathsep}{data_dir}",
             "LOUPE_DATA_DIR": str(data_dir),
-            "DJANGO_SETTINGS_MODULE": "loupe.settings.base",
+            "DJANGO_SETTINGS_MODULE": settings_module,
         }
         command = [
             sys.executable,
@@ -310,11 +324,15 @@ def main() -> None:
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         _wait_ready(port, process)
+        settings_label = (
+            settings_module if args.conn_max_age is None else f"loupe.settings.base + CONN_MAX_AGE={args.conn_max_age}"
+        )
         print(
             json.dumps(
                 {
                     "event": "server",
                     "command": " ".join(command[2:]),
+                    "settings": settings_label,
                     "rss_mb": _rss_mb(process.pid),
                     "setup_s": round(time.monotonic() - t0, 1),
                 }
@@ -331,6 +349,7 @@ def main() -> None:
                 )
                 row = {
                     "event": "run",
+                    "settings": settings_label,
                     "kind": args.kind,
                     "tasks": size,
                     "annotators": k,
@@ -347,6 +366,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
         summary = {
             "event": "summary",
+            "settings": settings_label,
             "goal": "p95 of next + submit < 30 ms at 100k tasks; no growth from 10k to 100k",
             "p95_next_plus_submit_ms": {
                 f"{r['tasks']}/K={r['annotators']}": r["next_plus_submit_ms"]["p95"] for r in results

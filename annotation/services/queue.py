@@ -86,8 +86,10 @@ class _WriterLock:
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        if connection.vendor != "sqlite" or connection.in_atomic_block:
-            # Not SQLite, or already inside a transaction that holds (or will wait for) the write lock.
+        name = str(connection.settings_dict["NAME"])
+        if connection.vendor != "sqlite" or connection.in_atomic_block or name.startswith((":memory:", "file:")):
+            # Not SQLite (or not a file), or already inside a transaction that holds (or will wait for)
+            # the write lock.
             yield
             return
         with self._thread_lock:
