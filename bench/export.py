@@ -94,10 +94,11 @@ def _make_pairs(n_pairs: int, slug: str) -> int:
         first_id = Item.objects.filter(project=project).order_by("id").values_list("id", flat=True).first()
         table = PreferencePair._meta.db_table
         now = timezone.now().isoformat()
-        sql = (  # noqa: S608 - the table name is Django's own, every value is a parameter
-            f"INSERT INTO {table} (project_id, item_id, source, chosen_text, rejected_text, margin, agreement, "
-            "n_votes, chosen_spans, rejected_spans, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        columns = (
+            "project_id, item_id, source, chosen_text, rejected_text, margin, agreement, n_votes, chosen_spans, "
+            "rejected_spans, updated_at"
         )
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 11)})"  # noqa: S608 - Django's table name
         with connection.cursor() as cursor:
             batch = []
             for k in range(n_pairs):
@@ -231,7 +232,9 @@ def _run_child(data_dir: Path, *args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, action="append", help="pairs to export (repeatable); default 1000000")
+    parser.add_argument(
+        "--pairs", type=int, action="append", help="pairs to export (repeatable; 0: none); default 1000000"
+    )
     parser.add_argument("--items", type=int, action="append", help="items to import (repeatable); default 100000")
     parser.add_argument("--captions", type=int, default=100_000, help="rated captions for the rating formats")
     parser.add_argument("--formats", nargs="*", default=PAIR_FORMATS, help="pair formats to export")
@@ -255,6 +258,8 @@ def main() -> None:
         call_command("migrate", verbosity=0)
         summary: dict = {"exports": {}, "imports": {}, "snapshots": {}}
         for n_pairs in args.pairs or [1_000_000]:
+            if n_pairs <= 0:
+                continue
             snapshot_id = _make_pairs(n_pairs, slug=f"bench-{n_pairs}")
             for export_format in args.formats:
                 out = data_dir / f"out-{n_pairs}-{export_format}"

@@ -21,11 +21,12 @@ from annotation.formats.common import (
 )
 
 
-def read_loupe_jsonl(path: Path) -> Iterator[ItemRecord]:
+def read_loupe_jsonl(path: Path, *, unique_ids: bool = True) -> Iterator[ItemRecord]:
     """Items from a Loupe JSONL file, read and validated one line at a time.
 
     Raises `FormatError` naming the line and field (`responses[2].text` style) of the first problem:
-    broken JSON, a missing or mistyped field, an empty response text, or an external id seen before.
+    broken JSON, a missing or mistyped field, an empty response text, or an external id seen before
+    (`unique_ids=False` leaves that check to the caller, whose memory then need not hold every id).
     """
     seen_ids: set[str] = set()
     # The checks below take the common, well-typed case inline and hand anything else to `require` and
@@ -39,9 +40,10 @@ def read_loupe_jsonl(path: Path) -> Iterator[ItemRecord]:
         external_id = str(external_id).strip()
         if not external_id:
             raise FormatError("must not be empty", line=line, field="external_id")
-        if external_id in seen_ids:
+        if unique_ids and external_id in seen_ids:
             raise FormatError(f"{external_id!r} appears twice in the file", line=line, field="external_id")
-        seen_ids.add(external_id)
+        if unique_ids:
+            seen_ids.add(external_id)
         prompt = record.get("prompt")
         if type(prompt) is not str:
             prompt = require(record, "prompt", str, line=line)

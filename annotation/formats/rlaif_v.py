@@ -131,13 +131,14 @@ def _image_cell(value: Any, *, line: int) -> tuple[str | None, bytes | None]:
     return path or None, data
 
 
-def read_rlaif_v_parquet(path: Path, *, batch_rows: int = 1000) -> Iterator[ItemRecord]:
+def read_rlaif_v_parquet(path: Path, *, batch_rows: int = 1000, unique_ids: bool = True) -> Iterator[ItemRecord]:
     """Items from an RLAIF-V-style Parquet file, read `batch_rows` rows at a time.
 
     `question`, `chosen` and `rejected` are required text columns; `image`, `image_path`, `idx`,
     `ds_name`, `origin_dataset`, `origin_split` are optional. The line of an error is the row number
     (1-based). Each row is one item (external id = `idx`, else `row-N`) with responses
-    `[chosen, rejected]` and one judgment preferring the first.
+    `[chosen, rejected]` and one judgment preferring the first. An id seen twice is an error unless
+    `unique_ids=False` (the caller then checks, without holding every id in memory).
     """
     import pyarrow.parquet as pq
 
@@ -167,9 +168,10 @@ def read_rlaif_v_parquet(path: Path, *, batch_rows: int = 1000) -> Iterator[Item
                 image_path = check_type(row["image_path"], str, line=line, field="image_path")
             idx = row.get("idx")
             external_id = str(idx) if idx not in (None, "") else f"row-{line}"
-            if external_id in seen_ids:
+            if unique_ids and external_id in seen_ids:
                 raise FormatError(f"idx {external_id!r} appears twice", line=line, field="idx")
-            seen_ids.add(external_id)
+            if unique_ids:
+                seen_ids.add(external_id)
             meta = {key: row[key] for key in ("ds_name", "origin_dataset", "origin_split") if row.get(key) is not None}
             yield ItemRecord(
                 external_id=external_id,

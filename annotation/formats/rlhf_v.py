@@ -97,13 +97,14 @@ def _check_spans(record: dict[str, Any], key: str, text: str, *, line: int) -> N
             )
 
 
-def read_rlhf_v_json(path: Path) -> Iterator[ItemRecord]:
+def read_rlhf_v_json(path: Path, *, unique_ids: bool = True) -> Iterator[ItemRecord]:
     """Items from an RLHF-V-style JSON array (or JSON Lines) file, validated record by record.
 
     Each record gives `question`, `chosen` (corrected) and `rejected` (original) — inside `text` (JSON
     text or object) or at the top level. The item's one response is the original answer; its
     correction's segments come from a diff of the two answers (`annotation.pairs.diff_segments`).
-    External id = `idx`, else `row-N`.
+    External id = `idx`, else `row-N`; an id seen twice is an error unless `unique_ids=False` (the
+    caller then checks, without holding every id in memory).
     """
     seen_ids: set[str] = set()
     for line, record in iter_json_records(Path(path)):
@@ -133,9 +134,10 @@ def read_rlhf_v_json(path: Path) -> Iterator[ItemRecord]:
         image_path = optional(record, "image_path", str, None, line=line) or None
         idx = optional(record, "idx", (str, int), None, line=line)
         external_id = str(idx) if idx not in (None, "") else f"row-{line}"
-        if external_id in seen_ids:
+        if unique_ids and external_id in seen_ids:
             raise FormatError(f"idx {external_id!r} appears twice", line=line, field="idx")
-        seen_ids.add(external_id)
+        if unique_ids:
+            seen_ids.add(external_id)
         meta = {
             key: record[key] for key in ("ds_name", "origin_dataset", "origin_split") if record.get(key) is not None
         }

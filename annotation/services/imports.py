@@ -29,7 +29,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.formats import FORMAT_READERS
@@ -193,7 +193,8 @@ def _reader_options(import_format: str, *, project: Project, image: Path | None)
         return {"scale": rating_scale(project)}
     if image is not None:
         raise ApplicationError("Only caption-contest imports take a separate image (the cartoon).", {"field": "image"})
-    return {}
+    # Ids seen twice are caught by the store against the database, so memory does not grow with the file.
+    return {"unique_ids": False}
 
 
 def _records_expected(path: Path, import_format: str) -> int:
@@ -300,17 +301,29 @@ def _items_store(
     users = ImportedAnnotators()
     with transaction.atomic():
         project_was_empty = not Item.objects.filter(project=project).exists()
+        # Items above this id were made by this import: finding one again means the file names it twice.
+        first_new_pk = (Item.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
         batch: list[tuple[ItemRecord, str]] = []
         done = 0
         for entry in records:
             batch.append(entry)
             if len(batch) >= batch_size:
-                _add(totals, _items_store_batch(project, batch, levels, users, project_was_empty=project_was_empty))
+                _add(
+                    totals,
+                    _items_store_batch(
+                        project, batch, levels, users, project_was_empty=project_was_empty, first_new_pk=first_new_pk
+                    ),
+                )
                 done, batch = done + len(batch), []
                 if progress is not None:
                     progress(done, max(total, done))
         if batch:
-            _add(totals, _items_store_batch(project, batch, levels, users, project_was_empty=project_was_empty))
+            _add(
+                totals,
+                _items_store_batch(
+                    project, batch, levels, users, project_was_empty=project_was_empty, first_new_pk=first_new_pk
+                ),
+            )
             done += len(batch)
         if totals["annotations"]:
             # Imported annotations fill the queue's slots like submitted ones (done and taken counts).
@@ -407,6 +420,13 @@ def rows_insert(model: type, attnames: Sequence[str], rows: Iterable[tuple]) -> 
         cursor.executemany(sql, [row + end for row in rows])
 
 
+def _twice(record: ItemRecord) -> ApplicationError:
+    return _import_error(
+        FormatError(f"{record.external_id!r} appears twice in the file", line=record.line, field="external_id"),
+        line=record.line,
+    )
+
+
 def _json(value: Any) -> str:
     # Most imported metadata is empty; skipping the encoder for it is measurable at 100k items.
     return "{}" if value == {} else json.dumps(value)
@@ -449,27 +469,42 @@ def _items_store_batch(
     users: ImportedAnnotators,
     *,
     project_was_empty: bool,
+    first_new_pk: int,
 ) -> dict[str, int]:
     records = [record for record, _image in batch]
     keys = [r.external_id for r in records]
+    seen: set[str] = set()
+    for record in records:
+        if record.external_id in seen:
+            raise _twice(record)
+        seen.add(record.external_id)
     existing: set[str] = set()
     if not project_was_empty:
-        # A project with no items before this import has none to clash with (the readers refuse an id twice).
-        existing = set(Item.objects.filter(project=project, external_id__in=keys).values_list("external_id", flat=True))
+        found = dict(Item.objects.filter(project=project, external_id__in=keys).values_list("external_id", "pk"))
+        for record in records:
+            if found.get(record.external_id, 0) >= first_new_pk:
+                raise _twice(record)
+        existing = set(found)
     fresh_entries = [(r, image) for r, image in batch if r.external_id not in existing]
     fresh = [r for r, _image in fresh_entries]
     images = [image for _r, image in fresh_entries]
     if not fresh:
         return {"created": 0, "unchanged": len(records), "annotations": 0, "pairs": 0}
     last_id = Item.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-    rows_insert(
-        Item,
-        ("project_id", "external_id", "prompt", "meta", "image"),
-        [
-            (project.pk, r.external_id, r.prompt, json.dumps(r.meta), image)
-            for r, image in zip(fresh, images, strict=True)
-        ],
-    )
+    try:
+        with transaction.atomic():
+            rows_insert(
+                Item,
+                ("project_id", "external_id", "prompt", "meta", "image"),
+                [
+                    (project.pk, r.external_id, r.prompt, _json(r.meta), image)
+                    for r, image in zip(fresh, images, strict=True)
+                ],
+            )
+    except IntegrityError:
+        # Only possible for an id an earlier batch of this file already stored (see project_was_empty).
+        again = set(Item.objects.filter(project=project, external_id__in=keys).values_list("external_id", flat=True))
+        raise _twice(next(r for r in fresh if r.external_id in again)) from None
     ids = _new_item_ids(project, fresh, last_id)
     rows_insert(
         Response,

@@ -321,3 +321,20 @@ def test_the_cli_imports_a_contest_with_its_cartoon(rating_project, cartoon, cap
     assert "Imported 1 new items" in capsys.readouterr().out
     snapshot = services.snapshot_create(project=rating_project, created_by=None)
     assert {row["source"] for row in snapshot_rows(snapshot=snapshot)} == {"rating"}
+
+
+@pytest.mark.parametrize("project_had_items", [False, True])
+def test_an_id_repeated_in_a_later_batch_names_its_line(pairwise_project, tmp_path, project_had_items):
+    """An external id seen again batches later (checked against the database, not a set of every id) fails
+    the import at the repeat's line and stores nothing of the file."""
+    if project_had_items:
+        Item.objects.create(project=pairwise_project, external_id="older", prompt="Q")
+    lines = [{"external_id": f"x{i}", "prompt": "Q", "responses": [{"text": "a"}]} for i in range(7)]
+    lines[5]["external_id"] = "x1"
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(ApplicationError) as caught:
+        services.items_import(project=pairwise_project, path=path, batch_size=2)
+    assert caught.value.extra == {"line": 6, "field": "external_id"}
+    assert "appears twice" in caught.value.message
+    assert list(Item.objects.values_list("external_id", flat=True)) == (["older"] if project_had_items else [])
