@@ -1,17 +1,19 @@
-"""Time per optimizer step of DPO and dense DPO (DDPO) on the same model and the same batches, and tokens/s.
+"""Time per optimizer step of DPO and dense DPO (DDPO) on the same model and the same batch, and tokens/s.
 
 DDPO (RLHF-V) reweights the tokens an annotator corrected; it diffs chosen/rejected token ids in the collator
 and computes weighted log-probs itself, so its step should cost about what DPO's does (goal: ratio <= 1.1).
-Both trainers get one model built here (Llama-family, random weights, the tiny models' tokenizer; sizes
-below), the same shapes-world preference rows with annotated spans, the same seed and so the same batches.
-The first ``--warmup`` steps of each run are not timed. Prints one JSON line per method (median and mean
-seconds per step, tokens per second) and a summary line with the DDPO/DPO ratio. It is never a test.
+Both trainers are built on one model made here (Llama-family, random weights, the tiny models' tokenizer;
+sizes below) and take their first batch of the same shapes-world pairs (with annotated spans for DDPO);
+then each timed step is forward + backward + AdamW update on that batch, the methods' steps alternating so
+that drift in machine load hits both alike, after ``--warmup`` untimed steps. Prints one JSON line per method
+(median, mean and fastest seconds per step, tokens per second) and a summary line with the DDPO/DPO ratio of
+the medians. It is never a test.
 
     .venv/bin/python bench/train_step.py                                   # "small" model, CPU or the GPU
-    .venv/bin/python bench/train_step.py --size tiny --steps 20 --batch 4
-    .venv/bin/python bench/train_step.py --size base --device cuda         # a GPU machine
+    .venv/bin/python bench/train_step.py --size tiny --steps 40
+    .venv/bin/python bench/train_step.py --size base --batch 16            # a GPU machine
 
-Extra methods (``--methods dpo,ddpo,sft,reward``) are timed the same way for comparison.
+Other methods (``--methods dpo,ddpo,sft,reward``) are timed the same way for comparison.
 """
 
 from __future__ import annotations
@@ -78,35 +80,12 @@ def write_pairs(*, path: Path, n: int) -> Path:
     return path
 
 
-class StepTimer:
-    """A trainer callback recording each optimizer step's wall time and the trainer's token count."""
+def _sync() -> None:
+    """Wait for queued GPU work, so a step's time is the step's."""
+    import torch
 
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-        self._start = 0.0
-
-    def callback(self):
-        from transformers import TrainerCallback
-
-        timer = self
-
-        class _Callback(TrainerCallback):
-            def on_step_begin(self, args, state, control, **kwargs):
-                timer._sync()
-                timer._start = time.perf_counter()
-
-            def on_step_end(self, args, state, control, **kwargs):
-                timer._sync()
-                timer.seconds.append(time.perf_counter() - timer._start)
-
-        return _Callback()
-
-    @staticmethod
-    def _sync() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def make_trainer(method: str, *, model_dir: Path, data: Path, out: Path, steps: int, batch: int):
@@ -170,40 +149,25 @@ def make_trainer(method: str, *, model_dir: Path, data: Path, out: Path, steps: 
     raise SystemExit(f"unknown method {method!r}")
 
 
-def time_method(method: str, *, model_dir: Path, data: Path, work: Path, steps: int, warmup: int, batch: int) -> dict:
-    import torch
+def prepare(method: str, *, model_dir: Path, data: Path, work: Path, steps: int, batch: int):
+    """A method's trainer with its optimizer, and its first batch (the same examples for every method)."""
+    trainer = make_trainer(method, model_dir=model_dir, data=data, out=work / method, steps=steps, batch=batch)
+    trainer.create_optimizer()
+    trainer.current_gradient_accumulation_steps = 1  # what Trainer.train sets before its first step
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.model.train()
+    return trainer, inputs
 
-    trainer = make_trainer(method, model_dir=model_dir, data=data, out=work / method, steps=warmup + steps, batch=batch)
-    timer = StepTimer()
-    trainer.add_callback(timer.callback())
-    from transformers.trainer_callback import PrinterCallback
 
-    trainer.remove_callback(PrinterCallback)
-    tokens_seen: list[float] = []
-    original_log = trainer.log
-
-    def log(logs, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        original_log(logs, *args, **kwargs)
-        if "num_tokens" in logs:
-            tokens_seen.append(float(logs["num_tokens"]))
-
-    trainer.log = log
-    trainer.train()
-    timed = timer.seconds[warmup:]
-    tokens_per_step = (tokens_seen[-1] - tokens_seen[warmup - 1]) / len(timed) if len(tokens_seen) > warmup else None
-    row = {
-        "method": method,
-        "device": str(trainer.args.device),
-        "steps_timed": len(timed),
-        "batch_pairs": batch,
-        "median_s_per_step": round(statistics.median(timed), 5),
-        "mean_s_per_step": round(statistics.fmean(timed), 5),
-        "tokens_per_step": round(tokens_per_step, 1) if tokens_per_step else None,
-        "tokens_per_second": round(tokens_per_step / statistics.fmean(timed), 1) if tokens_per_step else None,
-        "torch_threads": torch.get_num_threads(),
-    }
-    del trainer
-    return row
+def one_step(trainer, inputs) -> float:  # noqa: ANN001
+    """Seconds for one optimizer step (forward, backward, AdamW update) on ``inputs``."""
+    _sync()
+    start = time.perf_counter()
+    trainer.training_step(trainer.model, inputs)
+    trainer.optimizer.step()
+    trainer.optimizer.zero_grad()
+    _sync()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -213,7 +177,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--batch", type=int, default=8, help="preference pairs per step")
     parser.add_argument("--methods", default="dpo,ddpo")
-    parser.add_argument("--rounds", type=int, default=2, help="alternate the methods this many times")
     args = parser.parse_args()
 
     import torch
@@ -222,31 +185,52 @@ def main() -> None:
         work = Path(tmp)
         model_dir = build_model(size=args.size, out_dir=work / "model")
         data = write_pairs(path=work / "pairs.jsonl", n=max(64, args.batch * 4))
-        n_params = sum(p.numel() for p in __import__("transformers").AutoModel.from_pretrained(model_dir).parameters())
-        results: dict[str, list[dict]] = {}
-        for round_index in range(args.rounds):  # alternate so drift in machine load hits both methods alike
-            for method in args.methods.split(","):
-                row = time_method(
-                    method,
-                    model_dir=model_dir,
-                    data=data,
-                    work=work / f"round-{round_index}",
-                    steps=args.steps,
-                    warmup=args.warmup,
-                    batch=args.batch,
-                )
-                row.update({"round": round_index, "size": args.size, "parameters": n_params})
-                results.setdefault(method, []).append(row)
-                print(json.dumps(row), flush=True)
-    best = {m: min(r["median_s_per_step"] for r in rows) for m, rows in results.items()}
+        from transformers import AutoModelForCausalLM
+
+        n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(model_dir).parameters())
+        methods = args.methods.split(",")
+        prepared = {
+            m: prepare(m, model_dir=model_dir, data=data, work=work, steps=args.warmup + args.steps, batch=args.batch)
+            for m in methods
+        }
+        if "dpo" in prepared and "ddpo" in prepared:  # the same pairs, tokenized alike, in both batches
+            assert torch.equal(prepared["dpo"][1]["input_ids"], prepared["ddpo"][1]["input_ids"])
+        seconds: dict[str, list[float]] = {m: [] for m in methods}
+        # Steps alternate between the methods, so drift in machine load hits them alike.
+        for index in range(args.warmup + args.steps):
+            for method in methods if index % 2 == 0 else reversed(methods):
+                elapsed = one_step(*prepared[method])
+                if index >= args.warmup:
+                    seconds[method].append(elapsed)
+        results: dict[str, dict] = {}
+        for method in methods:
+            trainer, inputs = prepared[method]
+            tokens = int(inputs["attention_mask"].sum())
+            timed = seconds[method]
+            results[method] = {
+                "method": method,
+                "size": args.size,
+                "parameters": n_params,
+                "device": str(trainer.args.device),
+                "torch_threads": torch.get_num_threads(),
+                "batch_pairs": args.batch,
+                "tokens_per_step": tokens,
+                "steps_timed": len(timed),
+                "median_s_per_step": round(statistics.median(timed), 5),
+                "mean_s_per_step": round(statistics.fmean(timed), 5),
+                "min_s_per_step": round(min(timed), 5),
+                "tokens_per_second": round(tokens / statistics.median(timed), 1),
+            }
+            print(json.dumps(results[method]), flush=True)
+    best = {m: r["median_s_per_step"] for m, r in results.items()}
     summary = {
         "summary": True,
         "size": args.size,
         "parameters": n_params,
-        "device": results[next(iter(results))][0]["device"],
+        "device": next(iter(results.values()))["device"],
         "cuda": torch.cuda.is_available(),
-        "best_median_s_per_step": best,
-        "tokens_per_second": {m: max(r["tokens_per_second"] or 0 for r in rows) for m, rows in results.items()},
+        "median_s_per_step": best,
+        "tokens_per_second": {m: r["tokens_per_second"] for m, r in results.items()},
     }
     if "dpo" in best and "ddpo" in best:
         summary["ddpo_over_dpo"] = round(best["ddpo"] / best["dpo"], 3)

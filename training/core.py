@@ -65,11 +65,28 @@ class NullHooks:
         pass
 
 
+def is_main_process() -> bool:
+    """True in a single-process run and on rank 0 of a distributed one (``accelerate launch``, ``torchrun``)."""
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def agree_to_stop(wanted: bool) -> bool:
+    """Rank 0's answer, on every rank: processes that disagreed about stopping would wait on each other forever."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return wanted
+    decision = [wanted]
+    torch.distributed.broadcast_object_list(decision, src=0)
+    return bool(decision[0])
+
+
 class HooksCallback(TrainerCallback):
     """Forwards a ``transformers.Trainer``'s logs and progress to ``RunHooks`` and stops it when asked.
 
     Adds ``tokens_per_second`` to the metrics when the trainer logs a running ``num_tokens`` count (trl's
-    trainers do), measured between two logs.
+    trainers do), measured between two logs. In a multi-process run only the main process reports, and every
+    process follows the main one's decision to stop.
     """
 
     def __init__(self, hooks: RunHooks) -> None:
@@ -81,7 +98,9 @@ class HooksCallback(TrainerCallback):
 
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._last_time = time.perf_counter()
-        self.hooks.on_log_line(f"training starts at step {state.global_step} of {state.max_steps}")
+        if state.is_world_process_zero:
+            where = f" on {args.world_size} processes" if args.world_size > 1 else ""
+            self.hooks.on_log_line(f"training starts at step {state.global_step} of {state.max_steps}{where}")
 
     def on_log(self, args, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
         metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
@@ -91,6 +110,8 @@ class HooksCallback(TrainerCallback):
                 metrics["tokens_per_second"] = (metrics["num_tokens"] - self._last_tokens) / (now - self._last_time)
             self._last_tokens = metrics["num_tokens"]
         self._last_time = now
+        if not state.is_world_process_zero:
+            return
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
         if "train_runtime" in metrics:  # the end-of-training summary, not a step of its own
             self.hooks.on_log_line(f"finished at step {state.global_step}: {shown}")
@@ -100,11 +121,12 @@ class HooksCallback(TrainerCallback):
         self.hooks.on_log_line(f"step {state.global_step}/{state.max_steps}: {shown}")
 
     def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kwargs):
-        if not self.stopped_early and self.hooks.should_stop():
+        if not self.stopped_early and agree_to_stop(state.is_world_process_zero and self.hooks.should_stop()):
             self.stopped_early = True
             control.should_training_stop = True
             control.should_save = True  # so the run can resume from exactly here
-            self.hooks.on_log_line(f"stop requested: checkpoint at step {state.global_step}, then stopping")
+            if state.is_world_process_zero:
+                self.hooks.on_log_line(f"stop requested: checkpoint at step {state.global_step}, then stopping")
         return control
 
 
@@ -176,7 +198,10 @@ def run_trainer(
     steps = trainer.state.global_step
     eval_metrics: dict[str, float] = {}
     if not callback.stopped_early:
-        evaluated_last = any(h.get("step") == steps and any(k.startswith("eval_") for k in h) for h in callback.history)
+        # From the trainer's own log, which every process keeps alike (the callback's history is the main one's).
+        evaluated_last = any(
+            h.get("step") == steps and any(k.startswith("eval_") for k in h) for h in trainer.state.log_history
+        )
         if trainer.eval_dataset is not None and not evaluated_last:
             eval_metrics = trainer.evaluate()  # logged through the callback like any evaluation
         save_final_model(trainer=trainer, output_dir=output_dir, merge_lora=merge_lora, model_info=model_info)
@@ -210,6 +235,8 @@ def save_final_model(
     ``merge_lora`` is off; then only the adapter is written (``adapter_config.json`` names the base), to be
     merged later by ``training.methods.lora.merge_adapter``.
     """
+    if not trainer.accelerator.is_main_process:
+        return
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = trainer.accelerator.unwrap_model(trainer.model)

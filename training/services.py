@@ -9,11 +9,14 @@ before anything is queued and never imports torch.
 import dataclasses
 import importlib
 import json
+import shlex
+import subprocess
 import threading
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -233,7 +236,7 @@ def _append_log(run_id: int, text: str) -> None:
     TrainingRun.objects.filter(pk=run_id).update(log=_log_plus(text))
 
 
-class _DatabaseHooks:
+class DatabaseHooks:
     """RunHooks that record progress, metrics and log lines on the run's rows."""
 
     def __init__(self, run_id: int) -> None:
@@ -310,8 +313,59 @@ def _has_progress(model_dir: Path) -> bool:
     return (checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))) or (model_dir / BEST_OF_N_FILE).is_file()
 
 
+def _data_paths(output_dir: Path) -> tuple[Path, Path | None]:
+    train_path, test_path = output_dir / "data" / "train.jsonl", output_dir / "data" / "test.jsonl"
+    return train_path, test_path if test_path.is_file() and test_path.stat().st_size else None
+
+
+def training_run_train(*, run_id: int, resume: bool, hooks: Any) -> tuple[Any, Path]:
+    """Train a claimed run whose data files are written, in this process; returns ``(TrainResult, run dir)``.
+
+    The worker calls it directly, or each process of a launched run does (`training.launch`).
+    """
+    run = TrainingRun.objects.get(pk=run_id)
+    output_dir = Path(run.output_dir)
+    train_path, test_path = _data_paths(output_dir)
+    config = method_config_build(method=run.method, config=run.config)
+    result = _train_function(run.method)(
+        config=config,
+        train_path=train_path,
+        eval_path=test_path,
+        base_model=run.base_model,
+        output_dir=output_dir / "model",
+        hooks=hooks,
+        resume=resume,
+    )
+    return result, output_dir
+
+
+RESULT_FILE = "result.json"
+
+
+def _train_with_launcher(*, run: TrainingRun, launcher: str, resume: bool) -> SimpleNamespace:
+    """Run `python -m training.launch` under `launcher` (accelerate launch, torchrun, ...) and read its result."""
+    output_dir = Path(run.output_dir)
+    (output_dir / RESULT_FILE).unlink(missing_ok=True)
+    command = [*shlex.split(launcher), "-m", "training.launch", str(run.pk), *(["--resume"] if resume else [])]
+    _append_log(run.pk, f"[loupe] launching: {shlex.join(command)}\n")
+    log_path = output_dir / "launcher.log"
+    with log_path.open("ab") as log:
+        finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)  # noqa: S603
+    if finished.returncode != 0 or not (output_dir / RESULT_FILE).is_file():
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-6000:]
+        raise RuntimeError(f"the launched training exited with code {finished.returncode}:\n{tail}")
+    result = json.loads((output_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    return SimpleNamespace(
+        steps=result["steps"], stopped_early=result["stopped_early"], output_dir=Path(result["output_dir"])
+    )
+
+
 def training_run_execute(*, run_id: int) -> None:
-    """Run a queued training run to its end in this process (a Celery worker on the `training` queue)."""
+    """Run a queued training run to its end (in a Celery worker on the `training` queue).
+
+    It trains in this process, or, when `LOUPE_TRAIN_LAUNCHER` names a launcher, in the processes that
+    launcher starts (several GPUs); either way the run's rows show its progress and this process beats.
+    """
     claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
         status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
@@ -319,28 +373,23 @@ def training_run_execute(*, run_id: int) -> None:
         return  # Already taken by another delivery of this task, cancelled, or finished: nothing to do.
     run = TrainingRun.objects.select_related("snapshot").get(pk=run_id)
     output_dir = Path(run.output_dir)
-    model_dir = output_dir / "model"
-    resume = _has_progress(model_dir)
+    resume = _has_progress(output_dir / "model")
     _append_log(run_id, f"[loupe] {'resuming' if resume else 'starting'} {run.method} on {run.base_model}\n")
     heartbeat = _Heartbeat(run_id)
     heartbeat.start()
     try:
-        from training.core import is_vision_model, read_model_info
+        from training.core import is_vision_model
 
-        config = method_config_build(method=run.method, config=run.config)
+        method_config_build(method=run.method, config=run.config)
         # A text-only model trains on the prompt and answers alone; a vision-language model also sees the image.
-        train_path, test_path = _write_training_files(
+        _write_training_files(
             snapshot=run.snapshot, run_dir=output_dir / "data", with_images=is_vision_model(run.base_model)
         )
-        result = _train_function(run.method)(
-            config=config,
-            train_path=train_path,
-            eval_path=test_path,
-            base_model=run.base_model,
-            output_dir=model_dir,
-            hooks=_DatabaseHooks(run_id),
-            resume=resume,
-        )
+        launcher = settings.LOUPE_TRAIN_LAUNCHER.strip()
+        if launcher:
+            result = _train_with_launcher(run=run, launcher=launcher, resume=resume)
+        else:
+            result, _ = training_run_train(run_id=run_id, resume=resume, hooks=DatabaseHooks(run_id))
     except BaseException:
         heartbeat.stopped.set()
         TrainingRun.objects.filter(pk=run_id).update(
@@ -348,6 +397,14 @@ def training_run_execute(*, run_id: int) -> None:
         )
         raise
     heartbeat.stopped.set()
+    _finish(run=run, result=result)
+
+
+def _finish(*, run: TrainingRun, result: Any) -> None:
+    """Record how a run ended; a completed one registers its model artifact with its lineage."""
+    from training.core import read_model_info
+
+    run_id = run.pk
     with transaction.atomic():
         if result.stopped_early:
             TrainingRun.objects.filter(pk=run_id).update(status=RunStatus.CANCELLED, finished_at=timezone.now())

@@ -126,6 +126,9 @@ LOUPE_ALLOW_PRIVATE_URLS = env_bool("LOUPE_ALLOW_PRIVATE_URLS", False)
 LOUPE_LEASE_SECONDS = env_int("LOUPE_LEASE_SECONDS", 30 * 60)
 # A running job whose heartbeat is older than this is taken as dead (its worker was killed).
 LOUPE_HEARTBEAT_TIMEOUT_SECONDS = env_int("LOUPE_HEARTBEAT_TIMEOUT_SECONDS", 120)
+# How a training worker launches a run: empty trains in the worker process; a launcher command runs it in
+# child processes, e.g. "accelerate launch --multi_gpu --num_processes 4" or "torchrun --nproc_per_node 4".
+LOUPE_TRAIN_LAUNCHER = env_str("LOUPE_TRAIN_LAUNCHER", "")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

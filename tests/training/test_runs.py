@@ -171,7 +171,7 @@ def test_a_run_whose_heartbeat_stopped_is_failed_when_read(admin_user, api_clien
 def test_training_and_evaluation_metrics_of_a_step_share_its_row(pairs_snapshot):
     """The evaluation logged at a step adds to that step's training metrics instead of replacing them."""
     run = make_running_run(pairs_snapshot, step=0, max_steps=4)
-    hooks = services._DatabaseHooks(run.pk)
+    hooks = services.DatabaseHooks(run.pk)
     hooks.on_step(2, 4, {"loss": 0.6})
     hooks.on_step(2, 4, {"eval_loss": 0.7})
     assert RunMetric.objects.get(run=run, step=2).values == {"loss": 0.6, "eval_loss": 0.7}

@@ -49,6 +49,7 @@ from training.core import (
     NullHooks,
     RunHooks,
     TrainResult,
+    agree_to_stop,
     gather_token_logps,
     has_chat_template,
     is_vision_model,
@@ -394,8 +395,13 @@ class _PPORun:
     @torch.no_grad()
     def rollout(self) -> tuple[_Rollout, dict[str, float], int]:
         config = self.config
+        # Each process takes its own slice of the step's prompts (one process: the step's prompts).
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
         indices = step_prompt_indices(
-            step=self.step + 1, batch_size=config.per_device_train_batch_size, n_rows=len(self.rows), seed=config.seed
+            step=self.step * world + rank + 1,
+            batch_size=config.per_device_train_batch_size,
+            n_rows=len(self.rows),
+            seed=config.seed,
         )
         rows = [self.rows[i] for i in indices]
         images = [row["images"] for row in rows] if any(row["images"] for row in rows) else None
@@ -406,7 +412,8 @@ class _PPORun:
             use_template=self.use_template,
             answer_prefix=self.answer_prefix,
         )
-        torch.manual_seed(config.seed * 1_000_003 + self.step)  # the step's samples do not depend on a resume
+        # The step's samples do not depend on a resume, and differ between processes.
+        torch.manual_seed(config.seed * 1_000_003 + self.step * world + rank)
         model = self._unwrapped()
         model.eval()
         completion_ids, mask = generate(
@@ -515,20 +522,29 @@ class _PPORun:
             metrics["learning_rate"] = self.scheduler.get_last_lr()[0]
             metrics["kl"] = metrics["objective/kl"]
             metrics["tokens_per_second"] = n_tokens * (1 + config.ppo_epochs) / elapsed if elapsed > 0 else 0.0
-            metrics = {k: float(self.accelerator.reduce(torch.tensor(v), reduction="mean")) for k, v in metrics.items()}
+            device = self.accelerator.device
+            metrics = {
+                k: float(self.accelerator.reduce(torch.tensor(v, device=device), reduction="mean"))
+                for k, v in metrics.items()
+            }
             history.append({"step": float(self.step), **metrics})
-            if self.step % config.logging_steps == 0 or self.step == config.max_steps:
+            if (
+                self.step % config.logging_steps == 0 or self.step == config.max_steps
+            ) and self.accelerator.is_main_process:
                 hooks.on_step(self.step, config.max_steps, metrics)
                 shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
                 hooks.on_log_line(f"step {self.step}/{config.max_steps}: {shown}")
-            stop = hooks.should_stop() and self.step < config.max_steps
-            if self.step % config.save_steps == 0 or stop:
+            stop = (
+                agree_to_stop(self.accelerator.is_main_process and hooks.should_stop()) and self.step < config.max_steps
+            )
+            if (self.step % config.save_steps == 0 or stop) and self.accelerator.is_main_process:
                 self.save_checkpoint()
+            self.accelerator.wait_for_everyone()
             if stop:
                 stopped_early = True
                 hooks.on_log_line(f"stop requested: checkpoint at step {self.step}, then stopping")
                 break
-        if not stopped_early:
+        if not stopped_early and self.accelerator.is_main_process:
             self.save_final()
             hooks.on_log_line(f"saved the model after {self.step} steps to {self.output_dir}")
         return TrainResult(
