@@ -87,7 +87,12 @@ class _WriterLock:
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         name = str(connection.settings_dict["NAME"])
-        if connection.vendor != "sqlite" or connection.in_atomic_block or name.startswith((":memory:", "file:")):
+        if (
+            connection.vendor != "sqlite"
+            or connection.in_atomic_block
+            or name.startswith((":memory:", "file:"))
+            or not getattr(settings, "LOUPE_QUEUE_WRITER_LOCK", True)  # e.g. a filesystem without flock
+        ):
             # Not SQLite (or not a file), or already inside a transaction that holds (or will wait for)
             # the write lock.
             yield
