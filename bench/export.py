@@ -9,7 +9,8 @@ a snapshot, and exports it in every pair format, each in a fresh child process s
 (`ru_maxrss`) belongs to that export alone. Rating and SFT formats get a ratings/SFT snapshot of
 `--captions` rated captions. Imports time `items_import` of Loupe JSONL items without images. Running two
 sizes shows whether peak memory grows with the number of rows. One JSON line per measurement, then a
-summary line. Not a test: nothing here asserts.
+summary line (with the machine's load average: on a shared machine the wall-clock rates fall with it, so
+CPU seconds of the measured process are reported too). Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -190,13 +191,14 @@ def child_export(snapshot_id: int, export_format: str, out: Path) -> None:
 
     snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
     baseline = _rss_mib()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     services.snapshot_export(snapshot=snapshot, export_format=export_format, out=out)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     _emit({
         "step": "export", "format": export_format, "kind": services.snapshot_kind(snapshot), "rows": snapshot.n_rows,
         "seconds": round(seconds, 2), "rows_per_s": round(snapshot.n_rows / seconds),
+        "cpu_seconds": round(cpu, 2), "rows_per_cpu_s": round(snapshot.n_rows / cpu),
         "rss_before_mib": round(baseline, 1), "peak_rss_mib": round(_peak_mib(), 1), "bytes": size,
     })  # fmt: skip
 
@@ -206,14 +208,43 @@ def child_import(path: Path, n_items: int, slug: str) -> None:
 
     project = services.project_create(slug=slug, kind="pairwise", created_by=None)
     baseline = _rss_mib()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = services.items_import(project=project, path=path)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     _emit({
         "step": "import", "format": "loupe-jsonl", "items": report.created, "responses": 2 * report.created,
         "seconds": round(seconds, 2), "items_per_s": round(n_items / seconds),
+        "cpu_seconds": round(cpu, 2), "items_per_cpu_s": round(n_items / cpu),
         "rss_before_mib": round(baseline, 1), "peak_rss_mib": round(_peak_mib(), 1),
     })  # fmt: skip
+    _emit(_database_floor(n_items, slug=f"{slug}-floor"))
+
+
+def _database_floor(n_items: int, *, slug: str) -> dict:
+    """The same rows inserted with nothing but the database's executemany (tuples built beforehand): what
+    any import into these tables costs on this machine at this moment."""
+    from django.db import transaction
+
+    from annotation import services
+    from annotation.models import Item, Response
+    from annotation.services.imports import rows_insert
+
+    project = services.project_create(slug=slug, kind="pairwise", created_by=None)
+    items = [(project.pk, f"floor-{i:08d}", f"What is in picture {i}?", "{}", "") for i in range(n_items)]
+    started, cpu = time.perf_counter(), time.process_time()
+    with transaction.atomic():
+        rows_insert(Item, ("project_id", "external_id", "prompt", "meta", "image"), items)
+        first = Item.objects.filter(project=project).order_by("pk").values_list("pk", flat=True).first()
+        responses = [
+            (first + i // 2, project.pk, i % 2, f"Two cats on a sofa, picture {i}.", "model-a", "{}")
+            for i in range(2 * n_items)
+        ]
+        rows_insert(Response, ("item_id", "project_id", "position", "text", "model_name", "meta"), responses)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {
+        "step": "database floor", "items": n_items, "responses": 2 * n_items, "seconds": round(seconds, 2),
+        "items_per_s": round(n_items / seconds), "cpu_seconds": round(cpu, 2),
+    }  # fmt: skip
 
 
 def _run_child(data_dir: Path, *args: str) -> dict:
@@ -225,9 +256,10 @@ def _run_child(data_dir: Path, *args: str) -> dict:
         record = {"step": "error", "args": list(args), "stderr": result.stderr[-2000:]}
         _emit(record)
         return record
-    line = result.stdout.strip().splitlines()[-1]
-    print(line, flush=True)
-    return json.loads(line)
+    lines = result.stdout.strip().splitlines()
+    for line in lines:
+        print(line, flush=True)
+    return json.loads(lines[0])
 
 
 def main() -> None:
@@ -266,7 +298,8 @@ def main() -> None:
                 record = _run_child(data_dir, "export", str(snapshot_id), export_format, str(out))
                 if "rows_per_s" in record:
                     summary["exports"][f"{export_format}@{n_pairs}"] = {
-                        "rows_per_s": record["rows_per_s"], "peak_rss_mib": record["peak_rss_mib"],
+                        "rows_per_s": record["rows_per_s"], "rows_per_cpu_s": record["rows_per_cpu_s"],
+                        "peak_rss_mib": record["peak_rss_mib"],
                     }  # fmt: skip
                 subprocess.run(["rm", "-rf", str(out)], check=False)
         if args.captions:
@@ -276,15 +309,18 @@ def main() -> None:
                 record = _run_child(data_dir, "export", str(ids[kind]), export_format, str(out))
                 if "rows_per_s" in record:
                     summary["exports"][f"{export_format}({kind})@{args.captions}"] = {
-                        "rows_per_s": record["rows_per_s"], "peak_rss_mib": record["peak_rss_mib"],
+                        "rows_per_s": record["rows_per_s"], "rows_per_cpu_s": record["rows_per_cpu_s"],
+                        "peak_rss_mib": record["peak_rss_mib"],
                     }  # fmt: skip
         for n_items in args.items or [100_000]:
             path = _import_file(data_dir / f"import-{n_items}.jsonl", n_items)
             record = _run_child(data_dir, "import", str(path), str(n_items), f"import-{n_items}")
             if "items_per_s" in record:
                 summary["imports"][f"loupe-jsonl@{n_items}"] = {
-                    "items_per_s": record["items_per_s"], "peak_rss_mib": record["peak_rss_mib"],
+                    "items_per_s": record["items_per_s"], "items_per_cpu_s": record["items_per_cpu_s"],
+                    "peak_rss_mib": record["peak_rss_mib"],
                 }  # fmt: skip
+        summary["load_average"] = os.getloadavg()
         _emit({"step": "summary", **summary})
 
 

@@ -81,9 +81,13 @@ def _response(response: object, index: int, line: int) -> ResponseRecord:
     if not text.strip():
         raise FormatError("must not be empty", line=line, field=f"{prefix}text")
     model = response.get("model")
-    if type(model) is not str:
-        model = optional(response, "model", str, "", line=line, prefix=prefix)
+    if model is None:
+        model = ""
+    elif type(model) is not str:
+        optional(response, "model", str, "", line=line, prefix=prefix)
     meta = response.get("meta")
-    if type(meta) is not dict:
-        meta = optional(response, "meta", dict, {}, line=line, prefix=prefix)
+    if meta is None:
+        meta = {}
+    elif type(meta) is not dict:
+        optional(response, "meta", dict, {}, line=line, prefix=prefix)
     return ResponseRecord(text=text, model=model, meta=meta)
