@@ -359,7 +359,10 @@ def _assignment_locked(
     ):
         raise ApplicationError("This task is not yours.", {"assignment": assignment_id})
     assignment.project = project if project is not None else Project.objects.get(pk=assignment.project_id)
-    query = f"SELECT * FROM {_ITEMS} WHERE id = %s"  # noqa: S608
+    # The item is locked too: submits to one item (overlap > 1, or the captions of one cartoon) then
+    # re-derive its pairs one after the other, each seeing the other's annotation (PostgreSQL; SQLite
+    # serializes writers anyway).
+    query = f"SELECT * FROM {_ITEMS} WHERE id = %s{lock}"  # noqa: S608
     item = next(iter(Item.objects.raw(query, [assignment.item_id])))
     item.project = assignment.project
     assignment.item = item

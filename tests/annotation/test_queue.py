@@ -298,3 +298,42 @@ def test_the_same_submit_sent_twice_at_once_is_stored_once(researcher, annotator
     assert answers == [201, 201]
     assert PairwiseJudgment.objects.count() == 1
     assert Item.objects.get(pk=task["item_id"]).done_count == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_annotators_submitting_one_item_at_once_both_count_in_its_pairs(researcher, make_user):
+    """With overlap 2, two simultaneous judgments of one item end in one pair that counts both votes: the
+    second submit re-derives the pairs after the first is stored, not beside it."""
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    from annotation.models import PreferencePair
+
+    users = [make_user("same-item-1"), make_user("same-item-2")]
+    project = make_project(researcher, users, items=1, overlap=2, slug="q-same-item")
+    clients, tasks = [], []
+    for user in users:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+        clients.append(client)
+        tasks.append(next_task(client, project.slug))
+    barrier = threading.Barrier(2)
+    codes: list[int] = []
+
+    def send(client, task) -> None:
+        ids = [r["id"] for r in task["responses"]]
+        choice = "a" if ids[0] == min(ids) else "b"  # both prefer the same answer, whatever the order shown
+        try:
+            barrier.wait(timeout=30)
+            codes.append(submit(client, project.slug, task, choice=choice).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=pair) for pair in zip(clients, tasks, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert codes == [201, 201]
+    pair = PreferencePair.objects.get(item__project=project)
+    assert (pair.n_votes, pair.agreement) == (2, 1.0)
