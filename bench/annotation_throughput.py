@@ -67,8 +67,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and its children (gunicorn master + workers), from /proc."""
+def _process_tree(root_pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -78,10 +77,32 @@ def _rss_mb(root_pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-    total_kb, todo = 0, [root_pid]
+    tree, todo = [], [root_pid]
     while todo:
         pid = todo.pop()
+        tree.append(pid)
         todo.extend(children.get(pid, []))
+    return tree
+
+
+def _cpu_seconds(root_pid: int) -> float:
+    """CPU time (user + system) the server's processes have used so far: a cost that, unlike latency,
+    does not depend much on what else the machine is running."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _process_tree(root_pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
+def _rss_mb(root_pid: int) -> float:
+    """Resident memory of a process and its children (gunicorn master + workers), from /proc."""
+    total_kb = 0
+    for pid in _process_tree(root_pid):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -344,6 +365,7 @@ def main() -> None:
         for size in sizes:
             for k in ks:
                 _drive(port=port, users=users[:k], slug=slugs[size], kind=args.kind, seconds=args.warmup)
+                cpu_before = _cpu_seconds(process.pid)
                 timings, elapsed = _drive(
                     port=port, users=users[:k], slug=slugs[size], kind=args.kind, seconds=args.seconds
                 )
@@ -358,6 +380,10 @@ def main() -> None:
                     "submit_ms": _summary(timings.submit_ms),
                     "next_plus_submit_ms": _summary(timings.cycle_ms),
                     "annotations_per_s": round(len(timings.submit_ms) / elapsed, 1),
+                    "server_cpu_ms_per_annotation": round(
+                        (_cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, len(timings.submit_ms)), 1
+                    ),
+                    "load_average": round(os.getloadavg()[0], 2),
                     "server_rss_mb": _rss_mb(process.pid),
                     "errors": timings.errors[:3],
                     "queue_empty": timings.empty,
@@ -372,6 +398,9 @@ def main() -> None:
                 f"{r['tasks']}/K={r['annotators']}": r["next_plus_submit_ms"]["p95"] for r in results
             },
             "annotations_per_s": {f"{r['tasks']}/K={r['annotators']}": r["annotations_per_s"] for r in results},
+            "server_cpu_ms_per_annotation": {
+                f"{r['tasks']}/K={r['annotators']}": r["server_cpu_ms_per_annotation"] for r in results
+            },
             "errors": sum(len(r["errors"]) for r in results),
         }
         print(json.dumps(summary), flush=True)
