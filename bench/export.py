@@ -313,6 +313,8 @@ def main() -> None:
                         "peak_rss_mib": record["peak_rss_mib"],
                     }  # fmt: skip
         for n_items in args.items or [100_000]:
+            if n_items <= 0:
+                continue
             path = _import_file(data_dir / f"import-{n_items}.jsonl", n_items)
             record = _run_child(data_dir, "import", str(path), str(n_items), f"import-{n_items}")
             if "items_per_s" in record:

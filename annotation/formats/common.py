@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+# One encoder for every record: `json.dumps` with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 MANIFEST_NAME = "manifest.json"
 
 
@@ -242,7 +244,7 @@ class JsonArrayWriter:
 
     def write(self, record: Any) -> None:
         self._handle.write("\n" if self.count == 0 else ",\n")
-        self._handle.write(json.dumps(record, ensure_ascii=False))
+        self._handle.write(_encode(record))
         self.count += 1
 
     def close(self) -> None:

@@ -32,6 +32,8 @@ from annotation.formats.common import (
 )
 from annotation.pairs import PairRow, SFTRow, as_pair_row
 
+# One encoder for every line: `json.dumps` with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 PARQUET_BATCH_ROWS = 10_000
 # Rows with embedded images are flushed by size too, so a batch never holds gigabytes of images.
 PARQUET_BATCH_BYTES = 64 * 1024 * 1024
@@ -83,7 +85,7 @@ def _write_jsonl(
     with open(out_dir / file_name, "w", encoding="utf-8") as handle:
         for row in rows:
             record = to_record(row, images)
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(_encode(record) + "\n")
             sources[source_of(row)] += 1
             count += 1
     files = [file_name] + sorted({f"{images.subdir}/{p.name}" for p in (out_dir / "images").glob("*")})

@@ -46,6 +46,8 @@ from annotation.services.pairs import (
 from loupe.errors import ApplicationError
 
 SNAPSHOT_KINDS = ("pairs", "sft", "ratings")
+# Rows are written with sorted keys (the hash depends on it) by one encoder reused for every row.
+_encode_row = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 AI_ANNOTATOR_PREFIX = "ai:"
 _ITEM_BATCH = 500
 
@@ -327,7 +329,7 @@ def snapshot_create(
     with tempfile.NamedTemporaryFile("wb", dir=snapshots_dir, suffix=".partial", delete=False) as handle:
         try:
             for row in _snapshot_rows(project=project, snapshot_filter=snapshot_filter):
-                line = json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n"
+                line = _encode_row(row).encode() + b"\n"
                 digest.update(line)
                 handle.write(line)
                 counts[row["split"]] += 1
