@@ -1,8 +1,11 @@
 """Shared plumbing and numerics for Loupe's training methods (``training/methods/``).
 
 What lives here is what every method needs once: the hooks a caller passes in to watch and cancel a run
-(``RunHooks``) and the ``transformers`` callback that drives them, the result a run returns, running a
-trainer with checkpoints and resume, loading a preference file into a ``datasets.Dataset``, and per-token
+(``RunHooks``) and the ``transformers`` callback that drives them (in a multi-process run only the main
+process reports, and all processes follow its decision to stop), the result a run returns, running a trainer
+with checkpoints and resume, saving the final model with ``loupe_model.json`` (its kind and the answer prefix
+generation must use), loading preference or prompt files into a ``datasets.Dataset``, rendering a prompt and
+answer as the model reads them (the chat template, with the image placeholder for a VLM), and per-token
 log-probabilities. It is plain Python (no Django) but imports torch and transformers, so only worker-side
 code imports it; web code that only needs the ``RunHooks`` shape can type against it under
 ``TYPE_CHECKING`` (it is a structural ``Protocol``: any object with these methods works).

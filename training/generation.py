@@ -27,15 +27,14 @@ def answer_prefix_of(model_dir: str | Path) -> str:
 def load_policy(path: str | Path, *, device: torch.device | str | None = None) -> tuple[torch.nn.Module, Any]:
     """A generating model (causal LM or VLM; an adapter folder is loaded onto its base) and its
     tokenizer or processor, in eval mode."""
-    path = Path(path) if Path(str(path)).exists() else path
-    adapter = isinstance(path, Path) and (path / "adapter_config.json").is_file()
-    if adapter:
+    folder = Path(path)
+    if (folder / "adapter_config.json").is_file():  # a LoRA adapter saved unmerged
         from peft import PeftConfig, PeftModel
 
-        base = PeftConfig.from_pretrained(str(path)).base_model_name_or_path
-        model = PeftModel.from_pretrained(load_generator(base), str(path))
-        own_tokenizer = (path / "tokenizer_config.json").is_file()
-        processing_class = load_processing_class(path if own_tokenizer else base, vision=is_vision_model(base))
+        base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
+        model = PeftModel.from_pretrained(load_generator(base), str(folder))
+        own_tokenizer = (folder / "tokenizer_config.json").is_file()
+        processing_class = load_processing_class(folder if own_tokenizer else base, vision=is_vision_model(base))
     else:
         model = load_generator(path)
         processing_class = load_processing_class(path)
