@@ -192,7 +192,9 @@ def test_dpo_learns_a_separable_preference(tiny_lm_dir, separable_preferences, t
     ranks more than 90% of held-out pairs right (at the start, policy = reference, it ranks none)."""
     train, heldout = separable_preferences
     result = train_dpo(
-        config=DPOConfig(max_steps=24, learning_rate=1e-3, per_device_train_batch_size=8, save_steps=100, eval_steps=24),
+        config=DPOConfig(
+            max_steps=24, learning_rate=1e-3, per_device_train_batch_size=8, save_steps=100, eval_steps=24
+        ),
         train_path=train,
         base_model=str(tiny_lm_dir),
         output_dir=tmp_path / "out",

@@ -4,7 +4,6 @@ separable preference, and score answers after reloading exactly as they scored t
 import math
 
 import pytest
-
 import torch
 from transformers import AutoModelForCausalLM
 
