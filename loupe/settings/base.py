@@ -76,12 +76,15 @@ _SQLITE_OPTIONS = {
 }
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'loupe.sqlite3'}"), conn_max_age=60
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'loupe.sqlite3'}"),
+        conn_max_age=env_int("LOUPE_DB_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections persist across requests (CONN_MAX_AGE above): closing SQLite's last connection after every
+    # request checkpoints and deletes the WAL file, which cost 10-30 ms per request in the throughput bench.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
