@@ -101,3 +101,19 @@ def test_sft_config_refuses_identical_control_tokens_and_missing_files(tmp_path)
         SFTConfig(control_tokens=True, good_token="[X]", bad_token="[X]")
     with pytest.raises(ValueError, match="does not exist"):
         SFTConfig(sft_data=str(tmp_path / "missing.jsonl"))
+
+
+def test_an_sft_snapshot_with_rated_control_tokens_trains_as_it_is(tiny_lm_dir, tmp_path):
+    """Prompt/completion rows whose rated answers already carry [GOOD]/[BAD] (an sft snapshot) are trained on
+    unchanged, and the model is told to answer after [GOOD]."""
+    rows = tmp_path / "train.jsonl"
+    rows.write_text(
+        json.dumps({"prompt": "Caption this.", "completion": "[GOOD] A red circle on the left."})
+        + "\n"
+        + json.dumps({"prompt": "Caption this.", "completion": "[BAD] A blue star in the centre."})
+        + "\n"
+    )
+    result = train_sft(
+        config=SFTConfig(max_steps=1), train_path=rows, base_model=str(tiny_lm_dir), output_dir=tmp_path / "out"
+    )
+    assert result.steps == 1 and answer_prefix_of(result.output_dir) == "[GOOD] "
