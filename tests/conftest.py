@@ -2,6 +2,7 @@
 tiny models (built once per session) and a real Celery worker process."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+if not SHARED_DATA.is_dir():
+    # The real public data (caption-contest tables, POPE questions) lies beside the checkout, as in CI.
+    raise pytest.UsageError(f"{SHARED_DATA} is missing: the tests read real data from ../shared/data")
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 
@@ -183,3 +187,52 @@ def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Pop
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
     log.close()
+
+
+# --------------------------------------------------------------------------------------------- browser
+# One Chromium for the whole session (Playwright's sync API allows one running instance per thread), shared by
+# every folder's browser tests.
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # No lookups leave the machine: Chromium's update and autofill services are unreachable here.
+            args=["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def login(live_server):
+    def log_in(page, user) -> None:
+        page.goto(f"{live_server.url}/login/")
+        page.fill("input[name=username]", user.username)
+        page.fill("input[name=password]", f"{user.username}-password")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+
+    return log_in
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -26,10 +26,11 @@ from annotation.formats.label_studio import write_label_studio_json
 from annotation.models import Correction, Item, PairwiseJudgment, PreferencePair, Ranking, Rating, Response
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
+from tests.conftest import SHARED_DATA
 
 pytestmark = [pytest.mark.django_db, pytest.mark.production_path]
 
-CONTESTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "caption-contest"
+CONTESTS = SHARED_DATA / "caption-contest"
 REAL_FILES = sorted(CONTESTS.glob("*_summary_KLUCB.first2000.csv"))
 
 

@@ -1,7 +1,6 @@
 """Caption-contest tables: reading the real exports by header name, validation, and writing them back."""
 
 import csv
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -9,8 +8,9 @@ from PIL import Image
 from annotation.formats import FORMAT_READERS, FORMAT_WRITERS, FormatError, read_manifest
 from annotation.formats.caption_contest import read_caption_contest_csv, write_caption_contest_csv
 from annotation.formats.convert import aggregates_from_record
+from tests.conftest import SHARED_DATA
 
-DATA = Path("/work/shared/data/caption-contest")
+DATA = SHARED_DATA / "caption-contest"
 REAL_FILES = sorted(DATA.glob("*_summary_KLUCB.first2000.csv"))
 
 

@@ -2,7 +2,6 @@
 
 import math
 import statistics
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,9 @@ from annotation.pairs import (
     pairs_from_ratings,
     sft_rows_from_ratings,
 )
+from tests.conftest import SHARED_DATA
 
-CONTEST_660 = Path("/work/shared/data/caption-contest/660_summary_KLUCB.first2000.csv")
+CONTEST_660 = SHARED_DATA / "caption-contest" / "660_summary_KLUCB.first2000.csv"
 
 
 def outside(text, spans):

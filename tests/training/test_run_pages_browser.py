@@ -6,13 +6,12 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from tests.browser.conftest import browser, login, page, screenshot_dir  # noqa: F401 (shared Chromium fixtures)
 from training.models import RunMetric, RunStatus, TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_run_page_draws_curves_and_cancels(page, login, live_server, admin_user, pairs_snapshot, screenshot_dir):  # noqa: F811
+def test_the_run_page_draws_curves_and_cancels(page, login, live_server, admin_user, pairs_snapshot, screenshot_dir):
     """A running DPO run's loss, reward and accuracy curves are drawn (no KL chart: DPO logs none), with the ETA
     and the log; Cancel asks the run to stop."""
     now = timezone.now()
@@ -49,7 +48,7 @@ def test_the_run_page_draws_curves_and_cancels(page, login, live_server, admin_u
     assert run.cancel_requested and run.status == RunStatus.RUNNING
 
 
-def test_a_failed_run_offers_resume(page, login, live_server, admin_user, pairs_snapshot):  # noqa: F811
+def test_a_failed_run_offers_resume(page, login, live_server, admin_user, pairs_snapshot):
     """A failed run shows Resume and no Cancel; Resume queues it again."""
     run = TrainingRun.objects.create(
         method="dpo", base_model="/models/tiny", snapshot=pairs_snapshot, status=RunStatus.FAILED, log="boom\n"
@@ -63,7 +62,7 @@ def test_a_failed_run_offers_resume(page, login, live_server, admin_user, pairs_
     assert run.status == RunStatus.QUEUED
 
 
-def test_the_run_form_shows_settings_and_refuses_a_bad_config(page, login, live_server, admin_user, pairs_snapshot):  # noqa: F811
+def test_the_run_form_shows_settings_and_refuses_a_bad_config(page, login, live_server, admin_user, pairs_snapshot):
     """Choosing PPO lists its settings with help; its defaults fill the config box; without a reward source the
     form comes back with the reason; with one, the new run's page opens."""
     login(page, admin_user)
