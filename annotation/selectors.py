@@ -68,12 +68,6 @@ def task_texts(*, item_id: int, response_ids: list[int]) -> tuple[str, str, list
     return prompt, image, [(pk, texts[pk]) for pk in response_ids if pk in texts]
 
 
-def assignment_responses_shown(*, assignment: Assignment) -> list[Response]:
-    """The assignment's responses in the order they are shown to its annotator."""
-    by_id = {response.pk: response for response in Response.objects.filter(pk__in=assignment.shown_order)}
-    return [by_id[response_id] for response_id in assignment.shown_order if response_id in by_id]
-
-
 def ai_suggestions(*, response_ids: list[int]) -> dict[int, dict[str, Any]]:
     """The AI labeler's latest verdict on each response that has one: score and claims with P(yes)."""
     latest: dict[int, AIFeedback] = {}

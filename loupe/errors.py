@@ -20,10 +20,6 @@ class ApplicationError(Exception):
         self.extra = extra or {}
 
 
-class NotFoundError(ApplicationError):
-    status_code = 404
-
-
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status_code)
