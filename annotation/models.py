@@ -81,7 +81,8 @@ class QueueUnit(models.Model):
 class Item(QueueUnit):
     """One prompt in context: an image and a question, with the model responses to judge."""
 
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: item_external_id_unique starts with project and serves every lookup by project.
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items", db_index=False)
     external_id = models.CharField(max_length=200)
     prompt = models.TextField()
     image = models.CharField(max_length=300, blank=True, default="", help_text="Path under MEDIA_ROOT.")
@@ -122,7 +123,8 @@ class Response(QueueUnit):
     """A model's answer to an item. For corrections and ratings one response is one task, so it carries
     queue state too; `project` mirrors `item.project` (filled on save) so its queue reads one index."""
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses")
+    # No index of its own: response_position_unique starts with item and serves every lookup by item.
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="responses", db_index=False)
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
     position = models.PositiveSmallIntegerField()
     text = models.TextField()

@@ -7,7 +7,8 @@ Everything runs in a throwaway LOUPE_DATA_DIR (SQLite, embedded defaults). For e
 preference pairs straight into the database (raw SQL: the point is the exports, not the inserts), freezes
 a snapshot, and exports it in every pair format, each in a fresh child process so that its peak RSS
 (`ru_maxrss`) belongs to that export alone. Rating and SFT formats get a ratings/SFT snapshot of
-`--captions` rated captions. Imports time `items_import` of Loupe JSONL items without images. Running two
+`--captions` rated captions. Imports time `items_import` of Loupe JSONL items without images, then the
+same rows stored with nothing but `rows_insert` (the "database floor": what storing alone costs). Running two
 sizes shows whether peak memory grows with the number of rows. One JSON line per measurement, then a
 summary line (with the machine's load average: on a shared machine the wall-clock rates fall with it, so
 CPU seconds of the measured process are reported too). Not a test: nothing here asserts.
@@ -221,8 +222,8 @@ def child_import(path: Path, n_items: int, slug: str) -> None:
 
 
 def _database_floor(n_items: int, *, slug: str) -> dict:
-    """The same rows inserted with nothing but the database's executemany (tuples built beforehand): what
-    any import into these tables costs on this machine at this moment."""
+    """The same rows stored with nothing but `rows_insert` (tuples built beforehand): what storing alone
+    costs on this machine at this moment, to set the import's rate against."""
     from django.db import transaction
 
     from annotation import services

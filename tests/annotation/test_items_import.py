@@ -147,3 +147,32 @@ def test_the_cli_reports_a_bad_file_and_stores_nothing(pairwise_project, shapes_
     with pytest.raises(CommandError, match="line 2"):
         call_command("import_items", str(shapes_import), "--project", pairwise_project.slug)
     assert Item.objects.count() == 0
+
+
+def test_a_large_text_only_file_arrives_whole_and_in_order(pairwise_project, tmp_path):
+    """Hundreds of items, stored many rows per statement across batches: every item, response and
+    metadata value arrives as the file has it, with text that looks like SQL placeholders kept as text."""
+    records = [
+        {
+            "external_id": f"big-{i:04d}",
+            "prompt": f"Was ist auf Bild {i}? 100% sicher? %s ?",
+            "responses": [{"text": f"Antwort {i}.{k} — « %(x)s ? »", "model": f"m{k}"} for k in range(i % 4)],
+            "meta": {"batch": i // 7} if i % 3 else {},
+        }
+        for i in range(523)
+    ]
+    path = _write(tmp_path / "big.jsonl", records)
+    report = services.items_import(project=pairwise_project, path=path, batch_size=200)
+    assert report.as_dict() == {"created": 523, "unchanged": 0, "annotations": 0, "pairs": 0}
+    stored = {item.external_id: item for item in Item.objects.filter(project=pairwise_project)}
+    assert [item.external_id for item in sorted(stored.values(), key=lambda item: item.pk)] == [
+        r["external_id"] for r in records
+    ]
+    for record in records:
+        item = stored[record["external_id"]]
+        assert (item.prompt, item.meta, item.image) == (record["prompt"], record["meta"], "")
+        assert [(r.text, r.model_name) for r in item.responses.order_by("position")] == [
+            (r["text"], r["model"]) for r in record["responses"]
+        ]
+        assert all(r.project_id == pairwise_project.pk for r in item.responses.all())
+    assert services.items_import(project=pairwise_project, path=path).as_dict()["unchanged"] == 523
