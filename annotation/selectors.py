@@ -1,6 +1,5 @@
 """Reads for the annotation app: progress, the tasks an annotator sees, and the project dashboard."""
 
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from annotation.formats.common import json_loads
 from annotation.models import (
     AIFeedback,
     Assignment,
@@ -223,8 +223,8 @@ def project_tasks_page(*, project: Project, offset: int = 0, limit: int = 50) ->
 
 def snapshot_rows(*, snapshot: DatasetSnapshot, split: str | None = None) -> Iterator[dict]:
     """The frozen rows of a snapshot, streamed from its file."""
-    with open(snapshot.path, encoding="utf-8") as handle:
+    with open(snapshot.path, "rb") as handle:
         for line in handle:
-            row = json.loads(line)
+            row = json_loads(line)
             if split is None or row["split"] == split:
                 yield row

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 FORMAT_VERSION = 1
-# One encoder for every record: `json.dumps` with options builds a new encoder per call.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
 MANIFEST_NAME = "manifest.json"
 
 
@@ -161,6 +161,40 @@ def check_type(value: Any, kind: type | tuple[type, ...], *, line: int, field: s
 
 
 # ---------------------------------------------------------------------------------------------------
+# JSON: orjson on the hot paths, the standard library for what orjson refuses
+#
+# Decoding and encoding rows were half of a large export's time and a fifth of an import's; orjson does
+# both five to fifteen times faster. It is stricter than JSON as Python reads and writes it (no NaN, no
+# lone surrogates, integers within 64 bits, string keys only), so anything it refuses goes through `json`
+# and reads as Python's json reads it. (It writes NaN as null: a file stays JSON that any reader takes.)
+
+
+def json_loads(data: bytes | str) -> Any:
+    """A JSON value; raises `json.JSONDecodeError` (as `json.loads` does) for text that is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def json_line(record: Any) -> bytes:
+    """`record` as one line of JSON Lines, UTF-8 encoded, newline included."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        # ASCII with escapes: a lone surrogate has no UTF-8 form, but `\\udXXX` reads back as it was.
+        return (json.dumps(record) + "\n").encode("ascii")
+
+
+def json_text(value: Any) -> str:
+    """`value` as compact JSON text (for JSON columns written without the ORM)."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+# ---------------------------------------------------------------------------------------------------
 # JSON with line numbers
 
 
@@ -169,6 +203,13 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     # Bytes are decoded line by line (text mode decodes ahead in blocks) so a bad byte names its line.
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            try:
+                # Almost every line: orjson checks UTF-8 and parses at once. The rest (a BOM, bytes that are
+                # not UTF-8, what only Python's json reads, blank or broken lines) take the slow path below.
+                yield number, orjson.loads(raw)
+                continue
+            except orjson.JSONDecodeError:
+                pass
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -238,17 +279,17 @@ class JsonArrayWriter:
     """Writes a JSON array one record at a time, so an export never holds all records."""
 
     def __init__(self, path: Path) -> None:
-        self._handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._handle.write("[")
+        self._handle = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._handle.write(b"[")
         self.count = 0
 
     def write(self, record: Any) -> None:
-        self._handle.write("\n" if self.count == 0 else ",\n")
-        self._handle.write(_encode(record))
+        self._handle.write(b"\n" if self.count == 0 else b",\n")
+        self._handle.write(json_line(record)[:-1])
         self.count += 1
 
     def close(self) -> None:
-        self._handle.write("\n]\n")
+        self._handle.write(b"\n]\n")
         self._handle.close()
 
     def __enter__(self) -> JsonArrayWriter:

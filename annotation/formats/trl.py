@@ -14,7 +14,6 @@ Parquet embeds the bytes (`{"bytes", "path"}` structs) and carries the Hugging F
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from annotation.formats.common import (
     ImageCopier,
     check_type,
     iter_jsonl,
+    json_line,
     optional,
     prepare_out_dir,
     require,
@@ -32,8 +32,6 @@ from annotation.formats.common import (
 )
 from annotation.pairs import PairRow, SFTRow, as_pair_row
 
-# One encoder for every line: `json.dumps` with options builds a new encoder per call.
-_encode = json.JSONEncoder(ensure_ascii=False).encode
 PARQUET_BATCH_ROWS = 10_000
 # Rows with embedded images are flushed by size too, so a batch never holds gigabytes of images.
 PARQUET_BATCH_BYTES = 64 * 1024 * 1024
@@ -82,10 +80,10 @@ def _write_jsonl(
     images = ImageCopier(out_dir, image_root=image_root)
     sources: Counter = Counter()
     count = 0
-    with open(out_dir / file_name, "w", encoding="utf-8") as handle:
+    with open(out_dir / file_name, "wb") as handle:
         for row in rows:
             record = to_record(row, images)
-            handle.write(_encode(record) + "\n")
+            handle.write(json_line(record))
             sources[source_of(row)] += 1
             count += 1
     files = [file_name] + sorted({f"{images.subdir}/{p.name}" for p in (out_dir / "images").glob("*")})
@@ -108,8 +106,7 @@ def write_trl_jsonl(
 ) -> dict[str, Any]:
     """`out_dir/pairs.jsonl`: one `{"prompt", "chosen", "rejected"[, "images"]}` per line."""
 
-    def to_record(row: Any, images: ImageCopier) -> dict[str, Any]:
-        pair = as_pair_row(row)
+    def to_record(pair: PairRow, images: ImageCopier) -> dict[str, Any]:
         record = trl_texts(pair, conversational=conversational)
         if pair.image:
             record["images"] = [images.copy(pair.image)]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -36,7 +35,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.formats import FORMAT_READERS
-from annotation.formats.common import FormatError, ItemRecord
+from annotation.formats.common import FormatError, ItemRecord, json_text
 from annotation.images import CheckedImage, ImageRejected, ImageSource, image_check, url_fetch_checked
 from annotation.models import (
     Correction,
@@ -471,7 +470,7 @@ def _twice(record: ItemRecord) -> ApplicationError:
 
 def _json(value: Any) -> str:
     # Most imported metadata is empty; skipping the encoder for it is measurable at 100k items.
-    return "{}" if value == {} else json.dumps(value)
+    return "{}" if value == {} else json_text(value)
 
 
 def _has_feedback(record: ItemRecord) -> bool:

@@ -83,3 +83,20 @@ def test_a_line_that_is_not_utf8_names_its_line(tmp_path):
     with pytest.raises(FormatError, match="UTF-8") as caught:
         list(read_loupe_jsonl(path))
     assert caught.value.line == 2
+
+
+def test_what_python_writes_as_json_reads_as_python_reads_it(tmp_path):
+    """Files saved by tools that start with a byte-order mark, write NaN, escape lone surrogates or carry
+    integers beyond 64 bits still import, with the values Python's own json gives them."""
+    lines = [
+        {**GOOD, "meta": {"score": float("nan"), "seed": 2**70, "note": "caf\u00e9 \U0001f600"}},
+        {**GOOD, "external_id": "scene-2", "prompt": "Odd text \ud800 here."},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines) + "\n"
+    path = tmp_path / "items.jsonl"
+    path.write_bytes("\ufeff".encode() + text.encode())
+    first, second = read_loupe_jsonl(path)
+    assert first.meta["seed"] == 2**70 and first.meta["score"] != first.meta["score"]
+    assert first.meta["note"] == "caf\u00e9 \U0001f600"
+    assert second.prompt == "Odd text \ud800 here."
+    assert (first.line, second.line) == (1, 2)
