@@ -4,8 +4,8 @@
 An import makes two streaming passes over the file. The first reads and checks every record — its
 fields (the format's reader), its annotations against the project (response indexes, rating levels,
 segments) and its image — and writes nothing. Only a file that passes whole is stored, in one
-transaction, in batches (`bulk_create`). Items whose external id the project already has are left as
-they are, annotations included, so importing the same file again changes nothing.
+transaction, in batches (`rows_insert`: many rows per INSERT). Items whose external id the project
+already has are left as they are, annotations included, so importing the same file again changes nothing.
 
 Annotations in a file (RLHF-V corrections, RLAIF-V preferences, Label Studio results, ratings) are
 stored as annotations by inactive users named `import:<annotator>` (`import:anonymous` where the file
