@@ -178,5 +178,8 @@ def test_the_cli_exports_a_split_in_a_format(pair_snapshot, tmp_path, capsys):
     )  # fmt: skip
     lines = [json.loads(line) for line in (tmp_path / "reward" / "reward.jsonl").read_text().splitlines()]
     assert len(lines) == pair_snapshot.n_test and all("margin" in line for line in lines)
-    assert "Wrote" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "Wrote" in printed.out
+    # A progress bar on stderr that ends at the rows written.
+    assert f"{pair_snapshot.n_test}/{pair_snapshot.n_test}" in printed.err and "100%" in printed.err
     assert Item.objects.count() == 6

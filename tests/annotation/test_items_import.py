@@ -176,3 +176,15 @@ def test_a_large_text_only_file_arrives_whole_and_in_order(pairwise_project, tmp
         ]
         assert all(r.project_id == pairwise_project.pk for r in item.responses.all())
     assert services.items_import(project=pairwise_project, path=path).as_dict()["unchanged"] == 523
+
+
+def test_the_cli_shows_the_import_progressing_to_the_last_item(pairwise_project, tmp_path):
+    """`import_items` draws a progress bar on stderr, batch by batch, that ends at every item of the file."""
+    records = [
+        {"external_id": f"p-{i}", "prompt": f"Prompt {i}", "responses": [{"text": "An answer."}]} for i in range(7)
+    ]
+    path = _write(tmp_path / "seven.jsonl", records)
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_items", str(path), "--project", pairwise_project.slug, stdout=out, stderr=err)
+    assert "Imported 7 new items" in out.getvalue()
+    assert "import seven.jsonl" in err.getvalue() and "7/7" in err.getvalue() and "100%" in err.getvalue()

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation import services
 from annotation.formats.common import read_manifest
+from annotation.management.progress import progress_bar
 from annotation.models import DatasetSnapshot
 from loupe.errors import ApplicationError
 
@@ -33,9 +34,14 @@ class Command(BaseCommand):
         if options["conversational"]:
             export_options["conversational"] = True
         try:
-            written = services.snapshot_export(
-                snapshot=snapshot, export_format=options["export_format"], out=options["out"], options=export_options
-            )
+            with progress_bar(desc=f"export {options['export_format']}", unit="row", stream=self.stderr) as progress:
+                written = services.snapshot_export(
+                    snapshot=snapshot,
+                    export_format=options["export_format"],
+                    out=options["out"],
+                    options=export_options,
+                    progress=progress,
+                )
         except ApplicationError as error:
             raise CommandError(error.message) from error
         manifest = read_manifest(written)

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation import services
+from annotation.management.progress import progress_bar
 from annotation.models import Project
 from loupe.errors import ApplicationError
 
@@ -32,13 +33,15 @@ class Command(BaseCommand):
         if not path.is_file():
             raise CommandError(f"No file {path}.")
         try:
-            report = services.items_import(
-                project=project,
-                path=path,
-                images=options["images"],
-                import_format=options["import_format"],
-                image=options["image"],
-            )
+            with progress_bar(desc=f"import {path.name}", unit="item", stream=self.stderr) as progress:
+                report = services.items_import(
+                    project=project,
+                    path=path,
+                    images=options["images"],
+                    import_format=options["import_format"],
+                    image=options["image"],
+                    progress=progress,
+                )
         except ApplicationError as error:
             raise CommandError(f"Import failed, nothing was stored: {error.message}") from error
         self.stdout.write(
