@@ -177,21 +177,23 @@ def json_loads(data: bytes | str) -> Any:
         return json.loads(data)
 
 
-def json_line(record: Any) -> bytes:
-    """`record` as one line of JSON Lines, UTF-8 encoded, newline included."""
+def json_bytes(value: Any, *, newline: bool = False) -> bytes:
+    """`value` as compact JSON, UTF-8 encoded (with a trailing newline for JSON Lines when asked)."""
     try:
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE if newline else None)
     except orjson.JSONEncodeError:
         # ASCII with escapes: a lone surrogate has no UTF-8 form, but `\\udXXX` reads back as it was.
-        return (json.dumps(record) + "\n").encode("ascii")
+        return (json.dumps(value) + ("\n" if newline else "")).encode("ascii")
+
+
+def json_line(record: Any) -> bytes:
+    """`record` as one line of JSON Lines, UTF-8 encoded, newline included."""
+    return json_bytes(record, newline=True)
 
 
 def json_text(value: Any) -> str:
     """`value` as compact JSON text (for JSON columns written without the ORM)."""
-    try:
-        return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value)
+    return json_bytes(value).decode()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -203,13 +205,15 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
     # Bytes are decoded line by line (text mode decodes ahead in blocks) so a bad byte names its line.
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            # Almost every line: orjson checks UTF-8 and parses at once. The rest (a BOM, bytes that are not
+            # UTF-8, what only Python's json reads, blank or broken lines) take the slow path below.
             try:
-                # Almost every line: orjson checks UTF-8 and parses at once. The rest (a BOM, bytes that are
-                # not UTF-8, what only Python's json reads, blank or broken lines) take the slow path below.
-                yield number, orjson.loads(raw)
-                continue
+                value = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 pass
+            else:
+                yield number, value
+                continue
             try:
                 text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError:
@@ -285,7 +289,7 @@ class JsonArrayWriter:
 
     def write(self, record: Any) -> None:
         self._handle.write(b"\n" if self.count == 0 else b",\n")
-        self._handle.write(json_line(record)[:-1])
+        self._handle.write(json_bytes(record))
         self.count += 1
 
     def close(self) -> None:
