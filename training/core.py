@@ -171,6 +171,64 @@ def load_processing_class(base_model: str | Path, *, vision: bool | None = None)
     return AutoTokenizer.from_pretrained(str(base_model))
 
 
+def tokenizer_of(processing_class: Any) -> Any:
+    """The tokenizer inside a processor, or the tokenizer itself."""
+    return getattr(processing_class, "tokenizer", processing_class)
+
+
+def ensure_pad_token(processing_class: Any, *models: torch.nn.Module) -> None:
+    """Give a tokenizer without a pad token (Llama-2, Mistral-7B-Instruct-v0.1) its eos as pad, and record
+    the pad id in each model's config and generation config, so batching works and saved or merged models
+    keep it. Padded positions are masked everywhere Loupe pads, so eos doubling as pad changes no loss."""
+    tokenizer = tokenizer_of(processing_class)
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has neither a pad token nor an eos token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    for model in models:
+        for config in (getattr(model, "config", None), getattr(model, "generation_config", None)):
+            if config is not None:
+                config.pad_token_id = tokenizer.pad_token_id
+        text_config = getattr(getattr(model, "config", None), "text_config", None)
+        if text_config is not None:
+            text_config.pad_token_id = tokenizer.pad_token_id
+
+
+def image_token_count(processing_class: Any) -> int:
+    """How many tokens one image becomes once a processor expands its placeholder (LLaVA-1.5: 576); 0 for a
+    plain tokenizer. Measured by encoding one blank image at the processor's own input size, so it holds for
+    any processor with a fixed image size (one whose count depends on the image's size gives its default)."""
+    image_token = getattr(processing_class, "image_token", None)
+    image_processor = getattr(processing_class, "image_processor", None)
+    if image_token is None or image_processor is None:
+        return 0
+    from PIL import Image
+
+    crop = getattr(image_processor, "crop_size", None) or getattr(image_processor, "size", None) or {}
+    side = crop.get("shortest_edge") or 336
+    height, width = crop.get("height", side), crop.get("width", side)
+    encoded = processing_class(text=[image_token], images=[Image.new("RGB", (width, height))], return_tensors="pt")
+    image_token_id = tokenizer_of(processing_class).convert_tokens_to_ids(image_token)
+    return int((encoded["input_ids"] == image_token_id).sum())
+
+
+def image_tokens_per_row(processing_class: Any, dataset: datasets.Dataset) -> int:
+    """The most image tokens one row of ``dataset`` holds: its most images times ``image_token_count``."""
+    if "images" not in dataset.column_names or len(dataset) == 0:
+        return 0
+    import pyarrow.compute as pc
+
+    counts = pc.list_value_length(dataset.data.column("images"))  # read from Arrow: no image is decoded
+    most = pc.max(counts).as_py() or 0
+    return most * image_token_count(processing_class) if most else 0
+
+
+# Weights are loaded in fp32 for training whatever dtype a checkpoint was saved in (transformers 5 loads in
+# the saved dtype by default): an optimizer stepping bf16 weights rounds updates of lr 1e-6 away. On a GPU
+# bf16 speed comes from autocast (mixed precision), which keeps these fp32 master weights.
+TRAINING_DTYPE = torch.float32
+
+
 def run_trainer(
     *,
     trainer: Trainer,
@@ -246,6 +304,10 @@ def save_final_model(
     is_adapter = hasattr(model, "merge_and_unload") and not merge_lora
     if hasattr(model, "merge_and_unload") and merge_lora:  # a peft model
         model = model.merge_and_unload()
+    if trainer.processing_class is not None:
+        # The saved config names the pad token the run padded with (EOS for a tokenizer that had none), so a
+        # reward model loaded from this folder pools at the right token and a policy generates in batches.
+        ensure_pad_token(trainer.processing_class, model)
     model.save_pretrained(output_dir)
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(output_dir)
