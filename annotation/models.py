@@ -381,12 +381,19 @@ class DatasetSnapshot(models.Model):
     """An immutable, content-hashed set of rows frozen from a project's pairs.
 
     The rows live in a JSONL file named by the hash; the row in this table records the filter that made
-    them and their counts. The same filter over the same pairs gives the same hash and the same snapshot.
+    them, their counts and what freezing them decided (`stats`). The same filter over the same pairs gives
+    the same hash and the same snapshot.
     """
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="snapshots")
     content_hash = models.CharField(max_length=64)
     filters = models.JSONField(default=dict)
+    stats = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Facts about the frozen rows: per pair source the pairs and distinct chosen/rejected answers, "
+        "the AI length-balancing ratio, the [GOOD]/[BAD] threshold used.",
+    )
     n_rows = models.PositiveIntegerField()
     n_train = models.PositiveIntegerField()
     n_test = models.PositiveIntegerField()

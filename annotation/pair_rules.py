@@ -8,11 +8,16 @@ of feedback, each following the rule of the system it comes from (design.md §1,
   character spans of both texts (they become per-token weights in DDPO);
 - pairwise judgments: a majority over annotators per (item, unordered response pair);
 - crowd ratings (New Yorker caption contest): pairs of captions of the same cartoon whose mean scores
-  differ by more than `z` times their combined standard error; per-item SFT rows with `[GOOD]`/`[BAD]`
-  control tokens (SciCap);
+  differ by more than `z` times their combined standard error, the rejected caption drawn at random
+  (seeded) among those ranked below the chosen one; per-item SFT rows with `[GOOD]`/`[BAD]` control
+  tokens (SciCap), split at the median rating;
 - rankings: every pair the order implies;
 - AI feedback (RLAIF-V): score = − number of rejected claims, gap ≥ 1, at most 2 pairs per prompt, and
   the length balancing of RLAIF-V's `utils/get_pairs_filter_shorten.py`.
+
+No rule ever pairs an answer with itself (`same_answer`): such a pair prefers nothing and teaches only
+noise. Every `pairs_from_*` takes an optional `dropped` counter that counts the pairs left out that way
+(`dropped[SELF_PAIR]`), so an import can say how many it dropped.
 
 Spans are half-open character offsets `(start, end)` into the text they belong to.
 """
@@ -20,11 +25,13 @@ Spans are half-open character offsets `(start, end)` into the text they belong t
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
 import math
 import random
 import re
-from collections import defaultdict
+import statistics
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +45,10 @@ GOOD_TOKEN = "[GOOD]"  # noqa: S105 - a control token, not a secret
 BAD_TOKEN = "[BAD]"  # noqa: S105 - a control token, not a secret
 
 PAIRWISE_CHOICES = ("a", "b", "tie", "both_bad")
+# How `pairs_from_ratings` draws the rejected captions of a chosen one (see there).
+RATING_DRAWS = ("uniform", "stratified")
+# The key under which every rule counts the pairs it leaves out because both sides are the same answer.
+SELF_PAIR = "self_pairs"
 
 
 @dataclass
@@ -69,6 +80,36 @@ class SFTRow:
     label: str = ""
     score: float | None = None
     n_votes: int = 0
+
+
+def same_answer(chosen: str, rejected: str) -> bool:
+    """Whether two answers are the same text once whitespace is ignored: then they are no pair.
+
+    Whitespace-only differences (leading, trailing, or inside: "a  cat" vs "a cat") do not count as a
+    difference: a pair that differs only there prefers nothing a reader could see, and would teach the
+    model spacing. This is RLAIF-V's `chosen.strip() == rejected.strip()` check, widened to inner
+    whitespace.
+    """
+    return chosen.split() == rejected.split()
+
+
+def _is_self_pair(chosen: str, rejected: str, dropped: Counter[str] | None) -> bool:
+    """`same_answer`, counted in `dropped[SELF_PAIR]` when it holds (the rules' one place for it)."""
+    if not same_answer(chosen, rejected):
+        return False
+    if dropped is not None:
+        dropped[SELF_PAIR] += 1
+    return True
+
+
+def item_rng(seed: int, item_key: str) -> random.Random:
+    """A random generator for one item that is the same on every run and machine.
+
+    Seeded from SHA-256 of `seed` and the item key, not Python's `hash()` (salted per process), and per
+    item, so an item's draws do not change when other items are added or removed.
+    """
+    digest = hashlib.sha256(f"{seed}:{item_key}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -194,20 +235,23 @@ class CorrectionInput:
     annotator: str = ""
 
 
-def pairs_from_corrections(corrections: Iterable[CorrectionInput]) -> Iterator[PairRow]:
+def pairs_from_corrections(
+    corrections: Iterable[CorrectionInput], *, dropped: Counter[str] | None = None
+) -> Iterator[PairRow]:
     """One pair per correction: chosen = corrected text, rejected = original, with changed spans.
 
     When the segments applied to the original give the corrected text (or no corrected text is given),
     the spans are exactly the marked segments; when the annotator also edited outside the segments, the
-    spans come from a diff of the two texts (`changed_spans`). A correction that changes nothing ("no
-    hallucination") yields no pair. Each correction is its own pair: two annotators correcting the same
-    answer give two pairs.
+    spans come from a diff of the two texts (`changed_spans`). A correction that changes nothing but
+    whitespace ("no hallucination"; an imported RLHF-V record whose chosen answer is its rejected one)
+    yields no pair and counts as a self-pair. Each correction is its own pair: two annotators correcting
+    the same answer give two pairs.
     """
     for correction in corrections:
         segments = _check_segments(correction.original_text, correction.segments)
         applied = apply_segments(correction.original_text, segments)
         corrected = correction.corrected_text if correction.corrected_text is not None else applied
-        if corrected == correction.original_text:
+        if _is_self_pair(corrected, correction.original_text, dropped):
             continue
         if segments and applied == corrected:
             rejected_spans, chosen_spans = _spans_of_segments(segments)
@@ -255,7 +299,7 @@ class PairwiseVote:
             raise ValueError("a pairwise judgment needs two different responses")
 
 
-def pairs_from_pairwise(votes: Iterable[PairwiseVote]) -> Iterator[PairRow]:
+def pairs_from_pairwise(votes: Iterable[PairwiseVote], *, dropped: Counter[str] | None = None) -> Iterator[PairRow]:
     """Majority pairs over annotators, one per (item, unordered response pair).
 
     Rule (every vote counts in `n_votes`, whatever its choice):
@@ -266,7 +310,8 @@ def pairs_from_pairwise(votes: Iterable[PairwiseVote]) -> Iterator[PairRow]:
     - if "both_bad" votes are more than half of all votes, no pair: the crowd says neither answer is
       good, and training towards the "better" one would teach a bad answer;
     - `agreement` = winner's wins / all votes (ties and both-bad count against agreement);
-    - `margin` = (strength of the winner's wins − strength of the loser's wins) / all votes.
+    - `margin` = (strength of the winner's wins − strength of the loser's wins) / all votes;
+    - two responses with the same text (`same_answer`) give no pair, whatever the votes.
 
     Pairs come out in the order their (item, pair) was first seen.
     """
@@ -292,6 +337,8 @@ def pairs_from_pairwise(votes: Iterable[PairwiseVote]) -> Iterator[PairRow]:
         if wins[first] == wins[second] or both_bad * 2 > n_votes:
             continue
         chosen_id, rejected_id = (first, second) if wins[first] > wins[second] else (second, first)
+        if _is_self_pair(texts[chosen_id], texts[rejected_id], dropped):
+            continue
         yield PairRow(
             item_key=item_key,
             prompt=group[0].prompt,
@@ -354,13 +401,37 @@ class RatingAggregate:
 
     @property
     def precision(self) -> float:
-        """Standard error of the mean: sample standard deviation / √votes; infinite below two votes."""
+        """Standard error of the mean, as the caption contest's own tables compute it.
+
+        NEXT's KL-UCB app, which wrote the `precision` column of the contest tables, uses
+        √(max(1, Σ(x − mean)²) / (n − 1) / n): the sample standard error with the sum of squared
+        deviations floored at 1, so it is never below 1/√(n(n − 1)). The floor matters only when (almost)
+        all votes fall in one level: 3 votes, all "unfunny", give 1/√6 ≈ 0.41 rather than 0, and such a
+        caption no longer looks infinitely certain and wins every margin test. Wherever Σ(x − mean)² ≥ 1
+        (every caption of the real tables) it is the plain sample standard error, equal to the tables'
+        column. We use this floor rather than a Bayesian prior on the counts because a prior would shift
+        every caption's value away from the tables. One vote gets NEXT's value for it, R = half the
+        scale's range; no votes an infinite one.
+        """
         votes = self.votes
-        if votes < 2:
+        if votes == 0:
             return math.inf
+        if votes == 1:
+            return (len(self.scale) - 1) / 2
         mean = self.mean
         squares = sum(self.counts.get(level, 0) * (k + 1 - mean) ** 2 for k, level in enumerate(self.scale))
-        return math.sqrt(squares / (votes - 1)) / math.sqrt(votes)
+        return math.sqrt(max(1.0, squares) / (votes - 1) / votes)
+
+
+def _draw_rejected(candidates: list[int], k: int | None, draw: str, rng: random.Random) -> list[int]:
+    """Up to `k` of the `candidates` (indexes in rank order), drawn as `pairs_from_ratings` describes."""
+    if k is None or len(candidates) <= k:
+        return candidates
+    if draw == "uniform":
+        return sorted(rng.sample(candidates, k))
+    # Stratified: k contiguous rank bands of (nearly) equal size, one caption drawn from each.
+    bounds = [round(band * len(candidates) / k) for band in range(k + 1)]
+    return [candidates[rng.randrange(bounds[band], bounds[band + 1])] for band in range(k)]
 
 
 def pairs_from_ratings(
@@ -369,35 +440,56 @@ def pairs_from_ratings(
     top_half_chosen: bool = True,
     z: float = 3.0,
     max_pairs_per_chosen: int | None = None,
+    draw: str = "uniform",
+    seed: int = 0,
+    dropped: Counter[str] | None = None,
 ) -> Iterator[PairRow]:
     """Caption pairs of the same item whose mean scores differ by more than their combined uncertainty.
 
     Per item, captions are sorted by mean (best first). A chosen caption comes from the top half
-    (ranks 1..⌈n/2⌉; every caption with `top_half_chosen=False`), a rejected one from any caption below
-    it, and the pair is kept iff `mean_c − mean_r > z·√(prec_c² + prec_r²)` — the humor work's rule with
-    `z = 3`. `margin` = mean_c − mean_r. For each chosen caption, rejected candidates are tried from the
-    lowest mean up, so `max_pairs_per_chosen` keeps the clearest pairs. Captions without votes are
-    skipped. Aggregates of one item are held in memory; pairs are yielded as they are found.
+    (ranks 1..⌈n/2⌉; every caption with `top_half_chosen=False`); its candidates are the captions ranked
+    below it that pass the humor work's margin test `mean_c − mean_r > z·√(prec_c² + prec_r²)` (z = 3)
+    and are not the same text. With `max_pairs_per_chosen = k`, k of them are drawn at random, as the
+    Humor paper's preprocessing draws the rejected caption uniformly among captions ranked below:
+
+    - `draw="uniform"`: k candidates uniformly without replacement;
+    - `draw="stratified"`: the candidates (in rank order) cut into k contiguous bands of nearly equal
+      size and one drawn uniformly from each, so near and far rejected captions both appear.
+
+    Taking the clearest (lowest-mean) candidates instead would reuse the same few worst captions as the
+    rejected side of nearly every pair, and a reward model would learn only "avoid these five". The
+    draws are seeded per item from `seed` and the item key (`item_rng`), so the pairs are the same on
+    every run and machine. Without a cap every candidate becomes a pair. `margin` = mean_c − mean_r.
+    Captions without votes are skipped. Aggregates of one item are held in memory; pairs are yielded as
+    they are found, in rank order of chosen, then rejected.
     """
     if z < 0:
         raise ValueError("z must be non-negative")
+    if draw not in RATING_DRAWS:
+        raise ValueError(f"draw must be one of {RATING_DRAWS}, not {draw!r}")
+    if max_pairs_per_chosen is not None and max_pairs_per_chosen < 1:
+        raise ValueError("max_pairs_per_chosen must be at least 1 (or None for no cap)")
     by_item: dict[str, list[RatingAggregate]] = {}
     for aggregate in aggregates:
         if aggregate.votes > 0:
             by_item.setdefault(aggregate.item_key, []).append(aggregate)
     for item_key, captions in by_item.items():
-        stats = sorted(
-            ((a.mean, a.precision, a) for a in captions), key=lambda s: (-s[0], s[2].response_key, s[2].text)
-        )
-        n_chosen = math.ceil(len(stats) / 2) if top_half_chosen else len(stats)
+        rng = item_rng(seed, item_key)
+        ranked = sorted(captions, key=lambda a: (-a.mean, a.response_key, a.text))
+        means = [a.mean for a in ranked]
+        precisions = [a.precision for a in ranked]
+        variances = [p * p for p in precisions]
+        n_chosen = math.ceil(len(ranked) / 2) if top_half_chosen else len(ranked)
         for i in range(n_chosen):
-            mean_c, prec_c, chosen = stats[i]
-            kept = 0
-            for j in range(len(stats) - 1, i, -1):
-                mean_r, prec_r, rejected = stats[j]
-                threshold = z * math.sqrt(prec_c**2 + prec_r**2)
-                if not mean_c - mean_r > threshold:
-                    continue
+            chosen = ranked[i]
+            candidates = [
+                j
+                for j in range(i + 1, len(ranked))
+                if means[i] - means[j] > z * math.sqrt(variances[i] + variances[j])
+                and not _is_self_pair(chosen.text, ranked[j].text, dropped)
+            ]
+            for j in _draw_rejected(candidates, max_pairs_per_chosen, draw, rng):
+                rejected = ranked[j]
                 yield PairRow(
                     item_key=item_key,
                     prompt=chosen.prompt,
@@ -405,22 +497,34 @@ def pairs_from_ratings(
                     chosen=chosen.text,
                     rejected=rejected.text,
                     source="rating",
-                    margin=mean_c - mean_r,
+                    margin=means[i] - means[j],
                     agreement=None,
                     n_votes=chosen.votes + rejected.votes,
                     meta={
                         "chosen_response": chosen.response_key,
                         "rejected_response": rejected.response_key,
-                        "chosen_mean": mean_c,
-                        "rejected_mean": mean_r,
-                        "chosen_precision": prec_c,
-                        "rejected_precision": prec_r,
-                        "threshold": threshold,
+                        "chosen_mean": means[i],
+                        "rejected_mean": means[j],
+                        "chosen_precision": precisions[i],
+                        "rejected_precision": precisions[j],
+                        "threshold": z * math.sqrt(variances[i] + variances[j]),
                     },
                 )
-                kept += 1
-                if max_pairs_per_chosen is not None and kept >= max_pairs_per_chosen:
-                    break
+
+
+def median_threshold(aggregates: Iterable[RatingAggregate]) -> float:
+    """The median of the mean ratings of the responses with votes: SciCap's `[GOOD]`/`[BAD]` split.
+
+    FigCapsHF (SciCap's RLHF) quantizes helpfulness into two levels with
+    `np.digitize(scores, np.percentile(scores, 50))`: a score equal to the median lands in the upper
+    level, so `sft_rows_from_ratings` calls a mean ≥ this threshold `[GOOD]`. With many ties at the
+    median more than half the responses are `[GOOD]`; that is the reference's rule, kept as it is.
+    `ValueError` when no response has votes.
+    """
+    means = [a.mean for a in aggregates if a.votes > 0]
+    if not means:
+        raise ValueError("no rated responses to take a median of")
+    return statistics.median(means)
 
 
 def sft_rows_from_ratings(
@@ -432,7 +536,8 @@ def sft_rows_from_ratings(
 ) -> Iterator[SFTRow]:
     """One SFT row per rated response: `"[GOOD] text"` if its mean ≥ `threshold`, else `"[BAD] text"`.
 
-    This is SciCap's feedback-conditioned captioning: train on both, generate with `[GOOD]`. Responses
+    This is SciCap's feedback-conditioned captioning: train on both, generate with `[GOOD]`. SciCap
+    splits at the median rating (`median_threshold`), a mean equal to it counting as good. Responses
     without votes are skipped.
     """
     for aggregate in aggregates:
@@ -465,14 +570,17 @@ class RankingInput:
     annotator: str = ""
 
 
-def pairs_from_rankings(rankings: Iterable[RankingInput]) -> Iterator[PairRow]:
+def pairs_from_rankings(rankings: Iterable[RankingInput], *, dropped: Counter[str] | None = None) -> Iterator[PairRow]:
     """Every pair a ranking implies: n(n−1)/2 pairs for n responses, margin = distance in ranks.
 
-    Each ranking is used on its own (several annotators' rankings of one item give pairs each).
+    Each ranking is used on its own (several annotators' rankings of one item give pairs each). Two
+    ranked responses with the same text give no pair.
     """
     for ranking in rankings:
         texts = ranking.texts_in_order
         for (i, better), (j, worse) in itertools.combinations(enumerate(texts), 2):
+            if _is_self_pair(better, worse, dropped):
+                continue
             yield PairRow(
                 item_key=ranking.item_key,
                 prompt=ranking.prompt,
@@ -514,40 +622,48 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-def _length_gap(pairs: Sequence[PairRow]) -> float:
-    chosen = sum(_words(p.chosen) for p in pairs) / len(pairs)
-    rejected = sum(_words(p.rejected) for p in pairs) / len(pairs)
-    return abs(chosen - rejected) / rejected if rejected else math.inf
+def _shortening(chosen_words: int, rejected_words: int) -> float:
+    """How much shorter the chosen answer is, as a share of the rejected one's length (in words)."""
+    return (rejected_words - chosen_words) / rejected_words if rejected_words else 0.0
 
 
-def _drop_much_shorter_chosen(pairs: Sequence[PairRow], ratio: float) -> list[PairRow]:
-    kept = []
-    for pair in pairs:
-        rejected_len = _words(pair.rejected)
-        shortening = (rejected_len - _words(pair.chosen)) / rejected_len if rejected_len else 0.0
-        if shortening > ratio or pair.chosen.strip() == pair.rejected.strip():
-            continue
-        kept.append(pair)
-    return kept
+def length_balance_ratio(pairs: Iterable[tuple[str, str]], *, step: float = 0.02) -> float | None:
+    """RLAIF-V's length balancing: the shortening ratio r beyond which pairs are dropped.
 
-
-def balance_lengths(pairs: Sequence[PairRow], *, step: float = 0.02) -> list[PairRow]:
-    """RLAIF-V's length balancing, so that chosen answers are not simply the shorter ones.
-
-    Pairs whose chosen answer is shorter than the rejected one by more than a ratio r of the rejected
-    length (in words) are dropped, with r searched over 0, step, 2·step, … < 1 to make the mean chosen
-    length closest to the mean rejected length (relative difference). Identical answers are dropped.
+    `pairs` are the `(chosen, rejected)` texts of all pairs. Dropping the pairs whose chosen
+    answer is shorter than the rejected one by more than r of the rejected length, r searched over
+    0, step, 2·step, … < 1, the r returned makes the mean chosen length closest to the mean rejected
+    length (relative difference; the first such r), so that chosen answers are not simply the shorter
+    ones — `utils/get_pairs_filter_shorten.py` of RLAIF-V. Only the word counts are kept, so a snapshot
+    can find r over millions of pairs without holding their texts. None when no r keeps a pair.
     """
-    best: list[PairRow] = []
+    lengths = [(_words(chosen), _words(rejected)) for chosen, rejected in pairs]
+    best: float | None = None
     best_gap = math.inf
     ratio = 0.0
     while ratio < 1.0:
-        kept = _drop_much_shorter_chosen(pairs, ratio)
-        gap = _length_gap(kept) if kept else math.inf
-        if gap < best_gap:
-            best, best_gap = kept, gap
+        kept = [(c, r) for c, r in lengths if not _shortening(c, r) > ratio]
+        if kept:
+            rejected = sum(r for _c, r in kept) / len(kept)
+            chosen = sum(c for c, _r in kept) / len(kept)
+            gap = abs(chosen - rejected) / rejected if rejected else math.inf
+            if gap < best_gap:
+                best, best_gap = ratio, gap
         ratio = round(ratio + step, 10)
     return best
+
+
+def length_balance_keeps(chosen: str, rejected: str, ratio: float | None) -> bool:
+    """Whether a pair survives length balancing at `ratio` (from `length_balance_ratio`; None keeps none)."""
+    return ratio is not None and not _shortening(_words(chosen), _words(rejected)) > ratio
+
+
+def balance_lengths(pairs: Sequence[PairRow], *, step: float = 0.02) -> list[PairRow]:
+    """The pairs that survive RLAIF-V's length balancing (`length_balance_ratio`) over all of them;
+    pairs of the same answer are dropped first, as RLAIF-V's filter drops them."""
+    pairs = [p for p in pairs if not same_answer(p.chosen, p.rejected)]
+    ratio = length_balance_ratio([(p.chosen, p.rejected) for p in pairs], step=step)
+    return [p for p in pairs if length_balance_keeps(p.chosen, p.rejected, ratio)]
 
 
 def pairs_from_ai_feedback(
@@ -557,17 +673,19 @@ def pairs_from_ai_feedback(
     max_pairs_per_prompt: int = 2,
     length_balance: bool = True,
     seed: int = 0,
+    dropped: Counter[str] | None = None,
 ) -> Iterator[PairRow]:
     """RLAIF-V's pairs: responses to the same prompt whose scores differ by at least `min_gap`.
 
-    All score-separated pairs of an item are formed (chosen = higher score), at most
-    `max_pairs_per_prompt` of them are drawn at random (seeded, so the result is reproducible), and with
-    `length_balance` the drawn pairs go through `balance_lengths`. `margin` = score difference. The
-    balancing looks at all pairs at once, so they are built in memory before the first is yielded.
+    All score-separated pairs of an item are formed (chosen = higher score; two responses with the same
+    text are never a pair), at most `max_pairs_per_prompt` of them are drawn at random (seeded per item
+    by `item_rng`, so the result is reproducible), and with `length_balance` the drawn pairs go through
+    `balance_lengths`. `margin` = score difference. The balancing looks at all pairs at once, so they are
+    built in memory before the first is yielded; the platform balances a whole snapshot's AI pairs
+    instead (one item's pairs give it nothing to balance).
     """
     if min_gap <= 0:
         raise ValueError("min_gap must be positive, else a pair could have equal scores")
-    rng = random.Random(seed)
     by_item: dict[str, list[AIScored]] = {}
     for response in scored:
         by_item.setdefault(response.item_key, []).append(response)
@@ -579,6 +697,8 @@ def pairs_from_ai_feedback(
             if abs(gap) < min_gap:
                 continue
             chosen, rejected = (first, second) if gap > 0 else (second, first)
+            if _is_self_pair(chosen.text, rejected.text, dropped):
+                continue
             candidates.append(
                 PairRow(
                     item_key=item_key,
@@ -599,7 +719,7 @@ def pairs_from_ai_feedback(
                 )
             )
         if len(candidates) > max_pairs_per_prompt:
-            candidates = rng.sample(candidates, max_pairs_per_prompt)
+            candidates = item_rng(seed, item_key).sample(candidates, max_pairs_per_prompt)
         pairs.extend(candidates)
     if length_balance and pairs:
         pairs = balance_lengths(pairs)

@@ -9,7 +9,7 @@ from django.shortcuts import render
 from annotation import services
 from annotation.models import PairSource
 from annotation.permissions import access_project_for_management
-from annotation.services.pairs import rating_scale
+from annotation.services.preference_pairs import rating_scale
 
 IMPORT_TITLES = {
     "loupe-jsonl": "Loupe JSONL (items and responses)",

@@ -87,6 +87,7 @@ class SnapshotOutputSerializer(serializers.Serializer):
     kind = serializers.SerializerMethodField()
     content_hash = serializers.CharField()
     filters = serializers.DictField()
+    stats = serializers.DictField()
     n_rows = serializers.IntegerField()
     n_train = serializers.IntegerField()
     n_test = serializers.IntegerField()
@@ -106,6 +107,7 @@ class SnapshotListApi(APIView):
         date_from = serializers.CharField(required=False, allow_null=True, default=None)
         date_to = serializers.CharField(required=False, allow_null=True, default=None)
         sft_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
+        balance_ai_lengths = serializers.BooleanField(required=False, default=True)
         seed = serializers.IntegerField(required=False, default=0)
         test_fraction = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=0.9)
 
@@ -129,6 +131,7 @@ class SnapshotListApi(APIView):
             date_from=given["date_from"] or None,
             date_to=given["date_to"] or None,
             sft_threshold=given["sft_threshold"],
+            balance_ai_lengths=given["balance_ai_lengths"],
             seed=given["seed"],
             test_fraction=given["test_fraction"],
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from annotation.formats.common import FormatError, ItemRecord, ResponseRecord, prepare_out_dir, write_manifest
-from annotation.pairs import HUMOR_SCALE, RatingAggregate
+from annotation.pair_rules import HUMOR_SCALE, RatingAggregate
 
 DEFAULT_PROMPT = "Write a funny caption for this cartoon."
 COUNT_COLUMNS = ("funny", "somewhat_funny", "unfunny")

@@ -398,6 +398,14 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
     return json.loads((Path(out_dir) / MANIFEST_NAME).read_text("utf-8"))
 
 
+def manifest_extend(out_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """Adds `extra` keys to the `manifest.json` a writer made (facts only the caller knows, such as the
+    snapshot's stats) and returns it; the manifest does not list itself, so its file hashes stay valid."""
+    manifest = {**read_manifest(out_dir), **extra}
+    (Path(out_dir) / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return manifest
+
+
 def prepare_out_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

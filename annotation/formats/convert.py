@@ -1,4 +1,4 @@
-"""From imported `ItemRecord`s to the inputs of the pair rules in `annotation.pairs`.
+"""From imported `ItemRecord`s to the inputs of the pair rules in `annotation.pair_rules`.
 
 The Django import stores records as items, responses and annotations; these functions do the same
 mapping in plain Python, for round trips (export → import → the same pairs) and for tools that go
@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from annotation.formats.common import ItemRecord
-from annotation.pairs import HUMOR_SCALE, CorrectionInput, PairwiseVote, RankingInput, RatingAggregate
+from annotation.pair_rules import HUMOR_SCALE, CorrectionInput, PairwiseVote, RankingInput, RatingAggregate
 
 
 def pairwise_votes_from_record(record: ItemRecord) -> list[PairwiseVote]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from annotation.formats.common import ImageCopier, prepare_out_dir, write_manifest
 from annotation.formats.trl import _padded_parts, peek, trl_features, trl_texts
-from annotation.pairs import PairRow, as_pair_row
+from annotation.pair_rules import PairRow, as_pair_row
 
 DATA_FILE = "data-00000-of-00001.arrow"
 

@@ -43,7 +43,7 @@ from annotation.formats.common import (
     prepare_out_dir,
     write_manifest,
 )
-from annotation.pairs import HUMOR_SCALE, apply_segments
+from annotation.pair_rules import HUMOR_SCALE, apply_segments
 
 KINDS = ("pairwise", "rating", "correction", "ranking")
 TASKS_NAME = "tasks.json"

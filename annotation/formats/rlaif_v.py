@@ -25,7 +25,7 @@ from annotation.formats.common import (
     write_manifest,
 )
 from annotation.formats.trl import PARQUET_BATCH_BYTES, PARQUET_BATCH_ROWS
-from annotation.pairs import PairRow, as_pair_row
+from annotation.pair_rules import PairRow, as_pair_row
 
 FILE_NAME = "rlaif_v.parquet"
 COLUMNS = (

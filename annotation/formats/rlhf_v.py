@@ -30,7 +30,7 @@ from annotation.formats.common import (
     require,
     write_manifest,
 )
-from annotation.pairs import PairRow, as_pair_row, diff_segments
+from annotation.pair_rules import PairRow, as_pair_row, diff_segments
 
 FILE_NAME = "rlhf_v.json"
 
@@ -102,7 +102,7 @@ def read_rlhf_v_json(path: Path, *, unique_ids: bool = True) -> Iterator[ItemRec
 
     Each record gives `question`, `chosen` (corrected) and `rejected` (original) — inside `text` (JSON
     text or object) or at the top level. The item's one response is the original answer; its
-    correction's segments come from a diff of the two answers (`annotation.pairs.diff_segments`).
+    correction's segments come from a diff of the two answers (`annotation.pair_rules.diff_segments`).
     External id = `idx`, else `row-N`; an id seen twice is an error unless `unique_ids=False` (the
     caller then checks, without holding every id in memory).
     """

@@ -1,7 +1,7 @@
 """SciCap figure-caption RLHF layout: a directory of images with `metadata.jsonl`.
 
 Each line is `{"file_name", "RLHF_caption"}`, the caption starting with its `[GOOD]` or `[BAD]`
-control token (see `annotation.pairs.sft_rows_from_ratings`). Images are copied next to
+control token (see `annotation.pair_rules.sft_rows_from_ratings`). Images are copied next to
 `metadata.jsonl` (once each, under content-hash names), the layout Hugging Face's `imagefolder`
 loader reads.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from annotation.formats.common import ImageCopier, prepare_out_dir, write_manifest
 from annotation.formats.trl import as_sft_row
-from annotation.pairs import SFTRow
+from annotation.pair_rules import SFTRow
 
 METADATA_NAME = "metadata.jsonl"
 

@@ -30,7 +30,7 @@ from annotation.formats.common import (
     require,
     write_manifest,
 )
-from annotation.pairs import PairRow, SFTRow, as_pair_row
+from annotation.pair_rules import PairRow, SFTRow, as_pair_row
 
 PARQUET_BATCH_ROWS = 10_000
 # Rows with embedded images are flushed by size too, so a batch never holds gigabytes of images.

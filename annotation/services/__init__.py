@@ -16,7 +16,7 @@ from annotation.services.jobs import (
     data_job_result_file,
     data_jobs_reap_dead,
 )
-from annotation.services.pairs import (
+from annotation.services.preference_pairs import (
     ai_feedback_record,
     preference_pairs_rebuild,
     preference_pairs_refresh,

@@ -1,8 +1,9 @@
 """Exports of snapshots in the formats trainers and other tools read (writers in `annotation.formats`).
 
 Every export streams the snapshot's rows from its file into the format's writer, so memory does not grow
-with the number of rows, and writes `manifest.json` (snapshot hash, counts, format version) beside the
-data. `EXPORT_FORMATS` says which snapshot kinds each format takes and which options it has:
+with the number of rows, and writes `manifest.json` (snapshot hash, counts, format version, and the
+snapshot's `stats` as `snapshot_stats`) beside the data. `EXPORT_FORMATS` says which snapshot kinds each
+format takes and which options it has:
 
 - pairs snapshots: trl-jsonl, trl-parquet, hf-dataset (TRL's `prompt, chosen, rejected, images`,
   optionally conversational), dense-jsonl (with changed spans), rlaif-v, rlhf-v, reward-jsonl,
@@ -30,9 +31,15 @@ from typing import Any
 
 from django.conf import settings
 
-from annotation.formats.common import CorrectionRecord, ItemRecord, PairwiseRecord, ResponseRecord
+from annotation.formats.common import (
+    CorrectionRecord,
+    ItemRecord,
+    PairwiseRecord,
+    ResponseRecord,
+    manifest_extend,
+)
 from annotation.models import DatasetSnapshot
-from annotation.pairs import HUMOR_SCALE, RatingAggregate, SFTRow, diff_segments
+from annotation.pair_rules import HUMOR_SCALE, RatingAggregate, SFTRow, diff_segments
 from annotation.selectors import snapshot_rows
 from annotation.services.snapshots import snapshot_kind
 from loupe.errors import ApplicationError
@@ -262,6 +269,10 @@ def snapshot_export(
         **options,
         **extra,
     )
+    if snapshot.stats:
+        # What freezing found (pairs and distinct answers per source, the [GOOD] threshold) travels with
+        # the data, so a trainer reading the folder sees it without the database.
+        manifest_extend(out, {"snapshot_stats": snapshot.stats})
     return out
 
 

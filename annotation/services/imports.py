@@ -46,8 +46,8 @@ from annotation.models import (
     Rating,
     Response,
 )
-from annotation.pairs import HUMOR_SCALE, PAIRWISE_CHOICES, segments_check
-from annotation.services.pairs import preference_pairs_rebuild, rating_scale
+from annotation.pair_rules import HUMOR_SCALE, PAIRWISE_CHOICES, segments_check
+from annotation.services.preference_pairs import preference_pairs_rebuild, rating_scale
 from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
 
@@ -61,10 +61,16 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class ImportReport:
+    """What an import did. `self_pairs_dropped` counts the pairs the imported feedback would have made
+    between two copies of one answer (the same text up to whitespace, `pair_rules.same_answer`): an
+    RLHF-V or RLAIF-V record whose chosen answer is its rejected one, a judgment or ranking of two equal
+    responses. None of them is stored."""
+
     created: int
     unchanged: int
     annotations: int = 0
     pairs: int = 0
+    self_pairs_dropped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -72,6 +78,7 @@ class ImportReport:
             "unchanged": self.unchanged,
             "annotations": self.annotations,
             "pairs": self.pairs,
+            "self_pairs_dropped": self.self_pairs_dropped,
         }
 
 
@@ -320,7 +327,7 @@ def _items_store(
     progress: Progress | None,
     total: int,
 ) -> ImportReport:
-    totals = {"created": 0, "unchanged": 0, "annotations": 0, "pairs": 0}
+    totals = {"created": 0, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
     users = ImportedAnnotators()
     with transaction.atomic(), _collector_paused() as between_batches:
         project_was_empty = not Item.objects.filter(project=project).exists()
@@ -580,12 +587,13 @@ def _items_store_batch(
         if r.pairwise or r.corrections or r.ratings or r.rankings
     ]
     n_annotations = _annotations_store(project, annotated, levels, users) if annotated else 0
-    n_pairs = preference_pairs_rebuild(items=[items[r.external_id] for r in with_feedback])
+    rebuilt = preference_pairs_rebuild(items=[items[r.external_id] for r in with_feedback])
     return {
         "created": len(fresh),
         "unchanged": len(records) - len(fresh),
         "annotations": n_annotations,
-        "pairs": n_pairs,
+        "pairs": rebuilt.created,
+        "self_pairs_dropped": rebuilt.self_pairs_dropped,
     }
 
 

@@ -45,7 +45,7 @@ from annotation.models import (
     Response,
 )
 from annotation.services.imports import ImportedAnnotators, LevelMap, record_check
-from annotation.services.pairs import preference_pairs_rebuild, rating_scale
+from annotation.services.preference_pairs import preference_pairs_rebuild, rating_scale
 from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
 
@@ -73,6 +73,7 @@ class PullReport:
     unchanged: int
     unknown_items: int
     pairs: int
+    self_pairs_dropped: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -382,11 +383,12 @@ def labelstudio_pull(*, project: Project, url: str, api_key: str, ls_project_id:
         created = sum(len(rows) for rows in pulled.rows.values())
         if created:
             queue_units_sync(project=project)
-        pairs = preference_pairs_rebuild(items=pulled.items) if pulled.items else 0
+        rebuilt = preference_pairs_rebuild(items=pulled.items)
     return PullReport(
         ls_project_id=ls_project_id,
         created=created,
         unchanged=pulled.unchanged,
         unknown_items=sum(1 for r in records if r.external_id not in items),
-        pairs=pairs,
+        pairs=rebuilt.created,
+        self_pairs_dropped=rebuilt.self_pairs_dropped,
     )

@@ -1,4 +1,6 @@
-"""Preference pairs, rating aggregates and SFT rows derived from annotations (the rules live in `annotation.pairs`).
+"""Stored preference pairs (`PreferencePair` rows), and the rating aggregates and SFT rows, derived from
+annotations. The rules themselves are plain Python in `annotation.pair_rules`; this module loads
+annotations, calls them and stores what they yield.
 
 Every kind of feedback goes through one path: `feedback_load` reads the annotations of a batch of items
 (optionally only those of some annotators or of a date range, see `FeedbackScope`), and the `*_for_items`
@@ -8,9 +10,14 @@ functions map them onto the inputs of the pure rules and yield their rows:
 - corrections → (corrected, original) with the changed spans of both;
 - ratings → per response the counts of each level, from `Rating` rows plus the aggregate counts an import
   stored in `Response.meta["rating_counts"]` (keyed by the project's level names), then caption pairs of
-  the same item whose means differ by more than `RATING_PAIR_Z` times their combined standard error;
+  the same item whose means differ by more than `RATING_PAIR_Z` times their combined standard error,
+  at most `RATING_MAX_PAIRS_PER_CHOSEN` per chosen caption, the rejected ones drawn at random (seeded);
 - rankings → every implied pair;
-- AI feedback (`AIFeedback`, one labeler model and prompt version at a time) → RLAIF-V pairs.
+- AI feedback (`AIFeedback`, one labeler model and prompt version at a time) → RLAIF-V pairs (their
+  length balancing needs all pairs at once and is applied when a snapshot is frozen).
+
+No source ever stores a pair of two identical answers (`pair_rules.same_answer`); `pairs_for_items`
+counts the ones it left out, and imports report the count.
 
 `preference_pairs_refresh(item=...)` re-derives one item's stored `PreferencePair`s after a submit;
 `preference_pairs_rebuild(items=...)` does it for many items at once (imports). `ai_feedback_record` is
@@ -31,7 +38,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 
-from annotation import pairs as pair_rules
+from annotation import pair_rules
 from annotation.models import (
     DEFAULT_RATING_LEVELS,
     AIFeedback,
@@ -50,11 +57,17 @@ from loupe.errors import ApplicationError
 # Pair settings; a deployment overrides them in Django settings (design.md §8 gives the defaults).
 # z of the humor work's rule mean_c - mean_r > z * sqrt(prec_c^2 + prec_r^2):
 RATING_PAIR_Z = 3.0
-# Each chosen caption pairs with at most this many rejected ones (the clearest first): a contest of 2,000
-# captions would otherwise give hundreds of thousands of pairs for one cartoon.
+# Each chosen caption pairs with at most this many rejected ones, drawn at random among those below it
+# that pass the margin test: a contest of 2,000 captions would otherwise give hundreds of thousands of
+# pairs for one cartoon.
 RATING_MAX_PAIRS_PER_CHOSEN = 5
+# "uniform" or "stratified" (by rank), see `pair_rules.pairs_from_ratings`; and the seed of the draws.
+RATING_PAIR_DRAW = "uniform"
+RATING_PAIR_SEED = 0
 AI_PAIR_MIN_GAP = 1.0
 AI_MAX_PAIRS_PER_PROMPT = 2
+# Seed of the draw of at most AI_MAX_PAIRS_PER_PROMPT pairs per prompt (per item, from its external id).
+AI_PAIR_SEED = 0
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -164,7 +177,7 @@ def _image(item: Item) -> str | None:
     return item.image or None
 
 
-def _pairwise_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+def _pairwise_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPair]:
     item = entry.item
     votes = []
     for judgment in entry.pairwise:
@@ -185,7 +198,7 @@ def _pairwise_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
                 annotator=entry.annotator_names.get(judgment.annotator_id, ""),
             )
         )
-    for row in pair_rules.pairs_from_pairwise(votes):
+    for row in pair_rules.pairs_from_pairwise(votes, dropped=dropped):
         yield DerivedPair(row, row.meta["chosen_response"], row.meta["rejected_response"])
 
 
@@ -208,7 +221,7 @@ def correction_segments(raw: Iterable[Any]) -> list[pair_rules.Segment]:
     return segments
 
 
-def _correction_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+def _correction_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPair]:
     item = entry.item
     for correction in entry.corrections:
         response = entry.responses.get(correction.response_id)
@@ -223,7 +236,7 @@ def _correction_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
             segments=correction_segments(correction.segments),
             annotator=entry.annotator_names.get(correction.annotator_id, ""),
         )
-        for row in pair_rules.pairs_from_corrections([given]):
+        for row in pair_rules.pairs_from_corrections([given], dropped=dropped):
             yield DerivedPair(row, None, response.pk)
 
 
@@ -260,7 +273,9 @@ def rating_aggregates(
     return aggregates
 
 
-def _rating_pairs(entry: ItemFeedback, *, scale: tuple[str, ...], imported_counts: bool) -> Iterator[DerivedPair]:
+def _rating_pairs(
+    entry: ItemFeedback, dropped: Counter[str], *, scale: tuple[str, ...], imported_counts: bool
+) -> Iterator[DerivedPair]:
     aggregates = rating_aggregates(entry, scale=scale, imported_counts=imported_counts)
     if len(aggregates) < 2:
         return
@@ -268,11 +283,14 @@ def _rating_pairs(entry: ItemFeedback, *, scale: tuple[str, ...], imported_count
         aggregates,
         z=_setting("RATING_PAIR_Z", RATING_PAIR_Z),
         max_pairs_per_chosen=_setting("RATING_MAX_PAIRS_PER_CHOSEN", RATING_MAX_PAIRS_PER_CHOSEN),
+        draw=_setting("RATING_PAIR_DRAW", RATING_PAIR_DRAW),
+        seed=_setting("RATING_PAIR_SEED", RATING_PAIR_SEED),
+        dropped=dropped,
     ):
         yield DerivedPair(row, int(row.meta["chosen_response"]), int(row.meta["rejected_response"]))
 
 
-def _ranking_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+def _ranking_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPair]:
     item = entry.item
     for ranking in entry.rankings:
         order = [int(i) for i in ranking.order if int(i) in entry.responses]
@@ -283,12 +301,12 @@ def _ranking_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
             texts_in_order=[entry.responses[i].text for i in order],
             annotator=entry.annotator_names.get(ranking.annotator_id, ""),
         )
-        for row in pair_rules.pairs_from_rankings([given]):
+        for row in pair_rules.pairs_from_rankings([given], dropped=dropped):
             better, worse = row.meta["ranks"]
             yield DerivedPair(row, order[better - 1], order[worse - 1])
 
 
-def _ai_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
+def _ai_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPair]:
     item = entry.item
     by_labeler: dict[tuple[str, str], list[pair_rules.AIScored]] = defaultdict(list)
     for feedback in entry.ai:
@@ -307,12 +325,14 @@ def _ai_pairs(entry: ItemFeedback) -> Iterator[DerivedPair]:
         )
     for (labeler, version), scored in sorted(by_labeler.items()):
         # Length balancing compares whole datasets; one item's one or two pairs give it nothing to balance.
+        # A snapshot balances all its AI pairs at once (`SnapshotFilter.balance_ai_lengths`).
         rows = pair_rules.pairs_from_ai_feedback(
             scored,
             min_gap=_setting("AI_PAIR_MIN_GAP", AI_PAIR_MIN_GAP),
             max_pairs_per_prompt=_setting("AI_MAX_PAIRS_PER_PROMPT", AI_MAX_PAIRS_PER_PROMPT),
             length_balance=False,
-            seed=item.pk,
+            seed=_setting("AI_PAIR_SEED", AI_PAIR_SEED),
+            dropped=dropped,
         )
         for row in rows:
             row.meta.update(labeler=labeler, prompt_version=version)
@@ -325,30 +345,47 @@ def pairs_for_items(
     scale: tuple[str, ...],
     sources: Iterable[str] | None = None,
     imported_counts: bool = True,
+    dropped: Counter[str] | None = None,
 ) -> Iterator[DerivedPair]:
-    """Every pair the feedback implies, item by item, from each source in `sources` (default: all)."""
+    """Every pair the feedback implies, item by item, from each source in `sources` (default: all).
+
+    Pairs the rules leave out because both sides are the same answer are counted in
+    `dropped[pair_rules.SELF_PAIR]` when a counter is given.
+    """
     wanted = set(sources or PairSource.values)
+    dropped = dropped if dropped is not None else Counter()
     for entry in feedback:
         if PairSource.PAIRWISE in wanted:
-            yield from _pairwise_pairs(entry)
+            yield from _pairwise_pairs(entry, dropped)
         if PairSource.CORRECTION in wanted:
-            yield from _correction_pairs(entry)
+            yield from _correction_pairs(entry, dropped)
         if PairSource.RATING in wanted:
-            yield from _rating_pairs(entry, scale=scale, imported_counts=imported_counts)
+            yield from _rating_pairs(entry, dropped, scale=scale, imported_counts=imported_counts)
         if PairSource.RANKING in wanted:
-            yield from _ranking_pairs(entry)
+            yield from _ranking_pairs(entry, dropped)
         if PairSource.AI in wanted:
-            yield from _ai_pairs(entry)
+            yield from _ai_pairs(entry, dropped)
 
 
 def sft_rows_for_items(
     feedback: Iterable[ItemFeedback], *, scale: tuple[str, ...], threshold: float, imported_counts: bool = True
 ) -> Iterator[pair_rules.SFTRow]:
-    """SciCap's rows: each rated response with `[GOOD]` (mean ≥ threshold) or `[BAD]` before its text."""
+    """SciCap's rows: each rated response with `[GOOD]` (mean ≥ threshold) or `[BAD]` before its text
+    (`rating_median` gives SciCap's threshold)."""
     for entry in feedback:
         yield from pair_rules.sft_rows_from_ratings(
             rating_aggregates(entry, scale=scale, imported_counts=imported_counts), threshold=threshold
         )
+
+
+def rating_median(feedback: Iterable[ItemFeedback], *, scale: tuple[str, ...], imported_counts: bool = True) -> float:
+    """The median of the mean ratings of every rated response in `feedback`: SciCap's `[GOOD]` threshold
+    (`pair_rules.median_threshold`). Holds one number per rated response."""
+    return pair_rules.median_threshold(
+        aggregate
+        for entry in feedback
+        for aggregate in rating_aggregates(entry, scale=scale, imported_counts=imported_counts)
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -374,25 +411,34 @@ def _stored(project_id: int, item: Item, derived: DerivedPair) -> PreferencePair
     )
 
 
+@dataclass(frozen=True)
+class PairsRebuilt:
+    """What re-deriving stored pairs did: pairs stored, and pairs left out as the same answer twice."""
+
+    created: int
+    self_pairs_dropped: int = 0
+
+
 @transaction.atomic
-def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) -> int:
-    """Re-derive the stored pairs of `items` (all of one project) from all their feedback; returns how many."""
+def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) -> PairsRebuilt:
+    """Re-derive the stored pairs of `items` (all of one project) from all their feedback."""
     if not items:
-        return 0
+        return PairsRebuilt(created=0)
     project = items[0].project
     scale = rating_scale(project)
     created = 0
+    dropped: Counter[str] = Counter()
     for start in range(0, len(items), batch_size):
         batch = list(items[start : start + batch_size])
         by_key = {item.external_id: item for item in batch}
         PreferencePair.objects.filter(item__in=batch).delete()
         stored = [
             _stored(project.pk, by_key[derived.row.item_key], derived)
-            for derived in pairs_for_items(feedback_load(items=batch), scale=scale)
+            for derived in pairs_for_items(feedback_load(items=batch), scale=scale, dropped=dropped)
         ]
         PreferencePair.objects.bulk_create(stored, batch_size=2000)
         created += len(stored)
-    return created
+    return PairsRebuilt(created=created, self_pairs_dropped=dropped[pair_rules.SELF_PAIR])
 
 
 def preference_pairs_refresh(*, item: Item) -> list[PreferencePair]:
@@ -401,7 +447,7 @@ def preference_pairs_refresh(*, item: Item) -> list[PreferencePair]:
     return list(PreferencePair.objects.filter(item=item).order_by("id"))
 
 
-def preference_pairs_refresh_project(*, project: Project, batch_size: int = 500) -> int:
+def preference_pairs_refresh_project(*, project: Project, batch_size: int = 500) -> PairsRebuilt:
     """Re-derive every pair of the project (after a change of its rating levels or pair settings)."""
     items = list(Item.objects.filter(project=project).select_related("project").order_by("id"))
     return preference_pairs_rebuild(items=items, batch_size=batch_size)

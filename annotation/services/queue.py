@@ -54,7 +54,7 @@ from annotation.models import (
     unit_model_for,
 )
 from annotation.segments import SegmentError, correction_check
-from annotation.services.pairs import preference_pairs_refresh
+from annotation.services.preference_pairs import preference_pairs_refresh
 from loupe.errors import ApplicationError
 
 _SCAN_BATCH = 16

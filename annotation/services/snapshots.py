@@ -5,15 +5,22 @@ A snapshot is one of three kinds (`SnapshotFilter.kind`):
 - `pairs`: preference pairs (`item_key, prompt, image, chosen, rejected, source, margin, agreement,
   n_votes, chosen_spans, rejected_spans, split`), what DPO, DDPO, reward models and most exports read;
 - `sft`: SciCap's rows (`item_key, prompt, image, completion, label, score, n_votes, split`), each rated
-  response with `[GOOD]` or `[BAD]` before its text, by a threshold on its mean rating;
+  response with `[GOOD]` or `[BAD]` before its text, by a threshold on its mean rating (SciCap's: the
+  median of the rated responses' means; or a fixed one);
 - `ratings`: per rated response the counts of each level (`item_key, prompt, image, text, counts, scale,
   response_key, meta, split`), what the caption-contest tables are written from.
 
 Pairs come from the stored `PreferencePair`s, unless the filter names annotators or a date range: then
 only the annotations by those people, made in that range, count, and the pairs are derived from that
-subset at snapshot time through the same rules (`annotation.services.pairs`). The train/test split is by
-item (a hash of the seed and the item's external id), so no item is on both sides. The content hash
+subset at snapshot time through the same rules (`annotation.services.preference_pairs`). Either way the
+AI pairs then go through RLAIF-V's length balancing over the whole snapshot (`balance_ai_lengths`): it
+compares all pairs at once, so it cannot run when one item's pairs are stored. The train/test split is
+by item (a hash of the seed and the item's external id), so no item is on both sides. The content hash
 covers the filter and every row: the same filter over the same data gives the same snapshot back.
+
+`DatasetSnapshot.stats` records what freezing decided and found: for pairs, per source the number of
+pairs and of distinct chosen and rejected answers (an answer is distinct per item: the same words under
+two cartoons are two captions) and the length-balancing ratio; for SFT rows the threshold used.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +42,13 @@ from django.db import transaction
 from django.utils import dateparse, timezone
 
 from annotation.models import DatasetSnapshot, Item, PairSource, PreferencePair, Project
-from annotation.services.pairs import (
+from annotation.pair_rules import length_balance_keeps, length_balance_ratio
+from annotation.services.preference_pairs import (
     FeedbackScope,
     feedback_load,
     pairs_for_items,
     rating_aggregates,
+    rating_median,
     rating_scale,
     sft_rows_for_items,
 )
@@ -58,8 +67,11 @@ class SnapshotFilter:
 
     `annotators` are usernames (`ai:<labeler model>` selects an AI labeler's feedback); `date_from` and
     `date_to` are ISO dates or datetimes, both inclusive (a date alone means the whole day, UTC).
-    `sft_threshold` is the mean rating from which a response is `[GOOD]` (default: the scale's middle).
-    `min_agreement` and `min_margin` apply to pairs.
+    `sft_threshold` is the mean rating from which a response is `[GOOD]`; None (the default) takes
+    SciCap's: the median of the mean ratings of the responses the snapshot holds (`rating_median`).
+    `min_agreement` and `min_margin` apply to pairs. `balance_ai_lengths` runs RLAIF-V's length balancing
+    over all AI pairs that pass the rest of the filter (other sources are left as they are), so chosen
+    answers are not simply the shorter ones.
     """
 
     sources: tuple[str, ...] = ()
@@ -72,6 +84,7 @@ class SnapshotFilter:
     date_from: str | None = None
     date_to: str | None = None
     sft_threshold: float | None = None
+    balance_ai_lengths: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in SNAPSHOT_KINDS:
@@ -112,6 +125,7 @@ class SnapshotFilter:
             "date_from": self.date_from,
             "date_to": self.date_to,
             "sft_threshold": self.sft_threshold,
+            "balance_ai_lengths": self.balance_ai_lengths,
             "seed": self.seed,
             "test_fraction": self.test_fraction,
         }
@@ -243,12 +257,26 @@ def _derived_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> 
             yield from rows
 
 
-def _sft_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
+def _sft_threshold(*, project: Project, snapshot_filter: SnapshotFilter, scope: FeedbackScope) -> float:
+    """The filter's fixed threshold, else the median mean rating of the responses the snapshot will hold."""
+    if snapshot_filter.sft_threshold is not None:
+        return snapshot_filter.sft_threshold
+    scale = rating_scale(project)
+    feedback = (entry for items in _items_in_key_order(project) for entry in feedback_load(items=items, scope=scope))
+    try:
+        return rating_median(feedback, scale=scale, imported_counts=scope.annotators is None)
+    except ValueError:
+        raise ApplicationError("No rated responses pass this filter; nothing to freeze.") from None
+
+
+def _sft_rows(*, project: Project, snapshot_filter: SnapshotFilter, stats: dict[str, Any]) -> Iterator[dict[str, Any]]:
     scope = _scope_of(snapshot_filter)
     scale = rating_scale(project)
-    threshold = snapshot_filter.sft_threshold
-    if threshold is None:
-        threshold = (1 + len(scale)) / 2
+    threshold = _sft_threshold(project=project, snapshot_filter=snapshot_filter, scope=scope)
+    stats["sft_threshold"] = {
+        "value": threshold,
+        "rule": "median" if snapshot_filter.sft_threshold is None else "fixed",
+    }
     for items in _items_in_key_order(project):
         feedback = feedback_load(items=items, scope=scope)
         for row in sft_rows_for_items(
@@ -286,15 +314,71 @@ def _rating_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterat
                 }
 
 
-def _snapshot_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterable[dict[str, Any]]:
+def _pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
+    if snapshot_filter.derives_from_annotations:
+        return _derived_pair_rows(project=project, snapshot_filter=snapshot_filter)
+    return _stored_pair_rows(project=project, snapshot_filter=snapshot_filter)
+
+
+def _length_balanced(
+    rows: Iterable[dict[str, Any]], *, project: Project, snapshot_filter: SnapshotFilter, stats: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """`rows` with the AI pairs that RLAIF-V's length balancing drops left out, the balancing taken over
+    every AI pair of the snapshot: a first pass reads only their lengths, so memory stays small."""
+    if not snapshot_filter.balance_ai_lengths or (
+        snapshot_filter.sources and PairSource.AI not in snapshot_filter.sources
+    ):
+        yield from rows
+        return
+    only_ai = replace(snapshot_filter, sources=(PairSource.AI.value,))
+    ai_rows = _pair_rows(project=project, snapshot_filter=only_ai)
+    ratio = length_balance_ratio((row["chosen"], row["rejected"]) for row in ai_rows)
+    if ratio is not None:  # None: the snapshot has no AI pairs
+        stats["ai_length_balance_ratio"] = ratio
+    for row in rows:
+        if row["source"] != PairSource.AI or length_balance_keeps(row["chosen"], row["rejected"], ratio):
+            yield row
+
+
+class _PairStats:
+    """Per source: pairs, and distinct chosen and rejected answers counted per item (rows come grouped
+    by item, so only the current item's answers are held)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, int]] = {}
+        self._item: str | None = None
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def add(self, row: dict[str, Any]) -> None:
+        if row["item_key"] != self._item:
+            self._item, self._seen = row["item_key"], set()
+        counts = self.counts.setdefault(row["source"], {"pairs": 0, "distinct_chosen": 0, "distinct_rejected": 0})
+        counts["pairs"] += 1
+        for side in ("chosen", "rejected"):
+            key = (row["source"], side, row[side])
+            if key not in self._seen:
+                self._seen.add(key)
+                counts[f"distinct_{side}"] += 1
+
+
+def _snapshot_rows(
+    *, project: Project, snapshot_filter: SnapshotFilter, stats: dict[str, Any]
+) -> Iterable[dict[str, Any]]:
+    """The snapshot's rows, each with its split; what freezing decides or finds goes into `stats`."""
+    pair_stats = None
     if snapshot_filter.kind == "sft":
-        rows = _sft_rows(project=project, snapshot_filter=snapshot_filter)
+        rows: Iterable[dict[str, Any]] = _sft_rows(project=project, snapshot_filter=snapshot_filter, stats=stats)
     elif snapshot_filter.kind == "ratings":
         rows = _rating_rows(project=project, snapshot_filter=snapshot_filter)
-    elif snapshot_filter.derives_from_annotations:
-        rows = _derived_pair_rows(project=project, snapshot_filter=snapshot_filter)
     else:
-        rows = _stored_pair_rows(project=project, snapshot_filter=snapshot_filter)
+        rows = _length_balanced(
+            _pair_rows(project=project, snapshot_filter=snapshot_filter),
+            project=project,
+            snapshot_filter=snapshot_filter,
+            stats=stats,
+        )
+        pair_stats = _PairStats()
+        stats["pair_stats"] = pair_stats.counts
     splits: dict[str, str] = {}
     for row in rows:
         key = row["item_key"]
@@ -304,6 +388,8 @@ def _snapshot_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iter
                 key: _split_of(item_key=key, seed=snapshot_filter.seed, test_fraction=snapshot_filter.test_fraction)
             }
         row["split"] = splits[key]
+        if pair_stats is not None:
+            pair_stats.add(row)
         yield row
 
 
@@ -319,16 +405,17 @@ def snapshot_create(
 
     The rows stream from the database to the file (constant memory); the hash covers the filter and
     every row, so freezing the same data with the same filter twice gives the same snapshot back rather
-    than a second copy.
+    than a second copy. `DatasetSnapshot.stats` records what freezing found (see the module docstring).
     """
     snapshot_filter = snapshot_filter or SnapshotFilter()
     snapshots_dir = Path(settings.SNAPSHOTS_DIR)
     snapshots_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps(snapshot_filter.as_dict(), sort_keys=True).encode())
     counts = {"train": 0, "test": 0}
+    stats: dict[str, Any] = {}
     with tempfile.NamedTemporaryFile("wb", dir=snapshots_dir, suffix=".partial", delete=False) as handle:
         try:
-            for row in _snapshot_rows(project=project, snapshot_filter=snapshot_filter):
+            for row in _snapshot_rows(project=project, snapshot_filter=snapshot_filter, stats=stats):
                 line = _encode_row(row).encode() + b"\n"
                 digest.update(line)
                 handle.write(line)
@@ -350,6 +437,7 @@ def snapshot_create(
             content_hash=content_hash,
             defaults={
                 "filters": snapshot_filter.as_dict(),
+                "stats": stats,
                 "n_rows": counts["train"] + counts["test"],
                 "n_train": counts["train"],
                 "n_test": counts["test"],

@@ -80,7 +80,7 @@ def test_an_import_job_records_progress_and_its_report(pairwise_project, researc
     services.data_job_execute(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded", job.log
-    assert job.result == {"created": 4500, "unchanged": 0, "annotations": 0, "pairs": 0}
+    assert job.result == {"created": 4500, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
     assert (job.done, job.total) == (4500, 4500)
     assert Item.objects.filter(project=pairwise_project).count() == 4500
     assert not job_dir(job).exists()

@@ -59,6 +59,7 @@ def test_every_pair_format_writes_a_manifest_with_the_snapshot_hash_and_counts(p
     assert manifest["snapshot_hash"] == pair_snapshot.content_hash
     assert manifest["format"] == export_format and manifest["format_version"] >= 1
     assert manifest["counts"]["rows"] == pair_snapshot.n_rows == 6
+    assert manifest["snapshot_stats"] == pair_snapshot.stats and pair_snapshot.stats["pair_stats"]
     for entry in manifest["files"]:
         assert (out / entry["path"]).is_file()
 

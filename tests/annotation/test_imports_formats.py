@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,69 @@ def test_contest_pairs_follow_the_humor_rule(rating_project, cartoon):
         (mean_c, prec_c), (mean_r, prec_r) = stats[pair.chosen_text], stats[pair.rejected_text]
         assert mean_c - mean_r > 3 * math.sqrt(prec_c**2 + prec_r**2)
         assert pair.margin == pytest.approx(mean_c - mean_r)
+
+
+def test_a_contest_snapshot_records_how_varied_its_rejected_captions_are(rating_project, cartoon):
+    """The platform's stored contest pairs (at most 5 per chosen caption, drawn below it) spread the rejected
+    side over many captions, and the snapshot records pairs and distinct chosen/rejected captions."""
+    services.items_import(project=rating_project, path=REAL_FILES[0], import_format="caption-contest", image=cartoon)
+    snapshot = services.snapshot_create(project=rating_project, created_by=None)
+    rows = list(snapshot_rows(snapshot=snapshot))
+    chosen, rejected = Counter(row["chosen"] for row in rows), Counter(row["rejected"] for row in rows)
+    assert snapshot.stats["pair_stats"] == {
+        "rating": {"pairs": len(rows), "distinct_chosen": len(chosen), "distinct_rejected": len(rejected)}
+    }
+    assert max(chosen.values()) <= 5
+    assert len(rejected) >= 0.4 * len(rows) and max(rejected.values()) <= 0.15 * len(rows)
+
+
+def test_imported_pairs_of_the_same_answer_are_dropped_and_counted(pairwise_project, researcher, tmp_path):
+    """RLHF-V, RLAIF-V and Label Studio records whose two answers are the same text (up to whitespace) give
+    no pair; the import says how many it dropped, beside the pairs it made."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rlhf = _rlhf_v(
+        tmp_path / "rlhf.json",
+        [
+            {"idx": 1, "question": "Q?", "chosen": "A red cup.", "rejected": " A red cup. "},
+            {"idx": 2, "question": "Q?", "chosen": "Two dogs.", "rejected": "Three dogs."},
+        ],
+    )
+    report = services.items_import(project=pairwise_project, path=rlhf, import_format="rlhf-v")
+    assert (report.created, report.pairs, report.self_pairs_dropped) == (2, 1, 1)
+
+    table = pa.table(
+        {"idx": ["a1", "a2", "a3"], "question": ["q"] * 3, "chosen": ["Same.", "Good.", "Fine."],
+         "rejected": ["Same.", "Bad.", "Fine. "]}
+    )  # fmt: skip
+    pq.write_table(table, tmp_path / "rlaif.parquet")
+    report = services.items_import(project=pairwise_project, path=tmp_path / "rlaif.parquet", import_format="rlaif-v")
+    assert (report.created, report.pairs, report.self_pairs_dropped) == (3, 1, 2)
+
+    project = services.project_create(slug="ls-same", kind="pairwise", created_by=researcher)
+    record = ItemRecord(
+        "k1", "Q", responses=[ResponseRecord("A cup."), ResponseRecord("A  cup."), ResponseRecord("A plate.")],
+        pairwise=[PairwiseRecord(0, 1, "a", annotator="ann1"), PairwiseRecord(0, 2, "a", annotator="ann2")],
+    )  # fmt: skip
+    path = _label_studio_file(tmp_path, "pairwise", record)
+    report = services.items_import(project=project, path=path, import_format="label-studio")
+    assert (report.annotations, report.pairs, report.self_pairs_dropped) == (2, 1, 1)
+    assert not any(p.chosen_text.split() == p.rejected_text.split() for p in PreferencePair.objects.all())
+
+
+def test_the_api_and_the_cli_report_dropped_self_pairs(pairwise_project, researcher, api_client_for, tmp_path, capsys):
+    """The import API's answer and the CLI's summary both give the number of pairs dropped as the same answer."""
+    records = [{"idx": 1, "question": "Q", "chosen": "Same.", "rejected": "Same."}]
+    upload = {"format": "rlhf-v", "file": io.BytesIO(json.dumps(records).encode())}
+    upload["file"].name = "x.json"
+    response = api_client_for(researcher).post("/api/v1/projects/shapes-pairwise/imports/", upload, format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["self_pairs_dropped"] == 1 and response.json()["pairs"] == 0
+    records = [{"idx": 2, "question": "Q", "chosen": "Same!", "rejected": " Same! "}]
+    path = _rlhf_v(tmp_path / "cli.json", records)
+    call_command("import_items", str(path), "--project", "shapes-pairwise", "--format", "rlhf-v")
+    assert "0 preference pairs (1 dropped as the same answer twice)" in capsys.readouterr().out
 
 
 def test_contest_exports_with_float_counts_and_an_index_column_import_the_same(rating_project, cartoon, tmp_path):

@@ -36,7 +36,7 @@ def _assert_rejected(project, path: Path, *, line: int, field: str, images: Path
 def test_a_good_file_imports_items_responses_and_images(pairwise_project, shapes_import, settings):
     """Every item arrives with its responses in order and its image stored and checked."""
     report = services.items_import(project=pairwise_project, path=shapes_import)
-    assert report.as_dict() == {"created": 6, "unchanged": 0, "annotations": 0, "pairs": 0}
+    assert report.as_dict() == {"created": 6, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
     source = _lines(shapes_import)
     for record in source:
         item = Item.objects.get(project=pairwise_project, external_id=record["external_id"])
@@ -51,7 +51,7 @@ def test_importing_the_same_file_again_changes_nothing(pairwise_project, shapes_
     services.items_import(project=pairwise_project, path=shapes_import)
     before = list(Item.objects.values_list("id", "external_id", "prompt", "image"))
     report = services.items_import(project=pairwise_project, path=shapes_import)
-    assert report.as_dict() == {"created": 0, "unchanged": 6, "annotations": 0, "pairs": 0}
+    assert report.as_dict() == {"created": 0, "unchanged": 6, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
     assert list(Item.objects.values_list("id", "external_id", "prompt", "image")) == before
     assert Response.objects.count() == 12
 
@@ -163,7 +163,7 @@ def test_a_large_text_only_file_arrives_whole_and_in_order(pairwise_project, tmp
     ]
     path = _write(tmp_path / "big.jsonl", records)
     report = services.items_import(project=pairwise_project, path=path, batch_size=200)
-    assert report.as_dict() == {"created": 523, "unchanged": 0, "annotations": 0, "pairs": 0}
+    assert report.as_dict() == {"created": 523, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
     stored = {item.external_id: item for item in Item.objects.filter(project=pairwise_project)}
     assert [item.external_id for item in sorted(stored.values(), key=lambda item: item.pk)] == [
         r["external_id"] for r in records

@@ -1,10 +1,10 @@
-"""Preference pairs derived from every kind of stored feedback (annotation/services/pairs.py)."""
+"""Preference pairs derived from every kind of stored feedback (annotation/services/preference_pairs.py)."""
 
 import pytest
 
 from annotation import services
 from annotation.models import AIFeedback, Item, PreferencePair
-from annotation.services.pairs import ai_answer_score
+from annotation.services.preference_pairs import ai_answer_score
 from loupe.errors import ApplicationError
 from tests.annotation.feedback import correct, judge, people, project_with_items, rank, rate, responses_of
 
@@ -165,3 +165,55 @@ def test_refreshing_again_changes_nothing(researcher):
     second = [(p.chosen_text, p.rejected_text) for p in services.preference_pairs_refresh(item=item)]
     assert first == second == [("x", "y")]
     assert PreferencePair.objects.count() == 1
+
+
+def _pairwise_same(project, annotator):
+    judge(*responses_of(project, "i1")[:2], annotator, "a")
+
+
+def _ranking_same(project, annotator):
+    rank(responses_of(project, "i1"), annotator)
+
+
+def _rating_same(project, annotator):
+    funny = {"funny": 90, "somewhat funny": 5, "unfunny": 5}
+    dull = {"funny": 5, "somewhat funny": 5, "unfunny": 90}
+    for response, counts in zip(responses_of(project, "i1"), (funny, dull, dull), strict=True):
+        response.meta = {"rating_counts": counts}
+        response.save()
+
+
+def _ai_same(project, annotator):
+    for response, score in zip(responses_of(project, "i1"), (0.0, -2.0, -3.0), strict=True):
+        AIFeedback.objects.create(response=response, labeler_model="m", score=score)
+
+
+def _correction_same(project, annotator):
+    first, second, _third = responses_of(project, "i1")
+    correct(first, annotator, [], "  Same answer.\n")
+    correct(second, annotator, [], "A new answer.")
+
+
+@pytest.mark.parametrize(
+    ("kind", "make", "kept"),
+    [
+        ("pairwise", _pairwise_same, 0),
+        ("ranking", _ranking_same, 2),
+        ("rating", _rating_same, 1),
+        ("pairwise", _ai_same, 2),
+        ("correction", _correction_same, 1),
+    ],
+    ids=["pairwise", "ranking", "rating", "ai", "correction"],
+)
+def test_no_source_stores_a_pair_of_the_same_answer(researcher, annotator, kind, make, kept):
+    """Two responses that differ only in whitespace ("Same answer." and " Same  answer. ") never become a pair,
+    whatever the feedback; re-deriving says how many such pairs it left out, and the other pairs stay."""
+    project = project_with_items(
+        "same", kind, {"i1": ["Same answer.", " Same  answer. ", "Something else entirely."]}, created_by=researcher
+    )
+    make(project, annotator)
+    rebuilt = services.preference_pairs_refresh_project(project=project)
+    pairs = list(PreferencePair.objects.filter(project=project))
+    assert (rebuilt.created, rebuilt.self_pairs_dropped) == (kept, 1)
+    assert len(pairs) == kept
+    assert all(pair.chosen_text.split() != pair.rejected_text.split() for pair in pairs)

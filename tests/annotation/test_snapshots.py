@@ -8,10 +8,10 @@ import pytest
 from django.core.management import call_command
 
 from annotation import services
-from annotation.models import PairwiseJudgment
+from annotation.models import AIFeedback, PairwiseJudgment
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
-from tests.annotation.feedback import judge, people, project_with_items, rate, refresh, responses_of
+from tests.annotation.feedback import judge, people, project_with_items, rank, rate, refresh, responses_of
 
 pytestmark = pytest.mark.django_db
 
@@ -175,6 +175,123 @@ def test_the_cli_freezes_with_filters_and_prints_the_id(judged, capsys):
     """`snapshot --annotator NAME --kind pairs` prints the new snapshot's id."""
     project, _first, second = judged
     call_command("snapshot", "--project", project.slug, "--annotator", second.username, "--test-fraction", "0")
-    snapshot_id = int(capsys.readouterr().out.strip())
+    printed = capsys.readouterr()
+    snapshot_id = int(printed.out.strip())
+    assert '"pairwise": {"distinct_chosen": 20, "distinct_rejected": 20, "pairs": 20}' in printed.err
     rows = [json.loads(line) for line in Path(project.snapshots.get(pk=snapshot_id).path).read_text().splitlines()]
     assert len(rows) == 20 and {row["split"] for row in rows} == {"train"}
+
+
+def _rate_with_means(project, item_key, levels_per_caption):
+    """Rate each response of the item with the given levels (one rater per level)."""
+    raters = people(f"{item_key}-rater-", max(len(levels) for levels in levels_per_caption))
+    for response, levels in zip(responses_of(project, item_key), levels_per_caption, strict=True):
+        for rater, level in zip(raters, levels, strict=False):
+            rate(response, rater, level)
+
+
+@pytest.fixture
+def mild(researcher):
+    """Captions rated 1.0, 1.25, 1.5 and 1.75 on average: all below the scale's middle (2)."""
+    project = project_with_items("mild", "rating", {"cartoon": ["c100", "c125", "c150", "c175"]}, created_by=researcher)
+    _rate_with_means(project, "cartoon", [[0, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1]])
+    refresh(project)
+    return project
+
+
+def test_sft_snapshots_split_at_the_median_rating_by_default_and_record_it(mild, researcher, api_client_for):
+    """Without a threshold the split is SciCap's median (1.375 here: two `[GOOD]`, two `[BAD]`), not the scale's
+    middle (which would make every caption `[BAD]`); the threshold used is recorded, fixed or median."""
+    response = api_client_for(researcher).post("/api/v1/projects/mild/snapshots/", {"kind": "sft"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["stats"]["sft_threshold"] == {"value": 1.375, "rule": "median"}
+    snapshot = mild.snapshots.get(pk=response.json()["id"])
+    labels = {row["completion"].split(" ", 1)[1]: row["label"] for row in _rows(snapshot)}
+    assert labels == {"c100": "bad", "c125": "bad", "c150": "good", "c175": "good"}
+    fixed = services.snapshot_create(
+        project=mild, created_by=None, snapshot_filter=services.SnapshotFilter(kind="sft", sft_threshold=2.0)
+    )
+    assert fixed.stats["sft_threshold"] == {"value": 2.0, "rule": "fixed"}
+    assert {row["label"] for row in _rows(fixed)} == {"bad"}
+
+
+def test_the_median_is_taken_over_the_responses_the_snapshot_holds(mild):
+    """With only one rater's ratings (a 0 on three captions, a 1 on one) the median is that rater's, 1.0."""
+    first_rater = "cartoon-rater-0"
+    only_first = services.SnapshotFilter(kind="sft", annotators=(first_rater,))
+    snapshot = services.snapshot_create(project=mild, created_by=None, snapshot_filter=only_first)
+    assert snapshot.stats["sft_threshold"] == {"value": 1.0, "rule": "median"}
+
+
+def test_pair_snapshots_count_pairs_and_distinct_answers_per_source(researcher):
+    """Two items ranked a > b > c give 6 ranking pairs with 4 distinct chosen and 4 distinct rejected answers
+    (an answer counts once per item, even where two items share the words); a pairwise item adds its own."""
+    project = project_with_items(
+        "mixed", "ranking", {"i1": ["a", "b", "c"], "i2": ["a", "b", "c"], "i3": ["yes", "no"]}, created_by=researcher
+    )
+    (annotator,) = people("ranker-", 1)
+    rank(responses_of(project, "i1"), annotator)
+    rank(responses_of(project, "i2"), annotator)
+    judge(*responses_of(project, "i3"), annotator, "a")
+    refresh(project)
+    for snapshot_filter in (services.SnapshotFilter(), services.SnapshotFilter(annotators=(annotator.username,))):
+        snapshot = services.snapshot_create(project=project, created_by=None, snapshot_filter=snapshot_filter)
+        assert snapshot.stats["pair_stats"] == {
+            "ranking": {"pairs": 6, "distinct_chosen": 4, "distinct_rejected": 4},
+            "pairwise": {"pairs": 1, "distinct_chosen": 1, "distinct_rejected": 1},
+        }
+
+
+@pytest.fixture
+def ai_labelled(researcher):
+    """AI pairs biased towards shorter chosen answers (10 items: 3 words beat 41), four fair ones (both long),
+    and a pairwise item whose chosen answer is much shorter too."""
+    long_text = " ".join(["word"] * 40)
+    items = {f"short-{i}": ["a short answer", f"{long_text} {i}"] for i in range(10)}
+    items |= {f"long-{i}": [f"{long_text} good {i}", f"{long_text} bad {i}"] for i in range(4)}
+    items["people"] = ["ok", long_text]
+    project = project_with_items("ai-snap", "pairwise", items, created_by=researcher)
+    for key in items:
+        if key == "people":
+            continue
+        better, worse = responses_of(project, key)
+        AIFeedback.objects.create(response=better, labeler_model="tiny-labeler", score=0.0)
+        AIFeedback.objects.create(response=worse, labeler_model="tiny-labeler", score=-3.0)
+    (person,) = people("judge-", 1)
+    judge(*responses_of(project, "people"), person, "a")
+    refresh(project)
+    return project, person
+
+
+def _length_gap(rows):
+    chosen = sum(len(row["chosen"].split()) for row in rows) / len(rows)
+    rejected = sum(len(row["rejected"].split()) for row in rows) / len(rows)
+    return abs(chosen - rejected) / rejected
+
+
+@pytest.mark.parametrize("annotators", [(), ("ai:tiny-labeler", "judge-0")], ids=["stored", "derived"])
+def test_ai_pairs_are_length_balanced_over_the_whole_snapshot(ai_labelled, annotators):
+    """By default the snapshot's AI pairs go through RLAIF-V's length balancing together: the "shorter answer
+    wins" pairs go, the fair ones stay, and other sources keep their pairs. With the flag off every AI pair
+    stays and the bias with them. Both the stored pairs and pairs derived at snapshot time are balanced."""
+    project, _person = ai_labelled
+    balanced = services.snapshot_create(
+        project=project, created_by=None, snapshot_filter=services.SnapshotFilter(annotators=annotators)
+    )
+    raw = services.snapshot_create(
+        project=project,
+        created_by=None,
+        snapshot_filter=services.SnapshotFilter(annotators=annotators, balance_ai_lengths=False),
+    )
+    ai_raw = [row for row in _rows(raw) if row["source"] == "ai"]
+    ai_balanced = [row for row in _rows(balanced) if row["source"] == "ai"]
+    assert len(ai_raw) == 14 and _length_gap(ai_raw) > 0.5
+    assert {row["item_key"] for row in ai_balanced} == {f"long-{i}" for i in range(4)}
+    assert _length_gap(ai_balanced) < 0.05
+    assert [row["chosen"] for row in _rows(balanced) if row["source"] == "pairwise"] == ["ok"]
+    assert balanced.stats["ai_length_balance_ratio"] is not None and "ai_length_balance_ratio" not in raw.stats
+    assert balanced.stats["pair_stats"]["ai"]["pairs"] == 4
+    only_people = services.SnapshotFilter(sources=("pairwise",), annotators=annotators)
+    assert "ai_length_balance_ratio" not in (
+        services.snapshot_create(project=project, created_by=None, snapshot_filter=only_people).stats
+    )

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from annotation.formats import FORMAT_WRITERS, read_manifest
-from annotation.pairs import PairwiseVote, pairs_from_pairwise
+from annotation.pair_rules import PairwiseVote, pairs_from_pairwise
 
 
 @pytest.fixture

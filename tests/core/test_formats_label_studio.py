@@ -24,7 +24,7 @@ from annotation.formats.convert import (
     rankings_from_record,
 )
 from annotation.formats.label_studio import read_label_studio_json, write_label_studio_json
-from annotation.pairs import pairs_from_corrections, pairs_from_pairwise, pairs_from_rankings
+from annotation.pair_rules import pairs_from_corrections, pairs_from_pairwise, pairs_from_rankings
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from PIL import Image
 from annotation.formats import FORMAT_READERS, FORMAT_WRITERS, FormatError
 from annotation.formats.convert import pairwise_votes_from_record
 from annotation.formats.rlaif_v import COLUMNS, read_rlaif_v_parquet, write_rlaif_v_parquet
-from annotation.pairs import AIScored, pairs_from_ai_feedback, pairs_from_pairwise
+from annotation.pair_rules import AIScored, pairs_from_ai_feedback, pairs_from_pairwise
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from PIL import Image
 from annotation.formats import FORMAT_READERS, FORMAT_WRITERS, FormatError
 from annotation.formats.convert import corrections_from_record
 from annotation.formats.rlhf_v import read_rlhf_v_json, write_rlhf_v_json
-from annotation.pairs import CorrectionInput, pairs_from_corrections
+from annotation.pair_rules import CorrectionInput, pairs_from_corrections
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from annotation.formats import FORMAT_WRITERS
-from annotation.pairs import RatingAggregate, SFTRow, sft_rows_from_ratings
+from annotation.pair_rules import RatingAggregate, SFTRow, sft_rows_from_ratings
 
 SCALE = ("1", "2", "3", "4", "5")
 

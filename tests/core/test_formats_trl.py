@@ -19,7 +19,7 @@ from annotation.formats.trl import (
     write_trl_jsonl,
     write_trl_parquet,
 )
-from annotation.pairs import (
+from annotation.pair_rules import (
     CorrectionInput,
     RankingInput,
     RatingAggregate,
@@ -193,7 +193,7 @@ def test_importing_the_formats_loads_no_heavy_or_django_modules():
     import sys
 
     code = (
-        "import sys, annotation.pairs, annotation.formats\n"
+        "import sys, annotation.pair_rules, annotation.formats\n"
         "heavy = {'django', 'torch', 'transformers', 'trl', 'datasets', 'pyarrow'}\n"
         "print(sorted(heavy & {name.split('.')[0] for name in sys.modules}))\n"
     )

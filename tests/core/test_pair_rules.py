@@ -1,13 +1,21 @@
-"""The rules that turn feedback into preference pairs and SFT rows (annotation/pairs.py)."""
+"""The rules that turn feedback into preference pairs and SFT rows (annotation/pair_rules.py)."""
 
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from annotation.formats.caption_contest import read_caption_contest_csv
 from annotation.formats.convert import aggregates_from_record
-from annotation.pairs import (
+from annotation.pair_rules import (
+    HUMOR_SCALE,
+    SELF_PAIR,
     AIScored,
     CorrectionInput,
     PairwiseVote,
@@ -17,16 +25,20 @@ from annotation.pairs import (
     balance_lengths,
     changed_spans,
     diff_segments,
+    length_balance_ratio,
+    median_threshold,
     pairs_from_ai_feedback,
     pairs_from_corrections,
     pairs_from_pairwise,
     pairs_from_rankings,
     pairs_from_ratings,
+    same_answer,
     sft_rows_from_ratings,
 )
 from tests.conftest import SHARED_DATA
 
 CONTEST_660 = SHARED_DATA / "caption-contest" / "660_summary_KLUCB.first2000.csv"
+CONTEST_691 = SHARED_DATA / "caption-contest" / "691_summary_KLUCB.first2000.csv"
 
 
 def outside(text, spans):
@@ -187,10 +199,51 @@ def contest_660():
 
 
 def test_mean_and_precision_match_the_contest_table(contest_660):
-    """Mean and precision computed from the counts equal the table's `score` and `precision` columns."""
-    for aggregate in contest_660[:200]:
+    """Mean and precision computed from the counts equal the table's `score` and `precision` columns, for
+    every caption of the table."""
+    assert len(contest_660) == 2000
+    for aggregate in contest_660:
         assert aggregate.mean == pytest.approx(aggregate.meta["score"], rel=1e-9)
         assert aggregate.precision == pytest.approx(aggregate.meta["precision"], rel=1e-6)
+
+
+def test_precision_matches_the_second_contest_wherever_its_counts_match_its_score():
+    """Contest 691's table was written while votes still came in: where its `score` equals the mean of
+    its counts (the rows written from the same counts), `precision` equals the computed one too."""
+    (record,) = read_caption_contest_csv(CONTEST_691)
+    consistent = [a for a in aggregates_from_record(record) if a.mean == pytest.approx(a.meta["score"], rel=1e-12)]
+    assert len(consistent) > 1500
+    for aggregate in consistent:
+        assert aggregate.precision == pytest.approx(aggregate.meta["precision"], rel=1e-6)
+
+
+@pytest.mark.parametrize("votes", [2, 3, 10, 200])
+def test_unanimous_votes_get_the_dashboards_floor_not_zero(votes):
+    """All votes in one level: the standard error is 1/√(n(n−1)), the floor of NEXT's `getModel`, not 0."""
+    for level in HUMOR_SCALE:
+        aggregate = RatingAggregate("c", "p", None, "t", {level: votes})
+        assert aggregate.precision == pytest.approx(1 / math.sqrt(votes * (votes - 1)))
+
+
+def test_one_vote_gets_half_the_scale_range_and_none_is_infinite():
+    """One vote: R = (3 − 1)/2 = 1 on the humor scale, as the dashboards write it; no votes: infinite."""
+    assert RatingAggregate("c", "p", None, "t", {"funny": 1}).precision == 1.0
+    assert RatingAggregate("c", "p", None, "t", {}).precision == math.inf
+
+
+def test_a_three_vote_unanimous_caption_does_not_win_the_margin_test():
+    """Three votes all "unfunny" (or all "funny") are weak evidence: such a caption is neither rejected
+    against a middling caption with many votes nor chosen over a good one."""
+    middling = RatingAggregate("c", "p", None, "middling", {"unfunny": 100, "somewhat_funny": 40, "funny": 60})
+    good = RatingAggregate("c", "p", None, "good", {"unfunny": 50, "somewhat_funny": 100, "funny": 50})
+    unfunny3 = RatingAggregate("c", "p", None, "three unfunny", {"unfunny": 3})
+    funny3 = RatingAggregate("c", "p", None, "three funny", {"funny": 3})
+    assert list(pairs_from_ratings([middling, unfunny3], top_half_chosen=False)) == []
+    assert list(pairs_from_ratings([funny3, good], top_half_chosen=False)) == []
+    # Many unanimous votes are strong evidence again: 300 "unfunny" votes lose to the middling caption.
+    unfunny300 = RatingAggregate("c", "p", None, "300 unfunny", {"unfunny": 300})
+    (pair,) = pairs_from_ratings([middling, unfunny300])
+    assert (pair.chosen, pair.rejected) == ("middling", "300 unfunny")
 
 
 def test_humor_pairs_on_real_contest_data_follow_the_margin_rule(contest_660):
@@ -225,17 +278,104 @@ def test_a_larger_z_keeps_fewer_pairs(contest_660):
     assert strict < loose
 
 
-def test_max_pairs_per_chosen_keeps_the_widest_margins(contest_660):
-    """With a cap of 2, each chosen caption keeps its two largest-margin pairs."""
+def _pair_keys(pairs):
+    return [(p.item_key, p.chosen, p.rejected) for p in pairs]
+
+
+def test_a_capped_chosen_caption_draws_its_rejected_among_every_caption_it_beats(contest_660):
+    """With a cap of 2, each chosen caption keeps two of the pairs the margin rule allows (all if fewer),
+    and which two depends on the seed: they are drawn, not the two lowest-ranked."""
     sample = contest_660[::4]
-    capped = list(pairs_from_ratings(sample, max_pairs_per_chosen=2))
-    full = list(pairs_from_ratings(sample))
-    per_chosen = {}
-    for pair in full:
-        per_chosen.setdefault(pair.chosen, []).append(pair.margin)
-    for pair in capped:
-        assert pair.margin >= sorted(per_chosen[pair.chosen], reverse=True)[:2][-1] - 1e-12
-    assert len(capped) == sum(min(2, len(m)) for m in per_chosen.values())
+    full = _pair_keys(pairs_from_ratings(sample))
+    allowed: dict[str, list] = {}
+    for key in full:
+        allowed.setdefault(key[1], []).append(key)
+    by_seed = [_pair_keys(pairs_from_ratings(sample, max_pairs_per_chosen=2, seed=seed)) for seed in range(4)]
+    for capped in by_seed:
+        assert set(capped) <= set(full)
+        assert len(capped) == len(set(capped)) == sum(min(2, len(keys)) for keys in allowed.values())
+    assert len({tuple(capped) for capped in by_seed}) == 4
+    lowest_two = {key for keys in allowed.values() for key in keys[-2:]}
+    assert not set(by_seed[0]) <= lowest_two
+    assert by_seed[1] == _pair_keys(pairs_from_ratings(sample, max_pairs_per_chosen=2, seed=1))
+
+
+def _spread_item(item_key, n_below=10):
+    """One clearly good caption and `n_below` clearly worse ones, each far enough below to pair with it."""
+    best = RatingAggregate(item_key, "p", None, "best", {"funny": 200}, response_key="0")
+    below = [
+        RatingAggregate(item_key, "p", None, f"worse {k}", {"unfunny": 100 + 10 * k, "somewhat_funny": 10},
+                        response_key=str(k + 1))
+        for k in range(n_below)
+    ]  # fmt: skip
+    return [best, *below]
+
+
+def test_uniform_draws_reach_every_candidate_and_favour_none():
+    """Over many items, each of the ten captions below the chosen one is drawn about equally often."""
+    drawn = Counter()
+    for index in range(300):
+        for pair in pairs_from_ratings(_spread_item(f"item-{index}"), top_half_chosen=False, max_pairs_per_chosen=2):
+            if pair.chosen == "best":
+                drawn[pair.rejected] += 1
+    assert set(drawn) == {f"worse {k}" for k in range(10)}
+    assert max(drawn.values()) < 2 * min(drawn.values())
+
+
+def test_stratified_draws_take_one_caption_from_each_rank_band():
+    """With a cap of 2 over ten candidates in rank order, one rejected caption comes from the five nearer the
+    chosen one and one from the five farther, whatever the seed."""
+    for seed in range(20):
+        pairs = [
+            p
+            for p in pairs_from_ratings(_spread_item("i"), top_half_chosen=False, max_pairs_per_chosen=2,
+                                        draw="stratified", seed=seed)
+            if p.chosen == "best"
+        ]  # fmt: skip
+        ranks = sorted(int(p.meta["rejected_response"]) for p in pairs)
+        assert len(ranks) == 2 and ranks[0] <= 5 < ranks[1]
+    with pytest.raises(ValueError, match="draw must be one of"):
+        list(pairs_from_ratings(_spread_item("i"), draw="lowest"))
+
+
+def test_an_items_draws_depend_only_on_its_key_and_the_seed(contest_660):
+    """Adding another item changes nothing for the first, and a fresh interpreter with another hash seed
+    (Python's `hash()` of a string differs per process) draws the same pairs."""
+    alone = _pair_keys(pairs_from_ratings(_spread_item("cartoon-a"), max_pairs_per_chosen=2))
+    together = _pair_keys(pairs_from_ratings(_spread_item("other") + _spread_item("cartoon-a"), max_pairs_per_chosen=2))
+    assert alone == [key for key in together if key[0] == "cartoon-a"]
+    here = _pair_keys(pairs_from_ratings(contest_660[::4], max_pairs_per_chosen=2))
+    code = (
+        "import json, sys\n"
+        "from annotation.formats.caption_contest import read_caption_contest_csv\n"
+        "from annotation.formats.convert import aggregates_from_record\n"
+        "from annotation.pair_rules import pairs_from_ratings\n"
+        "(record,) = read_caption_contest_csv(sys.argv[1])\n"
+        "pairs = pairs_from_ratings(aggregates_from_record(record)[::4], max_pairs_per_chosen=2)\n"
+        "print(json.dumps([(p.item_key, p.chosen, p.rejected) for p in pairs]))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(root)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(CONTEST_660)], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    assert [tuple(key) for key in json.loads(out.stdout)] == here
+
+
+@pytest.mark.parametrize("path", [CONTEST_660, CONTEST_691], ids=["660", "691"])
+@pytest.mark.parametrize("draw", ["uniform", "stratified"])
+def test_rejected_captions_are_diverse_on_the_real_contests(path, draw):
+    """On a whole real contest with the platform's cap of 5 pairs per chosen caption, the rejected side is
+    spread over many captions: distinct rejected captions are at least 40% of the pairs and no caption is
+    the rejected one of more than 15% of them. (Taking the lowest-ranked first gave 12 and 6 distinct
+    rejected captions, one of them in 19% and 27% of the pairs.)"""
+    (record,) = read_caption_contest_csv(path)
+    pairs = list(pairs_from_ratings(aggregates_from_record(record), max_pairs_per_chosen=5, draw=draw))
+    rejected = Counter(p.rejected for p in pairs)
+    assert len(pairs) > 400
+    assert len(rejected) >= 0.4 * len(pairs)
+    assert max(rejected.values()) <= 0.15 * len(pairs)
+    assert all(count <= 5 for count in Counter(p.chosen for p in pairs).values())
 
 
 def test_ratings_of_different_items_are_not_paired():
@@ -338,7 +478,131 @@ def test_length_balancing_stops_chosen_answers_being_simply_shorter():
 
 
 def test_balance_lengths_drops_identical_answers():
-    """A pair whose two answers are the same text is dropped by the balancing."""
-    pairs = list(pairs_from_ai_feedback([scored("q", "same", 0), scored("q", "same ", 1)], length_balance=False))
-    assert len(pairs) == 1
-    assert balance_lengths(pairs) == []
+    """A pair whose two answers are the same text is dropped by the balancing (RLAIF-V's filter does)."""
+    pair = next(iter(pairs_from_ai_feedback([scored("q", "one answer", 0), scored("q", "another", 1)])))
+    pair.rejected = " one answer"
+    assert balance_lengths([pair]) == []
+
+
+def _rlaif_v_filter_shorten(pairs):
+    """RLAIF-V's `utils/get_pairs_filter_shorten.py`, transcribed: the oracle for `balance_lengths`."""
+
+    def kept_at(ratio):
+        kept = []
+        for pair in pairs:
+            chosen_len, reject_len = len(pair.chosen.split()), len(pair.rejected.split())
+            if (reject_len - chosen_len) / float(reject_len) > ratio or pair.chosen.strip() == pair.rejected.strip():
+                continue
+            kept.append(pair)
+        return kept
+
+    def gap(kept):
+        win = sum(len(p.chosen.split()) for p in kept) / len(kept)
+        lose = sum(len(p.rejected.split()) for p in kept) / len(kept)
+        return abs(win - lose) / lose
+
+    ratios = [round(0.02 * k, 10) for k in range(50)]
+    best = min(ratios, key=lambda r: (gap(kept_at(r)), ratios.index(r)))
+    return kept_at(best)
+
+
+def test_balance_lengths_keeps_the_pairs_rlaif_vs_filter_keeps():
+    """On pairs of random lengths biased towards shorter chosen answers, the balancing keeps exactly the
+    pairs RLAIF-V's own filter keeps, and brings the mean lengths closer."""
+    import random
+
+    rng = random.Random(7)
+    responses = []
+    for i in range(200):
+        rejected_len = rng.randint(5, 60)
+        chosen_len = max(1, int(rejected_len * rng.uniform(0.2, 1.3)))
+        responses += [scored(f"q{i}", "good " * chosen_len + str(i), 0), scored(f"q{i}", "bad " * rejected_len, 2)]
+    pairs = list(pairs_from_ai_feedback(responses, length_balance=False))
+    expected = _rlaif_v_filter_shorten(pairs)
+    assert 0 < len(expected) < len(pairs)
+    assert balance_lengths(pairs) == expected
+    ratio = length_balance_ratio([(p.chosen, p.rejected) for p in pairs])
+    assert ratio is not None and 0 <= ratio < 1
+
+
+# --- self-pairs: the same answer on both sides ----------------------------------------------------------
+
+
+def test_same_answer_ignores_whitespace_only():
+    """Leading, trailing and inner whitespace do not make two answers different; any other character does."""
+    assert same_answer("A cat.", "  A cat.\n")
+    assert same_answer("A  cat\tsits.", "A cat sits.")
+    assert not same_answer("A cat.", "A cat!")
+    assert not same_answer("A cat.", "a cat.")
+
+
+def test_no_rule_pairs_an_answer_with_itself_and_each_counts_what_it_dropped():
+    """Pairwise, ranking, rating, AI and correction feedback over two copies of one answer (up to whitespace)
+    give no pair, and each rule counts the pair it left out; a real pair beside it is kept."""
+    dropped = Counter()
+    votes = [
+        PairwiseVote("q", "p", None, "Same answer.", " Same  answer.", "r1", "r2", "a"),
+        PairwiseVote("q", "p", None, "Same answer.", "Other answer.", "r1", "r3", "a"),
+    ]
+    assert [(p.chosen, p.rejected) for p in pairs_from_pairwise(votes, dropped=dropped)] == [
+        ("Same answer.", "Other answer.")
+    ]
+    assert dropped[SELF_PAIR] == 1
+
+    ranking = RankingInput("q", "p", None, ["first", "first ", "last"])
+    assert [(p.chosen, p.rejected) for p in pairs_from_rankings([ranking], dropped=dropped)] == [
+        ("first", "last"),
+        ("first ", "last"),
+    ]
+    assert dropped[SELF_PAIR] == 2
+
+    funny = {"funny": 90, "somewhat_funny": 5, "unfunny": 5}
+    dull = {"funny": 5, "somewhat_funny": 5, "unfunny": 90}
+    captions = [
+        RatingAggregate("c", "p", None, "A caption.", funny, response_key="1"),
+        RatingAggregate("c", "p", None, "A caption. ", dull, response_key="2"),
+        RatingAggregate("c", "p", None, "Another caption.", dull, response_key="3"),
+    ]
+    assert [(p.chosen, p.rejected) for p in pairs_from_ratings(captions, dropped=dropped)] == [
+        ("A caption.", "Another caption.")
+    ]
+    assert dropped[SELF_PAIR] == 3
+
+    ai = [scored("q", "An answer.", 0), scored("q", "An answer.", 2), scored("q", "A wrong answer.", 3)]
+    ai_pairs = list(pairs_from_ai_feedback(ai, max_pairs_per_prompt=5, length_balance=False, dropped=dropped))
+    assert all(not same_answer(p.chosen, p.rejected) for p in ai_pairs) and len(ai_pairs) == 2
+    assert dropped[SELF_PAIR] == 4
+
+    corrections = [
+        CorrectionInput("i", "p", None, "A red cup.", "A red  cup. ", []),
+        CorrectionInput("i", "p", None, "A red cup.", "A red cup.", []),
+        CorrectionInput("i", "p", None, "A red cup.", "A blue cup.", []),
+    ]
+    assert [p.chosen for p in pairs_from_corrections(corrections, dropped=dropped)] == ["A blue cup."]
+    assert dropped[SELF_PAIR] == 6
+
+
+def test_a_self_pair_does_not_use_up_a_prompts_ai_pair_quota():
+    """Identical answers are left out before the two pairs per prompt are drawn, so two real pairs remain."""
+    responses = [scored("q", "Same.", 0), scored("q", "Same.", 3), scored("q", "Worse one.", 2), scored("q", "x y", 4)]
+    for seed in range(10):
+        pairs = list(pairs_from_ai_feedback(responses, length_balance=False, seed=seed))
+        assert len(pairs) == 2 and all(p.chosen != p.rejected for p in pairs)
+
+
+# --- SciCap's threshold ------------------------------------------------------------------------------------
+
+
+def test_the_scicap_threshold_is_the_median_and_a_mean_at_it_is_good():
+    """Means 1, 2, 2, 2, 3 have median 2: the three captions at the median are `[GOOD]`, as FigCapsHF's
+    `np.digitize(scores, [median])` puts them in the upper level; unrated captions do not count."""
+    counts = [{"unfunny": 4}, {"somewhat_funny": 4}, {"somewhat_funny": 2}, {"unfunny": 1, "funny": 1}, {"funny": 4}]
+    aggregates = [RatingAggregate("c", "p", None, f"caption {k}", c) for k, c in enumerate(counts)]
+    aggregates.append(RatingAggregate("c", "p", None, "unrated", {}))
+    assert median_threshold(aggregates) == 2.0
+    rows = list(sft_rows_from_ratings(aggregates, threshold=median_threshold(aggregates)))
+    assert [row.label for row in rows] == ["bad", "good", "good", "good", "good"]
+    assert median_threshold(aggregates[1:4] + aggregates[:1]) == 2.0
+    assert median_threshold([aggregates[0], aggregates[4]]) == 2.0  # interpolated, as np.percentile(…, 50)
+    with pytest.raises(ValueError, match="no rated responses"):
+        median_threshold([aggregates[-1]])

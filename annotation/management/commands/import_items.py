@@ -46,5 +46,6 @@ class Command(BaseCommand):
             raise CommandError(f"Import failed, nothing was stored: {error.message}") from error
         self.stdout.write(
             f"Imported {report.created} new items ({report.unchanged} already present, unchanged), "
-            f"{report.annotations} annotations, {report.pairs} preference pairs"
+            f"{report.annotations} annotations, {report.pairs} preference pairs "
+            f"({report.self_pairs_dropped} dropped as the same answer twice)"
         )

@@ -1,5 +1,7 @@
 """`manage.py snapshot --project SLUG [filters]` freezes the project's rows and prints the snapshot id."""
 
+import json
+
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation import services
@@ -21,7 +23,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--date-from", help="Only annotations made on or after this ISO date/datetime.")
         parser.add_argument("--date-to", help="Only annotations made on or before this ISO date/datetime.")
-        parser.add_argument("--sft-threshold", type=float, help="Mean rating from which a response is [GOOD].")
+        parser.add_argument(
+            "--sft-threshold",
+            type=float,
+            help="Mean rating from which a response is [GOOD] (default: the median of the rated responses' means).",
+        )
+        parser.add_argument(
+            "--no-balance-ai-lengths",
+            dest="balance_ai_lengths",
+            action="store_false",
+            help="Keep every AI pair (by default RLAIF-V's length balancing runs over the snapshot's AI pairs).",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--test-fraction", type=float, default=0.1)
 
@@ -39,6 +51,7 @@ class Command(BaseCommand):
                 date_from=options["date_from"],
                 date_to=options["date_to"],
                 sft_threshold=options["sft_threshold"],
+                balance_ai_lengths=options["balance_ai_lengths"],
                 seed=options["seed"],
                 test_fraction=options["test_fraction"],
             )
@@ -49,4 +62,6 @@ class Command(BaseCommand):
             f"snapshot {snapshot.pk}: {snapshot.n_rows} rows ({snapshot.n_train} train, {snapshot.n_test} test), "
             f"sha256 {snapshot.content_hash}"
         )
+        if snapshot.stats:
+            self.stderr.write(f"stats: {json.dumps(snapshot.stats, sort_keys=True)}")
         self.stdout.write(str(snapshot.pk))

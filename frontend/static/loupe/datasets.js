@@ -37,7 +37,8 @@ function resultCell(job) {
     error.textContent = job.log.trim().split("\n").slice(-3).join(" ");
     cell.append(error);
   } else if (job.status === "succeeded" && job.kind === "import") {
-    cell.textContent = `${job.result.created} new items, ${job.result.annotations} annotations, ${job.result.pairs} pairs`;
+    cell.textContent = `${job.result.created} new items, ${job.result.annotations} annotations, ${job.result.pairs} pairs` +
+      (job.result.self_pairs_dropped ? ` (${job.result.self_pairs_dropped} same-answer pairs dropped)` : "");
   }
   return cell;
 }
