@@ -126,6 +126,30 @@ def tiny_reward_dir(tiny_models_root) -> Path:
     return make_tiny_model(kind="reward", out_dir=tiny_models_root / "reward")
 
 
+# The realistic variant: saved in bf16, no pad token, dropout on, 576 image tokens (see training.tiny_models).
+
+
+@pytest.fixture(scope="session")
+def real_lm_dir(tiny_models_root) -> Path:
+    from training.tiny_models import make_tiny_model
+
+    return make_tiny_model(kind="lm", out_dir=tiny_models_root / "real-lm", variant="realistic")
+
+
+@pytest.fixture(scope="session")
+def real_vlm_dir(tiny_models_root) -> Path:
+    from training.tiny_models import make_tiny_model
+
+    return make_tiny_model(kind="vlm", out_dir=tiny_models_root / "real-vlm", variant="realistic")
+
+
+@pytest.fixture(scope="session")
+def real_reward_dir(tiny_models_root) -> Path:
+    from training.tiny_models import make_tiny_model
+
+    return make_tiny_model(kind="reward", out_dir=tiny_models_root / "real-reward", variant="realistic")
+
+
 # ------------------------------------------------------------------------------------ a real worker
 
 

@@ -204,23 +204,29 @@ def image_token_count(processing_class: Any) -> int:
         return 0
     from PIL import Image
 
-    crop = getattr(image_processor, "crop_size", None) or getattr(image_processor, "size", None) or {}
-    side = crop.get("shortest_edge") or 336
-    height, width = crop.get("height", side), crop.get("width", side)
+    size = getattr(image_processor, "crop_size", None) or getattr(image_processor, "size", None) or {}
+    side = size.get("shortest_edge") or size.get("longest_edge") or 336  # (a SizeDict holds None for unset keys)
+    height, width = size.get("height") or side, size.get("width") or side
     encoded = processing_class(text=[image_token], images=[Image.new("RGB", (width, height))], return_tensors="pt")
     image_token_id = tokenizer_of(processing_class).convert_tokens_to_ids(image_token)
     return int((encoded["input_ids"] == image_token_id).sum())
 
 
-def image_tokens_per_row(processing_class: Any, dataset: datasets.Dataset) -> int:
-    """The most image tokens one row of ``dataset`` holds: its most images times ``image_token_count``."""
-    if "images" not in dataset.column_names or len(dataset) == 0:
-        return 0
+def image_tokens_per_row(processing_class: Any, *datasets_: datasets.Dataset | None) -> int:
+    """The most image tokens one row of the given datasets (None skipped) holds: its most images times
+    ``image_token_count``. What a trainer adds to ``max_length`` so no row is cut inside an image."""
+    most = max((most_images_per_row(dataset) for dataset in datasets_ if dataset is not None), default=0)
+    return most * image_token_count(processing_class) if most else 0
+
+
+def most_images_per_row(dataset: datasets.Dataset) -> int:
+    """The most images one row of ``dataset`` holds (0 without an ``images`` column), read from Arrow: no image
+    is decoded."""
     import pyarrow.compute as pc
 
-    counts = pc.list_value_length(dataset.data.column("images"))  # read from Arrow: no image is decoded
-    most = pc.max(counts).as_py() or 0
-    return most * image_token_count(processing_class) if most else 0
+    if not len(dataset) or "images" not in dataset.column_names:
+        return 0
+    return pc.max(pc.list_value_length(dataset.data.column("images"))).as_py() or 0
 
 
 # Weights are loaded in fp32 for training whatever dtype a checkpoint was saved in (transformers 5 loads in
@@ -304,10 +310,6 @@ def save_final_model(
     is_adapter = hasattr(model, "merge_and_unload") and not merge_lora
     if hasattr(model, "merge_and_unload") and merge_lora:  # a peft model
         model = model.merge_and_unload()
-    if trainer.processing_class is not None:
-        # The saved config names the pad token the run padded with (EOS for a tokenizer that had none), so a
-        # reward model loaded from this folder pools at the right token and a policy generates in batches.
-        ensure_pad_token(trainer.processing_class, model)
     model.save_pretrained(output_dir)
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(output_dir)
@@ -398,6 +400,10 @@ def load_preference_dataset(path: Path | str) -> datasets.Dataset:
         raise ValueError(f"{path}: preference data needs the columns {missing}")
     if len(dataset) == 0:
         raise ValueError(f"{path}: no rows")
+    if "images" in dataset.column_names and most_images_per_row(dataset) == 0:
+        # Text-only rows of a format that always writes the column (dense-jsonl's `"images": []`): trl takes any
+        # `images` column as vision data and refuses a text model, so an empty one is no column at all.
+        dataset = dataset.remove_columns("images")
     if "images" in dataset.column_names:
         dataset = _cast_images(dataset, base_dir=path if path.is_dir() else path.parent)
     return dataset

@@ -9,6 +9,12 @@ the same path that loads a real model. Kinds:
 - ``reward``: a scalar reward model (``LlamaForSequenceClassification`` with one label);
 - ``vlm``: a LLaVA (CLIP vision tower + Llama text model) with a ``LlavaProcessor`` for 48x48 images cut into
   3x3 patches of 16 pixels, one per shapes-world grid cell.
+
+Two variants of each. ``tiny`` (the default) is the easy case: fp32 weights, a pad token distinct from EOS, no
+dropout, 9 image tokens. ``realistic`` has the traits of the real checkpoints Loupe fine-tunes (Llama-2,
+Mistral-7B-Instruct-v0.1, LLaVA-1.5) that the easy case hides: weights saved in bf16 (``from_pretrained``
+loads them in bf16 unless told otherwise), no pad token, attention dropout on, and LLaVA-1.5's 576 image
+tokens (336x336 images in 14-pixel patches), still a few kilobytes wide.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from annotation.shapes_world import (
 )
 
 KINDS = ("lm", "vlm", "reward")
+VARIANTS = ("tiny", "realistic")
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 IMAGE_TOKEN = "<image>"  # noqa: S105 (a token of the vocabulary, not a secret)
@@ -48,6 +55,10 @@ VOCAB_SIZE = 512  # byte-level alphabet (256) plus merges that make most shapes-
 
 IMAGE_SIZE = 48
 PATCH_SIZE = 16  # 48 / 16 = 3: one patch per cell of the shapes world's 3x3 grid
+# The realistic variant's vision tower sees images as LLaVA-1.5's does: 336 / 14 = 24, 24 x 24 = 576 tokens.
+REALISTIC_IMAGE_SIZE = 336
+REALISTIC_PATCH_SIZE = 14
+REALISTIC_DROPOUT = 0.1
 
 # A chat template that renders the roles as special tokens and ends each turn with EOS (no newlines: the role
 # tokens already separate the turns). Message content may be a string or a list of {"type": "text"|"image"}
@@ -92,8 +103,13 @@ def _training_corpus() -> list[str]:
     return lines
 
 
-def make_tiny_tokenizer(*, with_image_token: bool = False) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (any text encodes, no unknown bytes) trained on the local corpus."""
+def make_tiny_tokenizer(
+    *, with_image_token: bool = False, with_pad_token: bool = True, model_max_length: int = 512
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (any text encodes, no unknown bytes) trained on the local corpus.
+
+    Without ``with_pad_token`` the tokenizer declares no pad token, as Llama-2's does (``<pad>`` stays in the
+    vocabulary, unused, so both variants share token ids)."""
     specials = [PAD, BOS, EOS, UNK, *ROLE_TOKENS] + ([IMAGE_TOKEN] if with_image_token else [])
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -113,15 +129,17 @@ def make_tiny_tokenizer(*, with_image_token: bool = False) -> PreTrainedTokenize
         unk_token=UNK,
         additional_special_tokens=specials[4:],
         padding_side="left",  # decoder-only generation pads on the left
-        model_max_length=512,
+        model_max_length=model_max_length,
     )
+    if not with_pad_token:
+        tokenizer.pad_token = None
     tokenizer.chat_template = CHAT_TEMPLATE.replace("{{ image_token }}", IMAGE_TOKEN if with_image_token else "")
     if with_image_token:
         tokenizer.image_token = IMAGE_TOKEN
     return tokenizer
 
 
-def _text_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+def _text_config(tokenizer: PreTrainedTokenizerFast, *, realistic: bool) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -129,7 +147,8 @@ def _text_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=2048 if realistic else 512,  # room for 576 image tokens and the text
+        attention_dropout=REALISTIC_DROPOUT if realistic else 0.0,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -137,17 +156,23 @@ def _text_config(tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
     )
 
 
-def make_tiny_model(*, kind: str, out_dir: Path, seed: int = 0) -> Path:
-    """Build a tiny random model of ``kind`` ("lm", "vlm" or "reward") with its tokenizer/processor in
-    ``out_dir`` and return ``out_dir``. The same seed gives the same weights; nothing is downloaded.
+def make_tiny_model(*, kind: str, out_dir: Path, seed: int = 0, variant: str = "tiny") -> Path:
+    """Build a tiny random model of ``kind`` ("lm", "vlm" or "reward") and ``variant`` ("tiny" or
+    "realistic", see the module docstring) with its tokenizer/processor in ``out_dir`` and return ``out_dir``.
+    The same seed gives the same weights; nothing is downloaded.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
+    realistic = variant == "realistic"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    tokenizer = make_tiny_tokenizer(with_image_token=kind == "vlm")
-    text_config = _text_config(tokenizer)
+    tokenizer = make_tiny_tokenizer(
+        with_image_token=kind == "vlm", with_pad_token=not realistic, model_max_length=2048 if realistic else 512
+    )
+    text_config = _text_config(tokenizer, realistic=realistic)
 
     if kind == "lm":
         model = LlamaForCausalLM(text_config)
@@ -157,13 +182,15 @@ def make_tiny_model(*, kind: str, out_dir: Path, seed: int = 0) -> Path:
         model = LlamaForSequenceClassification(text_config)
         tokenizer.save_pretrained(out_dir)
     else:
+        image_size, patch_size = (REALISTIC_IMAGE_SIZE, REALISTIC_PATCH_SIZE) if realistic else (IMAGE_SIZE, PATCH_SIZE)
         vision_config = CLIPVisionConfig(
-            image_size=IMAGE_SIZE,
-            patch_size=PATCH_SIZE,
+            image_size=image_size,
+            patch_size=patch_size,
             hidden_size=32,
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=4,
+            attention_dropout=REALISTIC_DROPOUT if realistic else 0.0,
         )
         config = LlavaConfig(
             vision_config=vision_config,
@@ -175,9 +202,9 @@ def make_tiny_model(*, kind: str, out_dir: Path, seed: int = 0) -> Path:
         )
         model = LlavaForConditionalGeneration(config)
         processor = LlavaProcessor(
-            image_processor=_tiny_image_processor(),
+            image_processor=_tiny_image_processor(image_size),
             tokenizer=tokenizer,
-            patch_size=PATCH_SIZE,
+            patch_size=patch_size,
             vision_feature_select_strategy="default",
             num_additional_image_tokens=1,  # CLIP's CLS token, dropped by the "default" strategy
             chat_template=tokenizer.chat_template,
@@ -189,12 +216,15 @@ def make_tiny_model(*, kind: str, out_dir: Path, seed: int = 0) -> Path:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.bos_token_id = tokenizer.bos_token_id
+    if realistic:
+        model.to(torch.bfloat16)  # saved in bf16, as hub checkpoints are; the config records the dtype
     model.save_pretrained(out_dir)
     return out_dir
 
 
-def _tiny_image_processor():
-    """CLIP preprocessing at 48x48. Without torchvision, transformers offers only the PIL backend, which is
+def _tiny_image_processor(image_size: int):
+    """CLIP preprocessing at ``image_size`` pixels square. Without torchvision, transformers offers only the
+    PIL backend, which is
     what we build then; with it, the default class (the one a hub checkpoint would load)."""
     import transformers
 
@@ -205,6 +235,6 @@ def _tiny_image_processor():
     except ImportError:
         image_processor_class = transformers.CLIPImageProcessorPil
     return image_processor_class(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
     )

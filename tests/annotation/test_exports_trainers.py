@@ -114,3 +114,23 @@ def test_dpo_trainer_trains_a_vision_model_on_the_datasets_directory_with_images
         output_dir=tmp_path / "run",
     )
     assert loss > 0
+
+
+def test_loupe_ddpo_trains_a_text_model_on_the_dense_export(text_snapshot, tiny_lm_dir, tmp_path):
+    """The dense-jsonl export (pairs with spans; text rows carry ``"images": []``) trains Loupe's DDPO on a text
+    model as it is: the empty images column is no vision data, and the diff finds the changed words."""
+    from training.core import load_preference_dataset
+    from training.methods.ddpo import DDPOConfig, train_ddpo
+
+    out = services.snapshot_export(snapshot=text_snapshot, export_format="dense-jsonl", out=tmp_path / "export")
+    rows = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and all(row["images"] == [] for row in rows)
+    assert "images" not in load_preference_dataset(out / "pairs.jsonl").column_names
+    result = train_ddpo(
+        config=DDPOConfig(max_steps=2, per_device_train_batch_size=4, logging_steps=1),
+        train_path=out / "pairs.jsonl",
+        base_model=str(tiny_lm_dir),
+        output_dir=tmp_path / "run",
+    )
+    assert result.steps == 2
+    assert result.history[0]["changed_token_fraction"] > 0

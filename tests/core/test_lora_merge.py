@@ -3,11 +3,14 @@ base plus (alpha / r) * B @ A, for policies, vision models and reward models."""
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
 from training.core import read_model_info
+from training.methods.ddpo import DDPOConfig, train_ddpo
+from training.methods.dpo import DPOConfig, train_dpo
 from training.methods.lora import merge_adapter
 from training.methods.reward import RewardConfig, load_reward_model, train_reward
 from training.methods.sft import SFTConfig, train_sft
@@ -103,3 +106,82 @@ def test_a_reward_model_adapter_keeps_its_trained_head_when_merged(tiny_lm_dir, 
     peft_model.config.pad_token_id = model.config.pad_token_id = tokenizer.pad_token_id
     inputs = tokenizer(["There is a red circle."], return_tensors="pt")
     torch.testing.assert_close(model(**inputs).logits, peft_model(**inputs).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("train", "config_class"), [(train_dpo, DPOConfig), (train_ddpo, DDPOConfig)], ids=["dpo", "ddpo"]
+)
+def test_preference_runs_keep_the_adapter_alone_when_merge_lora_is_off(
+    train, config_class, tiny_lm_dir, text_preference_file, tmp_path
+):
+    """merge_lora off is honoured by DPO and DDPO as by the other methods: the folder holds the adapter only."""
+    result = train(
+        config=config_class(max_steps=1, **LORA),
+        train_path=text_preference_file,
+        base_model=str(tiny_lm_dir),
+        output_dir=tmp_path / "adapter",
+    )
+    assert (result.output_dir / "adapter_config.json").is_file()
+    assert not (result.output_dir / "model.safetensors").exists()
+    assert read_model_info(result.output_dir)["is_adapter"] is True
+
+
+def test_a_merged_reward_adapter_on_a_base_without_pad_token_keeps_the_pad_id(
+    real_lm_dir, text_preference_file, tmp_path
+):
+    """A reward adapter trained on a base whose tokenizer has no pad token merges into a folder whose config
+    names the pad token (EOS), so the plain Auto classes score a padded batch as they score each text alone."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    result = train_reward(
+        config=RewardConfig(max_steps=1, **LORA),
+        train_path=text_preference_file,
+        base_model=str(real_lm_dir),
+        output_dir=tmp_path / "radapter",
+    )
+    merged_dir = merge_adapter(adapter_dir=result.output_dir, output_dir=tmp_path / "rmerged")
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    assert json.loads((merged_dir / "config.json").read_text())["pad_token_id"] == tokenizer.eos_token_id
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id
+    model = AutoModelForSequenceClassification.from_pretrained(merged_dir, dtype=torch.float32).eval()
+    texts = ["A red circle.", "There are two objects: a blue star at the top and a green square on the left."]
+    with torch.no_grad():
+        batch = model(**tokenizer(texts, return_tensors="pt", padding=True)).logits
+        alone = model(**tokenizer(texts[:1], return_tensors="pt")).logits
+    torch.testing.assert_close(batch[0], alone[0], rtol=1e-4, atol=1e-4)
+
+
+def test_qlora_is_refused_when_the_config_is_made_where_it_cannot_run(monkeypatch):
+    """QLoRA needs LoRA, bitsandbytes and a CUDA GPU; each missing piece is refused with a message saying what
+    is missing, by the config and by the service the web form and API call (torch-free checks)."""
+    import importlib.util
+
+    from loupe.errors import ApplicationError
+    from training.methods import configs
+    from training.services import method_config_build
+
+    with pytest.raises(ValueError, match="turn use_lora on"):
+        SFTConfig(use_qlora=True)
+    real_find_spec = importlib.util.find_spec
+    installed = {"bitsandbytes": False}
+
+    def find_spec(name, *args, **kwargs):
+        if name == "bitsandbytes":
+            return object() if installed["bitsandbytes"] else None
+        return real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(configs, "_has_cuda_gpu", lambda: True)
+    with pytest.raises(ValueError, match="bitsandbytes, which is not installed"):
+        DPOConfig(use_lora=True, use_qlora=True)
+    with pytest.raises(ApplicationError, match="bitsandbytes, which is not installed"):
+        method_config_build(method="reward", config={"use_lora": True, "use_qlora": True})
+    installed["bitsandbytes"] = True
+    monkeypatch.setattr(configs, "_has_cuda_gpu", lambda: False)
+    with pytest.raises(ValueError, match="needs a CUDA GPU"):
+        RewardConfig(use_lora=True, use_qlora=True)
+    monkeypatch.setattr(configs, "_has_cuda_gpu", lambda: True)
+    config = SFTConfig(use_lora=True, use_qlora=True)  # where both exist, the 4-bit load is configured
+    assert config.model_init_kwargs()["quantization_config"].load_in_4bit
+    with pytest.raises(ValueError, match="PPO does not train on a 4-bit base"):  # PPO loads its models itself
+        configs.PPOConfig(use_lora=True, use_qlora=True, reward_function="tests.training.scorers:word_count")

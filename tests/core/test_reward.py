@@ -98,3 +98,23 @@ def test_reward_model_learns_a_separable_preference(tiny_lm_dir, separable_prefe
     assert before < 0.9
     assert after > 0.9
     assert result.metrics["eval_rewards/accuracies"] == pytest.approx(after, abs=0.02)  # trainer and scorer agree
+
+
+def test_the_reward_head_is_drawn_from_the_config_seed(tiny_lm_dir, text_preference_file, tmp_path):
+    """The new score head comes from config.seed, not from whatever the global random state was: two runs
+    with one seed start from the same head after different draws, another seed starts elsewhere."""
+
+    def first_head(seed: int, global_seed: int) -> torch.Tensor:
+        torch.manual_seed(global_seed)
+        # One step at a learning rate no fp32 head weight feels: what is saved is the initial head.
+        result = train_reward(
+            config=RewardConfig(max_steps=1, learning_rate=1e-30, seed=seed, save_steps=100),
+            train_path=text_preference_file,
+            base_model=str(tiny_lm_dir),
+            output_dir=tmp_path / f"rm-{seed}-{global_seed}",
+        )
+        return load_reward_model(result.output_dir)[0].score.weight.detach().clone()
+
+    head = first_head(seed=3, global_seed=1)
+    assert torch.equal(head, first_head(seed=3, global_seed=2))
+    assert not torch.equal(head, first_head(seed=4, global_seed=1))

@@ -7,8 +7,9 @@ import math
 import datasets
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
+from training.core import render_text
 from training.generation import answer_prefix_of, encode_prompts, load_policy
 from training.methods.sft import SFTConfig, load_sft_rows, sft_rows_from_preferences, train_sft
 
@@ -55,7 +56,34 @@ def test_sft_trains_the_tiny_lm_with_control_tokens(tiny_lm_dir, text_preference
         processing_class, prompts=["Describe the image."], images=None, use_template=True, answer_prefix="[GOOD] "
     )
     text = processing_class.decode(batch.inputs["input_ids"][0])
-    assert text.endswith("<|assistant|>[GOOD] ")
+    assert text.endswith("<|assistant|>[GOOD]")  # the space is the answer's first token's, as in training
+
+
+@pytest.mark.parametrize("prefix_source", ["config", "saved folder"])
+def test_the_generation_prompt_is_a_token_prefix_of_the_control_token_training_text(
+    prefix_source, tiny_lm_dir, tmp_path
+):
+    """What generation feeds a control-token model (prompt + good token) tokenizes exactly as the start of a
+    training answer after that token: "[GOOD] A" is "]", " A" in training, so the prompt must not end on a
+    lone space token the model never saw there."""
+    config = SFTConfig(control_tokens=True)
+    prefix = config.answer_prefix
+    if prefix_source == "saved folder":
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text(json.dumps({"prompt": "Caption this.", "completion": "[GOOD] A red circle."}) + "\n")
+        result = train_sft(
+            config=SFTConfig(max_steps=1), train_path=rows, base_model=str(tiny_lm_dir), output_dir=tmp_path / "m"
+        )
+        prefix = answer_prefix_of(result.output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    prompt = "What is in the image?"
+    for answer in ("A red circle on the left.", "There are two objects."):
+        trained = render_text(tokenizer, prompt=prompt, answer=f"{prefix}{answer}", with_image=False, use_template=True)
+        trained_ids = tokenizer(trained, add_special_tokens=False)["input_ids"]
+        batch = encode_prompts(tokenizer, prompts=[prompt], images=None, use_template=True, answer_prefix=prefix)
+        prompt_ids = batch.inputs["input_ids"][0].tolist()
+        assert trained_ids[: len(prompt_ids)] == prompt_ids
+        assert tokenizer.decode(trained_ids[len(prompt_ids)]).startswith(" ")  # the answer's first word
 
 
 def test_sft_trains_the_tiny_vlm_on_images(tiny_vlm_dir, image_preference_file, tmp_path):

@@ -102,3 +102,29 @@ def test_unknown_kind_is_refused(tmp_path):
     """Asking for a kind that does not exist names the kinds that do."""
     with pytest.raises(ValueError, match="lm"):
         make_tiny_model(kind="gpt5", out_dir=tmp_path)
+
+
+def test_the_realistic_variant_has_the_traits_of_real_checkpoints(real_lm_dir, real_vlm_dir, real_reward_dir):
+    """Saved in bf16, no pad token in the tokenizer or the configs, attention dropout on in the text model and
+    the vision tower, and LLaVA-1.5's 576 image tokens per image."""
+    for folder in (real_lm_dir, real_reward_dir):
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert tokenizer.pad_token is None and tokenizer.eos_token is not None
+    lm = AutoModelForCausalLM.from_pretrained(real_lm_dir)
+    assert lm.dtype == torch.bfloat16 and lm.config.pad_token_id is None
+    assert lm.generation_config.pad_token_id is None and lm.config.attention_dropout > 0
+    reward = AutoModelForSequenceClassification.from_pretrained(real_reward_dir)
+    assert reward.dtype == torch.bfloat16 and reward.config.pad_token_id is None
+
+    processor = AutoProcessor.from_pretrained(real_vlm_dir)
+    vlm = AutoModelForImageTextToText.from_pretrained(real_vlm_dir)
+    assert vlm.dtype == torch.bfloat16 and processor.tokenizer.pad_token is None
+    assert vlm.config.text_config.attention_dropout > 0 and vlm.config.vision_config.attention_dropout > 0
+    inputs = processor(images=[scene_render(scene_generate(seed=1))], text=[f"{IMAGE_TOKEN}Hi"], return_tensors="pt")
+    assert (inputs["input_ids"] == vlm.config.image_token_id).sum().item() == 576  # 336 / 14 = 24, 24 x 24
+
+
+def test_unknown_variant_is_refused(tmp_path):
+    """A variant that does not exist names the ones that do."""
+    with pytest.raises(ValueError, match="realistic"):
+        make_tiny_model(kind="lm", out_dir=tmp_path, variant="huge")

@@ -11,6 +11,8 @@ Defaults suit the tiny test models (a few steps move them); the help text says w
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,32 @@ def _at_least_one(config: object, *names: str) -> None:
             raise ValueError(f"{name} must be at least 1, not {getattr(config, name)}")
 
 
+def _has_cuda_gpu() -> bool:
+    """Whether this machine has an NVIDIA GPU, asked without importing torch where it is not loaded yet (the
+    web process validates configs and never imports it): the driver's files tell."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].cuda.is_available()
+    return Path("/proc/driver/nvidia/version").is_file() or shutil.which("nvidia-smi") is not None
+
+
+def qlora_unavailable_reason() -> str | None:
+    """Why QLoRA cannot run here (bitsandbytes' 4-bit kernels need the package and a CUDA GPU), or None.
+
+    The web process checks it when a run is created, the worker again before it trains; a web server on a
+    machine without the GPU workers' setup therefore refuses QLoRA runs too."""
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return (
+            "use_qlora loads the base model in 4 bits through bitsandbytes, which is not installed here "
+            "(pip install bitsandbytes on a CUDA machine); turn use_qlora off to train plain LoRA adapters"
+        )
+    if not _has_cuda_gpu():
+        return (
+            "use_qlora needs a CUDA GPU for bitsandbytes' 4-bit kernels and this machine has none; turn "
+            "use_qlora off to train plain LoRA adapters"
+        )
+    return None
+
+
 # --------------------------------------------------------------------------------------------------------------
 # What every trainer-based method shares
 
@@ -53,7 +81,11 @@ class TrainingConfig:
     )
     max_length: int | None = field(
         default=512,
-        metadata={"help": "Longest prompt + answer in tokens; longer ones are cut at the end. None: no limit."},
+        metadata={
+            "help": "Longest prompt + answer in text tokens; longer ones are cut at the end. A vision-language "
+            "model's image tokens come on top, counted from its processor (LLaVA-1.5: 576 per image), so an "
+            "image is never cut. None: no limit."
+        },
     )
     lr_scheduler_type: str = field(
         default="linear",
@@ -85,6 +117,14 @@ class TrainingConfig:
     use_lora: bool = field(
         default=False,
         metadata={"help": "Train LoRA adapters (peft) instead of all weights."},
+    )
+    use_qlora: bool = field(
+        default=False,
+        metadata={
+            "help": "QLoRA (Dettmers et al., 2023): load the base model in 4-bit NF4 (bitsandbytes, bf16 compute) "
+            "and train LoRA adapters on it, so a 7B model fits one 24 GB GPU. Needs use_lora, bitsandbytes and "
+            "a CUDA GPU; refused otherwise."
+        },
     )
     lora_r: int = field(default=8, metadata={"help": "LoRA rank (HA-DPO uses 64 on 7B models)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
@@ -119,6 +159,33 @@ class TrainingConfig:
             raise ValueError("LoRA needs lora_r >= 1, lora_alpha > 0 and at least one target module")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), not {self.lora_dropout}")
+        if self.use_qlora and not self.use_lora:
+            raise ValueError("use_qlora trains LoRA adapters on a 4-bit base: turn use_lora on too")
+        if self.use_qlora and (reason := qlora_unavailable_reason()):
+            raise ValueError(reason)
+
+    def model_init_kwargs(self) -> dict[str, Any]:
+        """``from_pretrained`` keyword arguments for the model a run trains: fp32 master weights whatever
+        dtype the checkpoint was saved in (``training.core.TRAINING_DTYPE``; bf16 comes from autocast on a
+        GPU), plus the 4-bit quantization with ``use_qlora``. trl's trainers take them as ``model_init_kwargs``."""
+        from training.core import TRAINING_DTYPE
+
+        kwargs: dict[str, Any] = {"dtype": TRAINING_DTYPE}
+        if self.use_qlora:
+            import torch
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16,
+            )
+        return kwargs
+
+    def sequence_max_length(self, *, image_tokens: int = 0) -> int | None:
+        """The token limit a trainer applies: ``max_length`` text tokens plus a row's ``image_tokens``."""
+        return None if self.max_length is None else self.max_length + image_tokens
 
     def trainer_arguments(self, *, output_dir: Path, with_eval: bool) -> dict[str, Any]:
         """Keyword arguments any ``transformers.TrainingArguments`` subclass takes for this run: checkpoints
@@ -228,31 +295,48 @@ class DPOConfig(TrainingConfig):
         super().__post_init__()
         _positive(self, "beta")
 
-    def trl_args(self, *, output_dir: Path, with_eval: bool) -> TrlDPOConfig:
-        """trl's DPO config for this run (see ``TrainingConfig.trainer_arguments``)."""
+    def trl_args(self, *, output_dir: Path, with_eval: bool, image_tokens: int = 0) -> TrlDPOConfig:
+        """trl's DPO config for this run (see ``TrainingConfig.trainer_arguments``); ``image_tokens``: the most
+        image tokens a row holds, added to ``max_length``."""
         from trl import DPOConfig as TrlDPOConfig
 
         return TrlDPOConfig(
             **self.trainer_arguments(output_dir=output_dir, with_eval=with_eval),
+            model_init_kwargs=self.model_init_kwargs(),
             beta=self.beta,
-            max_length=self.max_length,
+            max_length=self.sequence_max_length(image_tokens=image_tokens),
             prediction_loss_only=True,  # evaluation needs the loss and metrics, never the full logits
         )
 
 
 @dataclass
 class DDPOConfig(DPOConfig):
-    """Settings of a DDPO run: DPO's, with the paper's beta, plus the weight of changed tokens."""
+    """Settings of a DDPO run: DPO's, with the paper's beta, plus the weight of changed tokens and how a
+    sequence's weighted token log-probs are reduced. The defaults are the paper's (mean, beta 0.5, gamma 5):
+    its formula is what Loupe documents, and a mean keeps beta's scale the same for short and long answers.
+    RLHF-V's released run is normalize "sum", beta 0.1, gamma 1.1."""
 
     beta: float = field(
         default=0.5,
-        metadata={"help": "DPO's beta. RLHF-V's paper uses 0.5; its released training script uses 0.1."},
+        metadata={
+            "help": "DPO's beta. RLHF-V's paper uses 0.5 (with normalize 'mean'); its released training run uses "
+            "0.1 (with normalize 'sum')."
+        },
     )
     gamma: float = field(
         default=5.0,
         metadata={
-            "help": "Weight of changed (corrected) tokens relative to unchanged ones. RLHF-V's paper uses 5; its "
-            "released training script uses 1.1. 1 gives DPO on mean token log-probabilities."
+            "help": "Weight of changed (corrected) tokens relative to unchanged ones. RLHF-V's paper uses 5 (with "
+            "normalize 'mean'); its released training run uses 1.1 (with normalize 'sum'). 1 gives DPO on mean "
+            "token log-probabilities ('mean') or plain DPO ('sum')."
+        },
+    )
+    normalize: str = field(
+        default="mean",
+        metadata={
+            "help": "How a sequence's gamma-weighted token log-probs are reduced: 'mean' divides their sum by the "
+            "sum of the weights (RLHF-V's paper: beta 0.5, gamma 5); 'sum' keeps the sum (RLHF-V's released run, "
+            "dpo_use_average=False: beta 0.1, gamma 1.1), so long answers weigh more."
         },
     )
     min_match_tokens: int = field(
@@ -264,6 +348,8 @@ class DDPOConfig(DPOConfig):
         super().__post_init__()
         _positive(self, "gamma")
         _at_least_one(self, "min_match_tokens")
+        if self.normalize not in ("mean", "sum"):
+            raise ValueError(f"normalize must be 'mean' or 'sum', not {self.normalize!r}")
 
 
 @dataclass
@@ -306,12 +392,14 @@ class SFTConfig(TrainingConfig):
         """What generation prepends to every answer of a model trained with this config."""
         return f"{self.good_token} " if self.control_tokens else ""
 
-    def trl_args(self, *, output_dir: Path, with_eval: bool):
+    def trl_args(self, *, output_dir: Path, with_eval: bool, image_tokens: int = 0):
+        """trl's SFT config for this run; ``image_tokens`` as for ``DPOConfig.trl_args``."""
         from trl import SFTConfig as TrlSFTConfig
 
         return TrlSFTConfig(
             **self.trainer_arguments(output_dir=output_dir, with_eval=with_eval),
-            max_length=self.max_length,
+            model_init_kwargs=self.model_init_kwargs(),
+            max_length=self.sequence_max_length(image_tokens=image_tokens),
             completion_only_loss=True,  # learn the answers, not the prompts
             prediction_loss_only=True,
         )
@@ -421,6 +509,8 @@ class PPOConfig(OnlineConfig):
             raise ValueError("vf_coef and init_kl_coef cannot be negative")
         if not 0 < self.gamma <= 1 or not 0 <= self.lam <= 1:
             raise ValueError("gamma must be in (0, 1] and lam in [0, 1]")
+        if self.use_qlora:  # PPO loads its policy, value head and reference itself, in fp32
+            raise ValueError("PPO does not train on a 4-bit base yet: turn use_qlora off (use_lora works)")
 
 
 @dataclass
@@ -455,6 +545,7 @@ class GRPOConfig(OnlineConfig):
 
         return TrlGRPOConfig(
             **self.trainer_arguments(output_dir=output_dir, with_eval=False),
+            model_init_kwargs=self.model_init_kwargs(),
             num_generations=self.num_generations,
             max_completion_length=self.max_completion_length,
             temperature=self.temperature,
@@ -476,6 +567,7 @@ class RLOOConfig(GRPOConfig):
 
         return TrlRLOOConfig(
             **self.trainer_arguments(output_dir=output_dir, with_eval=False),
+            model_init_kwargs=self.model_init_kwargs(),
             num_generations=self.num_generations,
             max_completion_length=self.max_completion_length,
             temperature=self.temperature,

@@ -2,32 +2,44 @@
 
 RLHF-V (Yu et al., 2024, "RLHF-V: Towards Trustworthy MLLMs via Behavior Alignment from Fine-grained
 Correctional Human Feedback", https://arxiv.org/abs/2312.00849) collects segment-level corrections of
-hallucinated answers and trains with DPO on a weighted, length-normalised sequence log-probability:
+hallucinated answers and trains with DPO on a gamma-weighted sequence log-probability, used for the policy
+and the reference alike, inside the usual DPO loss
+``-log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])``. Two forms exist:
+
+- ``normalize="mean"``, the paper's formula (beta 0.5, gamma 5, Loupe's defaults), with gamma = 1 DPO on mean
+  token log-probabilities:
 
     log pi(y|x) = (sum_{unchanged t} log p(y_t) + gamma * sum_{changed t} log p(y_t)) / (|unchanged| + gamma*|changed|)
 
-used for the policy and the reference alike, inside the usual DPO loss
-``-log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])``. With gamma = 1 this is
-DPO on mean token log-probabilities; with the policy equal to the reference the loss is ln 2.
+- ``normalize="sum"``, what RLHF-V's released training run computes (Muffin ``compute_weighted_logp`` with
+  ``dpo_use_average=False``, ``dpo_token_weight=1.1``, ``dpo_beta=0.1``): the numerator alone; with gamma = 1
+  this is plain DPO.
+
+With the policy equal to the reference the loss is ln 2 either way.
 
 Which tokens are "changed": as RLHF-V's code does it, diff the token ids of the chosen and the rejected
-answer (``difflib.SequenceMatcher``), keep the matching blocks of at least 3 tokens, and mark every token
-outside them, on both sides. Two choices differ from RLHF-V's script and are deliberate: a token inserted on
-one side only (e.g. a hallucinated object with no counterpart) is marked too, where RLHF-V marks only
-replaced stretches; and the matcher runs without difflib's "autojunk" heuristic, which on answers of 200+
-tokens would ignore frequent tokens. When a row carries explicit character spans (``chosen_spans``,
-``rejected_spans``: lists of ``[start, end]`` offsets into that answer's text, e.g. what an annotator
-marked), those spans choose the changed tokens of that side instead of the diff.
+sequence (``difflib.SequenceMatcher``), keep the matching blocks of at least 3 tokens, and mark every answer
+token outside them, on both sides. Like RLHF-V, the diff sees the prompt too: an opening the answers share
+continues the prompt's matching block, so a shared first word ("There" in "There is a red circle" vs "There
+are two circles") stays unchanged, where a diff of the answers alone would find a match too short to count.
+Two choices differ from RLHF-V's script and are deliberate: a token inserted on one side only (e.g. a
+hallucinated object with no counterpart) is marked too, where RLHF-V marks only replaced stretches; and the
+matcher runs without difflib's "autojunk" heuristic, which on sequences of 200+ tokens would ignore frequent
+tokens (and every image placeholder token). When a side of a row carries explicit character spans
+(``chosen_spans``, ``rejected_spans``: non-empty lists of ``[start, end]`` offsets into that answer's text, e.g.
+what an annotator marked), those spans choose the changed tokens of that side instead of the diff. An empty or
+missing list means "no spans were marked", not "nothing changed": pairs from pairwise, rating, ranking and AI
+feedback carry ``[]`` on both sides and get their changed tokens from the diff.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,14 +60,25 @@ NON_MODEL_KEYS = {"completion_mask", "changed_mask", "ref_chosen_logps", "ref_re
 # The loss
 
 
-def weighted_sequence_logps(token_logps: torch.Tensor, token_weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Weighted mean of per-token log-probs over the completion tokens of each sequence.
+Normalize = Literal["mean", "sum"]
+
+
+def weighted_sequence_logps(
+    token_logps: torch.Tensor, token_weights: torch.Tensor, mask: torch.Tensor, *, normalize: Normalize = "mean"
+) -> torch.Tensor:
+    """Weighted mean (the paper) or sum (RLHF-V's released run) of the completion tokens' log-probs.
 
     token_logps: (N, T) log p of each token; token_weights: (N, T), 1 for unchanged and gamma for changed
-    tokens; mask: (N, T), 1 on completion tokens. Returns (N,): sum(w * logp) / sum(w) over masked tokens.
+    tokens; mask: (N, T), 1 on completion tokens. Returns (N,): sum(w * logp) over masked tokens, divided by
+    sum(w) for ``"mean"``.
     """
     weights = token_weights * mask  # (N, T)
-    return (token_logps * weights).sum(dim=-1) / weights.sum(dim=-1).clamp(min=1e-8)  # (N,)
+    weighted = (token_logps * weights).sum(dim=-1)  # (N,)
+    if normalize == "sum":
+        return weighted
+    if normalize == "mean":
+        return weighted / weights.sum(dim=-1).clamp(min=1e-8)  # (N,)
+    raise ValueError(f"normalize must be 'mean' or 'sum', not {normalize!r}")
 
 
 def ddpo_loss(
@@ -86,18 +109,33 @@ def dense_token_weights(changed_mask: torch.Tensor, gamma: float) -> torch.Tenso
 
 
 def diff_changed_tokens(
-    chosen_ids: list[int], rejected_ids: list[int], *, min_match: int = 3
+    chosen_ids: list[int], rejected_ids: list[int], *, min_match: int = 3, prompt_ids: Sequence[int] = ()
 ) -> tuple[list[bool], list[bool]]:
-    """Mark the tokens of each answer that lie outside the matching blocks (>= ``min_match`` tokens) of
-    their diff. Returns one flag per token of ``chosen_ids`` and of ``rejected_ids``."""
-    matcher = difflib.SequenceMatcher(None, chosen_ids, rejected_ids, autojunk=False)
-    chosen_changed = [True] * len(chosen_ids)
-    rejected_changed = [True] * len(rejected_ids)
+    """Mark the tokens of each answer that lie outside the matching blocks (>= ``min_match`` tokens) of the
+    diff of ``prompt_ids + chosen_ids`` and ``prompt_ids + rejected_ids``, as RLHF-V diffs whole sequences.
+    Returns one flag per token of ``chosen_ids`` and of ``rejected_ids``.
+
+    The shared opening of the two sequences (the prompt and any equal first answer tokens) is taken as one
+    matching block and skipped before the matcher runs, so that a prompt of hundreds of identical image
+    tokens costs nothing. difflib finds the same block first whenever it is the longest common run, as a
+    real prompt makes it; otherwise the two diffs can differ only in which copy of a repeated token counts
+    as the inserted one.
+    """
+    chosen_seq, rejected_seq = [*prompt_ids, *chosen_ids], [*prompt_ids, *rejected_ids]
+    shared = next(
+        (k for k, (a, b) in enumerate(zip(chosen_seq, rejected_seq, strict=False)) if a != b),
+        min(len(chosen_seq), len(rejected_seq)),
+    )
+    if shared < min_match:
+        shared = 0  # too short to count: let the matcher see the whole sequences
+    chosen_changed = [False] * shared + [True] * (len(chosen_seq) - shared)
+    rejected_changed = [False] * shared + [True] * (len(rejected_seq) - shared)
+    matcher = difflib.SequenceMatcher(None, chosen_seq[shared:], rejected_seq[shared:], autojunk=False)
     for block in matcher.get_matching_blocks():
         if block.size >= min_match:
-            chosen_changed[block.a : block.a + block.size] = [False] * block.size
-            rejected_changed[block.b : block.b + block.size] = [False] * block.size
-    return chosen_changed, rejected_changed
+            chosen_changed[shared + block.a : shared + block.a + block.size] = [False] * block.size
+            rejected_changed[shared + block.b : shared + block.b + block.size] = [False] * block.size
+    return chosen_changed[len(prompt_ids) :], rejected_changed[len(prompt_ids) :]
 
 
 def span_changed_tokens(offsets: list[tuple[int, int]], spans: list[list[int]]) -> list[bool]:
@@ -127,8 +165,8 @@ def completion_token_offsets(tokenizer: Any, text: str, completion_ids: list[int
 class DataCollatorForDensePreference:
     """Wraps trl's preference collator and adds ``changed_mask`` (2B, L): 1 on the changed completion tokens.
 
-    Rows are laid out as trl does (B chosen rows, then B rejected rows); the changed tokens come from each
-    row's spans when it has them, else from the token diff of its chosen and rejected completions.
+    Rows are laid out as trl does (B chosen rows, then B rejected rows); the changed tokens of a side come from
+    its spans when it has some, else from the token diff of the chosen and rejected sequences, prompt included.
     """
 
     base: Callable[[list[dict[str, Any]]], dict[str, Any]]
@@ -140,15 +178,19 @@ class DataCollatorForDensePreference:
         spans = [(ex.get("chosen_spans"), ex.get("rejected_spans")) for ex in examples]
         batch = self.base([dict(ex) for ex in examples])  # trl's vision collator edits its examples
         input_ids, completion_mask = batch["input_ids"], batch["completion_mask"]
+        prompt_mask = batch["attention_mask"] * (1 - completion_mask)
         changed = torch.zeros_like(completion_mask)
         n = len(examples)
         for i in range(n):
             chosen_pos = completion_mask[i].nonzero().squeeze(-1)
             rejected_pos = completion_mask[n + i].nonzero().squeeze(-1)
             chosen_ids, rejected_ids = input_ids[i, chosen_pos].tolist(), input_ids[n + i, rejected_pos].tolist()
-            flags = list(diff_changed_tokens(chosen_ids, rejected_ids, min_match=self.min_match_tokens))
+            prompt_ids = input_ids[i, prompt_mask[i].bool()].tolist()  # the same prompt heads both rows
+            flags = list(
+                diff_changed_tokens(chosen_ids, rejected_ids, min_match=self.min_match_tokens, prompt_ids=prompt_ids)
+            )
             for side, ids in enumerate((chosen_ids, rejected_ids)):
-                if spans[i][side] is not None and answers[i][side] is not None:
+                if spans[i][side] and answers[i][side] is not None:
                     offsets = completion_token_offsets(self.tokenizer, message_text(answers[i][side]), ids)
                     flags[side] = span_changed_tokens(offsets, spans[i][side])
             changed[i, chosen_pos] = torch.tensor(flags[0], dtype=changed.dtype)
@@ -168,8 +210,11 @@ class DDPOTrainer(DPOTrainer):
     ``_compute_loss`` (trl's hook for the whole loss) is replaced by the dense loss above.
     """
 
-    def __init__(self, *args: Any, gamma: float, min_match_tokens: int = 3, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, gamma: float, normalize: Normalize = "mean", min_match_tokens: int = 3, **kwargs: Any
+    ) -> None:
         self.gamma = gamma
+        self.normalize = normalize
         args_config = kwargs.get("args")
         if args_config is not None and args_config.precompute_ref_log_probs:
             raise ValueError("DDPO weighs each token, so reference log-probs cannot be precomputed as sums")
@@ -192,7 +237,7 @@ class DDPOTrainer(DPOTrainer):
             model, completion_mask=inputs["completion_mask"], fused_lm_head=True, **model_kwargs
         )  # (2B, L-1) each
         weights = dense_token_weights(inputs["changed_mask"][:, 1:], self.gamma)  # (2B, L-1)
-        return weighted_sequence_logps(token_logps, weights, mask)
+        return weighted_sequence_logps(token_logps, weights, mask, normalize=self.normalize)
 
     def _reference_sequence_logps(self, inputs: dict[str, Any]) -> torch.Tensor:
         adapter = contextlib.nullcontext()
@@ -252,8 +297,8 @@ def train_ddpo(
     """Train ``base_model`` with dense DPO on ``train_path``; arguments as for ``train_dpo``.
 
     Rows may carry ``chosen_spans`` / ``rejected_spans`` (character ``[start, end]`` pairs into that
-    answer); sides without them get their changed tokens from the token diff. Per-step metrics are DPO's
-    plus ``changed_token_fraction``.
+    answer); sides without them, or with an empty list, get their changed tokens from the token diff.
+    Per-step metrics are DPO's plus ``changed_token_fraction``.
     """
     trainer = make_preference_trainer(
         trainer_class=DDPOTrainer,
@@ -263,6 +308,7 @@ def train_ddpo(
         output_dir=output_dir,
         eval_path=eval_path,
         gamma=config.gamma,
+        normalize=config.normalize,
         min_match_tokens=config.min_match_tokens,
     )
-    return run_trainer(trainer=trainer, output_dir=output_dir, hooks=hooks, resume=resume)
+    return run_trainer(trainer=trainer, output_dir=output_dir, hooks=hooks, resume=resume, merge_lora=config.merge_lora)

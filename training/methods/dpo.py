@@ -23,6 +23,8 @@ from trl import DPOTrainer
 from training.core import (
     RunHooks,
     TrainResult,
+    ensure_pad_token,
+    image_tokens_per_row,
     load_preference_dataset,
     load_processing_class,
     run_trainer,
@@ -72,9 +74,12 @@ def make_preference_trainer(
 ) -> DPOTrainer:
     """Build a ``DPOTrainer`` (or a subclass) for ``base_model`` on Loupe preference files.
 
-    The reference model is a second copy of ``base_model`` (or, with LoRA, the base with adapters off).
+    The reference model is a second copy of ``base_model`` (or, with LoRA, the base with adapters off), both
+    loaded as ``config.model_init_kwargs`` says. ``max_length`` counts text: the image tokens of a
+    vision-language model's rows are added to it, so no row is cut inside its image.
     """
     processing_class = load_processing_class(base_model)
+    ensure_pad_token(processing_class)  # pairs are padded into batches: EOS pads where no pad token exists
     train_dataset = prepare_preference_data(
         path=train_path, processing_class=processing_class, apply_chat_template=config.apply_chat_template
     )
@@ -83,9 +88,10 @@ def make_preference_trainer(
         eval_dataset = prepare_preference_data(
             path=eval_path, processing_class=processing_class, apply_chat_template=config.apply_chat_template
         )
+    image_tokens = image_tokens_per_row(processing_class, train_dataset, eval_dataset)
     return trainer_class(
         model=str(base_model),
-        args=config.trl_args(output_dir=output_dir, with_eval=eval_dataset is not None),
+        args=config.trl_args(output_dir=output_dir, with_eval=eval_dataset is not None, image_tokens=image_tokens),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processing_class,
@@ -128,4 +134,11 @@ def train_dpo(
         output_dir=output_dir,
         eval_path=eval_path,
     )
-    return run_trainer(trainer=trainer, output_dir=output_dir, hooks=hooks, resume=resume)
+    return run_trainer(
+        trainer=trainer,
+        output_dir=output_dir,
+        hooks=hooks,
+        resume=resume,
+        merge_lora=config.merge_lora,
+        model_info={"kind": "policy"},
+    )

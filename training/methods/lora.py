@@ -4,7 +4,8 @@ A run with ``use_lora`` and ``merge_lora`` off saves only its adapter (small, qu
 sample or benchmark with it as any other model, merge it: ``W' = W + (alpha / r) * B @ A`` on each adapted
 weight (Hu et al., 2021, "LoRA: Low-Rank Adaptation of Large Language Models"), which is what peft's
 ``merge_and_unload`` computes. The merged folder carries the base's tokenizer or processor and the
-adapter's ``loupe_model.json``, so it loads and generates like the base.
+adapter's ``loupe_model.json``, so it loads and generates like the base, and its config names the pad token
+(EOS when the base's tokenizer has none), so a merged reward model scores padded batches.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from pathlib import Path
 
 from peft import PeftConfig, PeftModel
 
-from training.core import MODEL_INFO_FILE, is_vision_model, load_processing_class, read_model_info, write_model_info
+from training.core import (
+    MODEL_INFO_FILE,
+    ensure_pad_token,
+    is_vision_model,
+    load_processing_class,
+    read_model_info,
+    write_model_info,
+)
 from training.generation import load_generator
 
 __all__ = ["merge_adapter"]
@@ -38,13 +46,16 @@ def merge_adapter(*, adapter_dir: Path, output_dir: Path, base_model: str | None
     else:
         base_weights = load_generator(base)
     merged = PeftModel.from_pretrained(base_weights, str(adapter_dir)).merge_and_unload()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(output_dir)
     has_own_tokenizer = any(
         (adapter_dir / name).is_file() for name in ("tokenizer_config.json", "processor_config.json")
     )
     processing_source = adapter_dir if has_own_tokenizer else base
-    load_processing_class(processing_source, vision=is_vision_model(base)).save_pretrained(output_dir)
+    processing_class = load_processing_class(processing_source, vision=is_vision_model(base))
+    # The base's config may name no pad token (Llama-2): record the one the run padded with, or EOS.
+    ensure_pad_token(processing_class, merged)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(output_dir)
+    processing_class.save_pretrained(output_dir)
     info = read_model_info(adapter_dir)
     if (adapter_dir / MODEL_INFO_FILE).is_file() or info:
         write_model_info(output_dir, {**info, "is_adapter": False})

@@ -25,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoModelForSequenceClassification, Trainer
+from transformers import AutoModel, AutoModelForSequenceClassification, Trainer, set_seed
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from training.core import (
     RunHooks,
     TrainResult,
     encode_texts,
+    ensure_pad_token,
     has_chat_template,
     is_vision_model,
     load_preference_dataset,
@@ -71,9 +72,10 @@ class VisionRewardModel(nn.Module):
         nn.init.normal_(self.score.weight, std=1.0 / self.score.in_features**0.5)
 
     @classmethod
-    def from_base(cls, path: str | Path) -> VisionRewardModel:
-        """A new reward model on the VLM at ``path`` (its head random), or a saved one reloaded."""
-        model = cls(AutoModel.from_pretrained(str(path)))
+    def from_base(cls, path: str | Path, **from_pretrained_kwargs: Any) -> VisionRewardModel:
+        """A new reward model on the VLM at ``path`` (its head random), or a saved one reloaded;
+        ``from_pretrained_kwargs`` (dtype, quantization) go to the backbone's ``from_pretrained``."""
+        model = cls(AutoModel.from_pretrained(str(path), **from_pretrained_kwargs))
         head = Path(path) / REWARD_HEAD_FILE
         if head.is_file():
             model.score.load_state_dict(load_file(str(head)))
@@ -114,18 +116,34 @@ def load_reward_model(path: str | Path) -> tuple[nn.Module, Any, bool]:
         model: nn.Module = VisionRewardModel.from_base(path)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1)
+    # Scoring pads batches; a foreign reward model whose tokenizer has no pad token pads (and pools) with EOS.
+    ensure_pad_token(processing_class, model)
     use_template = bool(info.get("chat_template", has_chat_template(processing_class)))
     model.eval()
     return model, processing_class, use_template
 
 
-def _new_reward_model(base_model: str, processing_class: Any) -> nn.Module:
+def _new_reward_model(*, base_model: str, processing_class: Any, config: RewardConfig) -> nn.Module:
+    """The model a reward run trains: ``base_model`` with a new scalar head, in fp32 master weights (or a
+    4-bit base with ``use_qlora``), its head drawn from ``config.seed``."""
+    # The head is initialised when the model is built, before the Trainer seeds anything.
+    set_seed(config.seed)
+    kwargs = config.model_init_kwargs()
+    if config.use_qlora:  # 4-bit weights are placed on this process's GPU as they load
+        from accelerate import PartialState
+
+        kwargs["device_map"] = {"": PartialState().local_process_index}
     if is_vision_model(base_model):
-        return VisionRewardModel.from_base(base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(str(base_model), num_labels=1)
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        model: nn.Module = VisionRewardModel.from_base(base_model, **kwargs)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(str(base_model), num_labels=1, **kwargs)
     # The classification head pools at the last non-pad token, so it must know the pad token.
-    model.config.pad_token_id = tokenizer.pad_token_id
+    ensure_pad_token(processing_class, model)
+    if config.use_qlora:
+        from peft import prepare_model_for_kbit_training
+
+        backbone = model.backbone if isinstance(model, VisionRewardModel) else model
+        prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=config.gradient_checkpointing)
     return model
 
 
@@ -224,16 +242,18 @@ def train_reward(
 
     Arguments as for ``train_dpo``. With ``eval_path`` (the snapshot's test split) the pairwise accuracy on
     held-out pairs is reported as ``eval_rewards/accuracies``, at every evaluation and at the end. The saved
-    folder loads with ``load_reward_model``.
+    folder loads with ``load_reward_model``. Weights train in fp32 whatever the checkpoint's dtype (bf16 by
+    autocast on a GPU); a tokenizer without a pad token pads with EOS, which the saved config records.
     """
     processing_class = load_processing_class(base_model)
+    ensure_pad_token(processing_class)  # pairs are padded into one batch: EOS pads where no pad token exists
     use_template = has_chat_template(processing_class) and config.apply_chat_template
     train_dataset = load_preference_dataset(train_path)
     if "images" in train_dataset.column_names and not has_chat_template(processing_class):
         raise ValueError(f"{train_path}: rows have images but the model's processor has no chat template")
     eval_dataset = load_preference_dataset(eval_path) if eval_path is not None else None
 
-    model = _new_reward_model(base_model, processing_class)
+    model = _new_reward_model(base_model=base_model, processing_class=processing_class, config=config)
     if config.use_lora:
         from peft import get_peft_model
 

@@ -26,8 +26,10 @@ from training.core import (
     RunHooks,
     TrainResult,
     conversation,
+    ensure_pad_token,
     first_row,
     has_chat_template,
+    image_tokens_per_row,
     is_vision_model,
     load_preference_dataset,
     load_processing_class,
@@ -158,6 +160,7 @@ def train_sft(
     ``tokens_per_second``.
     """
     processing_class = load_processing_class(base_model)
+    ensure_pad_token(processing_class)  # answers are padded into batches: EOS pads where no pad token exists
     vision = is_vision_model(base_model)
     chat = has_chat_template(processing_class) and config.apply_chat_template
     if vision and not has_chat_template(processing_class):
@@ -169,10 +172,12 @@ def train_sft(
     eval_rows = _rows_for(eval_path, config, vision=vision) if eval_path is not None and not config.sft_data else []
     if eval_rows:
         eval_dataset = _as_dataset(eval_rows, chat=chat)
+    train_dataset = _as_dataset(train_rows, chat=chat)
+    image_tokens = image_tokens_per_row(processing_class, train_dataset, eval_dataset)
     trainer = SFTTrainer(
         model=str(base_model),
-        args=config.trl_args(output_dir=output_dir, with_eval=eval_dataset is not None),
-        train_dataset=_as_dataset(train_rows, chat=chat),
+        args=config.trl_args(output_dir=output_dir, with_eval=eval_dataset is not None, image_tokens=image_tokens),
+        train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processing_class,
         peft_config=config.lora_config(),
