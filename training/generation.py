@@ -16,7 +16,15 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-from training.core import encode_texts, is_vision_model, load_processing_class, read_model_info, render_text
+from training.core import (
+    encode_texts,
+    ensure_pad_token,
+    is_vision_model,
+    load_processing_class,
+    read_model_info,
+    render_text,
+    tokenizer_of,
+)
 
 
 def answer_prefix_of(model_dir: str | Path) -> str:
@@ -26,28 +34,36 @@ def answer_prefix_of(model_dir: str | Path) -> str:
 
 def load_policy(path: str | Path, *, device: torch.device | str | None = None) -> tuple[torch.nn.Module, Any]:
     """A generating model (causal LM or VLM; an adapter folder is loaded onto its base) and its
-    tokenizer or processor, in eval mode."""
+    tokenizer or processor (given a pad token if it has none), in eval mode on ``device`` (CPU if None).
+
+    Sampling only, so on a GPU the weights keep their saved dtype (a bf16 checkpoint samples in bf16); on
+    the CPU they are loaded in fp32, where bf16 matmuls are slow and not supported by every kernel."""
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    dtype = torch.float32 if on_cpu else "auto"
     folder = Path(path)
     if (folder / "adapter_config.json").is_file():  # a LoRA adapter saved unmerged
         from peft import PeftConfig, PeftModel
 
         base = PeftConfig.from_pretrained(str(folder)).base_model_name_or_path
-        model = PeftModel.from_pretrained(load_generator(base), str(folder))
+        model = PeftModel.from_pretrained(load_generator(base, dtype=dtype), str(folder))
         own_tokenizer = (folder / "tokenizer_config.json").is_file()
         processing_class = load_processing_class(folder if own_tokenizer else base, vision=is_vision_model(base))
     else:
-        model = load_generator(path)
+        model = load_generator(path, dtype=dtype)
         processing_class = load_processing_class(path)
+    ensure_pad_token(processing_class, model)
     model.eval()
     if device is not None:
         model.to(device)
     return model, processing_class
 
 
-def load_generator(path: str | Path) -> torch.nn.Module:
-    """The model at ``path`` with its generating head: a VLM or a causal LM."""
+def load_generator(path: str | Path, *, dtype: torch.dtype | str | None = None) -> torch.nn.Module:
+    """The model at ``path`` with its generating head: a VLM or a causal LM, in ``dtype`` (None: as saved).
+
+    Training passes ``training.core.TRAINING_DTYPE``: fp32 master weights whatever the checkpoint's dtype."""
     model_class = AutoModelForImageTextToText if is_vision_model(path) else AutoModelForCausalLM
-    return model_class.from_pretrained(str(path))
+    return model_class.from_pretrained(str(path), **({"dtype": dtype} if dtype is not None else {}))
 
 
 @dataclass
@@ -70,12 +86,14 @@ def encode_prompts(
     if images is not None and any(images) and not all(images):
         raise ValueError("a batch mixes prompts with and without images; give every prompt an image or none")
     with_images = images is not None and all(images)
+    # The prefix's trailing space is left for the model to write: in training "[GOOD] A" tokenizes as "]", " A"
+    # (the space joins the next word), so a prompt ending on a lone " " token is one the model never saw.
     texts = [
         render_text(processing_class, prompt=p, answer=None, with_image=with_images, use_template=use_template)
-        + answer_prefix
+        + answer_prefix.rstrip()
         for p in prompts
     ]
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    tokenizer = tokenizer_of(processing_class)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation continues every row from the same last position
     try:
@@ -107,7 +125,7 @@ def generate(
     do_sample: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one answer per prompt. Returns ``(completion_ids, completion_mask)``, both (B, C)."""
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    tokenizer = tokenizer_of(processing_class)
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in batch.inputs.items()}
     extra: dict[str, Any] = {}
@@ -131,7 +149,7 @@ def generate(
 
 def decode_answers(processing_class: Any, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
     """The answers' texts (special tokens and padding dropped, surrounding spaces stripped)."""
-    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    tokenizer = tokenizer_of(processing_class)
     return [
         tokenizer.decode(ids[m.bool()].tolist(), skip_special_tokens=True).strip()
         for ids, m in zip(completion_ids, mask, strict=True)

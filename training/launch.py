@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     # Each process needs its rank known before the trainers start; accelerate's state knows it from the env.
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
     from training.core import NullHooks, is_main_process
     from training.services import RESULT_FILE, DatabaseHooks, training_run_train
 
-    PartialState()
+    # PartialState reads ACCELERATE_USE_CPU only when told (Accelerator does it itself): without it, CPU processes
+    # (gloo) would each see a single-process state, and PPO and best-of-N would not share their work.
+    PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     # Only the main process reports; the others learn whether to stop from it (training.core.agree_to_stop).
     hooks = DatabaseHooks(args.run_id) if is_main_process() else NullHooks()
     result, output_dir = training_run_train(run_id=args.run_id, resume=args.resume, hooks=hooks)

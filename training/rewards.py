@@ -36,7 +36,8 @@ class RewardModelScorer:
         self.path = path
         self.model, self.processing_class, self.use_template = load_reward_model(path)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.model.to(self.device)
+        # Scoring only: the saved dtype on a GPU, fp32 on the CPU (where bf16 kernels are slow or missing).
+        self.model.to(self.device, **({"dtype": torch.float32} if self.device.type == "cpu" else {}))
         self.batch_size = batch_size
         self.__name__ = f"reward_model:{path}"
 

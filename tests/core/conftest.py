@@ -7,6 +7,8 @@ of them stay fast.
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,36 +93,67 @@ def recording_hooks():
     return RecordingHooks
 
 
-def write_separable_preferences(*, path: Path, n: int, seed: int) -> Path:
-    """Preference rows about one fixed shapes-world scene: the chosen answer names an object that is in the
-    scene, the rejected one an object that is not (a preference a tiny model can learn in a few steps)."""
+def write_separable_preferences(*, path: Path, n: int, seed: int, heldout: bool) -> Path:
+    """Preference rows whose rule must be learnt, not memorised: the chosen answer answers the question asked.
+
+    A prompt asks for the colour or the shape of the object at a place; the chosen answer names a colour or a
+    shape accordingly, the rejected one names the other kind, both at that place. Every answer sentence is
+    chosen after one question and rejected after the other, so a scorer that ignores the prompt ranks half the
+    pairs right. The colour-place and shape-place combinations are split in two (a third held out), and a file
+    uses one part only: no sentence of a ``heldout`` file is in a training file, on either side.
+    """
     import random
 
-    from annotation.shapes_world import COLOURS, PLACES, QUESTIONS, SHAPES, object_place, scene_generate
+    from annotation.shapes_world import COLOURS, PLACES, SHAPES
 
-    scene = scene_generate(seed=7)
-    present = [(o.colour, o.shape, object_place(scene, o)) for o in scene.objects]
-    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in {(c, s) for c, s, _ in present}]
     places = [place for row in PLACES for place in row]
+
+    def answers(values: tuple[str, ...], template: str) -> dict[str, list[str]]:
+        """This part's answers naming one of ``values``, by place."""
+        return {
+            place: [template.format(v, place) for i, v in enumerate(values) if ((i + j) % 3 == 0) == heldout]
+            for j, place in enumerate(places)
+        }
+
+    colour_answers, shape_answers = answers(COLOURS, "It is {}, {}."), answers(SHAPES, "It is a {}, {}.")
     rng = random.Random(seed)
     with path.open("w") as f:
         for _ in range(n):
-            colour, shape, place = rng.choice(present)
-            wrong_colour, wrong_shape = rng.choice(absent)
-            row = {
-                "prompt": rng.choice(QUESTIONS),
-                "chosen": f"There is a {colour} {shape} {place}.",
-                "rejected": f"There is a {wrong_colour} {wrong_shape} {rng.choice(places)}.",
-            }
+            place = rng.choice(places)
+            colour, shape = rng.choice(colour_answers[place]), rng.choice(shape_answers[place])
+            if rng.random() < 0.5:
+                row = {"prompt": f"What colour is the object {place}?", "chosen": colour, "rejected": shape}
+            else:
+                row = {"prompt": f"What shape is the object {place}?", "chosen": shape, "rejected": colour}
             f.write(json.dumps(row) + "\n")
     return path
 
 
 @pytest.fixture(scope="session")
 def separable_preferences(tmp_path_factory) -> tuple[Path, Path]:
-    """(train, held-out) files of the separable scene preference, 64 rows each, drawn independently."""
+    """(train, held-out) files of the answer-the-question preference, 64 rows each; the held-out answers are
+    sentences the training rows never contain."""
     root = tmp_path_factory.mktemp("separable")
     return (
-        write_separable_preferences(path=root / "train.jsonl", n=64, seed=1),
-        write_separable_preferences(path=root / "heldout.jsonl", n=64, seed=2),
+        write_separable_preferences(path=root / "train.jsonl", n=64, seed=1, heldout=False),
+        write_separable_preferences(path=root / "heldout.jsonl", n=64, seed=2, heldout=True),
     )
+
+
+@pytest.fixture
+def run_on_two_processes(tmp_path):
+    """A function running a Python script under torchrun on two CPU processes (gloo), as a run launched through
+    ``LOUPE_TRAIN_LAUNCHER`` runs; the script gets ``args`` as JSON in ``sys.argv[1]``."""
+    repo = Path(__file__).resolve().parents[2]
+
+    def run(script: str, args: dict) -> None:
+        path = tmp_path / "two_processes.py"
+        path.write_text(script)
+        env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        done = subprocess.run(  # noqa: S603 (this interpreter, a script the test wrote)
+            [*command, str(path), json.dumps(args)], cwd=repo, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    return run

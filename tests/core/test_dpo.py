@@ -188,8 +188,10 @@ def test_bad_preference_line_names_its_line(tmp_path):
 
 
 def test_dpo_learns_a_separable_preference(tiny_lm_dir, separable_preferences, tmp_path):
-    """Answers naming objects in the scene beat those naming absent ones: after 24 steps DPO's implicit reward
-    ranks more than 90% of held-out pairs right (at the start, policy = reference, it ranks none)."""
+    """An answer that answers the question asked (a colour for "what colour", a shape for "what shape") beats
+    one that does not: after 24 steps DPO's implicit reward ranks more than 90% of held-out pairs right, pairs
+    whose sentences no training row holds, where ignoring the prompt ranks half right (at the start, policy =
+    reference, it ranks none)."""
     train, heldout = separable_preferences
     result = train_dpo(
         config=DPOConfig(

@@ -1,21 +1,28 @@
 """Loupe's PPO: its pieces (GAE, clipped objectives, KL-penalised rewards, adaptive KL) compute what the papers
-say, and the loop trains text and vision models, raises the reward it is given, stops and resumes exactly."""
+say, and the loop trains text and vision models, raises the reward it is given, stops and resumes exactly; with
+dropout in the model each update starts at ratio 1, its log-probs are those of the sampling temperature, and
+under two processes its schedule runs once."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from tests.training import scorers
-from training.core import read_model_info
+from training.core import NullHooks, read_model_info
+from training.generation import load_policy, sample_answers
 from training.methods.ppo import (
     AdaptiveKLController,
     PPOConfig,
+    _PPORun,
     clipped_policy_loss,
     clipped_value_loss,
     gae_advantages,
     kl_penalised_rewards,
+    prompt_rows,
     step_prompt_indices,
     train_ppo,
 )
@@ -171,9 +178,22 @@ def test_ppo_trains_the_tiny_vlm_and_the_scorer_sees_the_images(tiny_vlm_dir, im
     assert any(not torch.equal(p, after[n]) for n, p in base.named_parameters() if "vision_tower" in n)
 
 
+def expected_word_reward(model_dir: Path, prompts: list[str]) -> float:
+    """The mean ``word_count`` reward of 8 answers per prompt sampled from the model at ``model_dir`` with a
+    fixed seed: an estimate of the policy's expected reward, with far less noise than one step's batch."""
+    model, processing_class = load_policy(model_dir)
+    torch.manual_seed(0)
+    answers = [
+        a for group in sample_answers(model, processing_class, prompts=prompts, n=8, max_new_tokens=8) for a in group
+    ]
+    return sum(scorers.word_count(prompts, answers)) / len(answers)
+
+
 def test_ppo_raises_the_reward_and_the_kl_controller_reacts(tiny_lm_dir, text_preference_file, tmp_path):
-    """Rewarded for words, the policy writes more of them within 16 steps; its KL to the reference exceeds a
-    small target, so the adaptive controller raises the KL coefficient."""
+    """Rewarded for words, the saved policy's expected reward (sampled from it, not read off the run's own
+    batches) rises clearly above the base model's within 16 steps: it is the policy gradient that does it (with
+    the policy loss zeroed the value loss alone leaves it within 0.02). Its KL to the reference exceeds a small
+    target, so the adaptive controller raises the KL coefficient."""
     config = PPOConfig(
         max_steps=16,
         per_device_train_batch_size=8,
@@ -190,8 +210,8 @@ def test_ppo_raises_the_reward_and_the_kl_controller_reacts(tiny_lm_dir, text_pr
     result = train_ppo(
         config=config, train_path=text_preference_file, base_model=str(tiny_lm_dir), output_dir=tmp_path / "p"
     )
-    scores = [h["objective/scores"] for h in result.history]
-    assert sum(scores[-4:]) / 4 > sum(scores[:4]) / 4 + 0.05
+    prompts = [row["prompt"] for row in prompt_rows(text_preference_file)]
+    assert expected_word_reward(result.output_dir, prompts) > expected_word_reward(tiny_lm_dir, prompts) + 0.08
     assert result.history[-1]["kl"] > config.target_kl
     assert result.history[-1]["kl_coef"] > config.init_kl_coef
 
@@ -229,3 +249,114 @@ def test_ppo_stops_on_request_and_resumes_to_the_same_weights(
     b = AutoModelForCausalLM.from_pretrained(straight.output_dir)
     for (name, x), y in zip(a.named_parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
+
+
+# ------------------------------------------------------------------------------------ as real models need it
+
+
+def test_log_probs_are_those_of_the_sampling_temperature(tiny_lm_dir, text_preference_file, tmp_path):
+    """Sampled at temperature 0.5, a rollout's log-probs are log_softmax(logits / 0.5) of the sampled tokens,
+    and the reference's are taken alike: at the first step (policy = reference) the KL to it is 0."""
+    config = PPOConfig(max_steps=1, reward_function="tests.training.scorers:word_count", temperature=0.5)
+    run = _PPORun(
+        config=config,
+        train_path=text_preference_file,
+        base_model=str(tiny_lm_dir),
+        output_dir=tmp_path,
+        hooks=NullHooks(),
+    )
+    rollout, stats, _ = run.rollout()
+    with torch.no_grad():
+        logits = run._unwrapped().policy(**rollout.inputs).logits
+    start = rollout.prompt_length
+    answer_ids = rollout.inputs["input_ids"][:, start:]  # (B, C)
+    expected = torch.log_softmax(logits[:, start - 1 : -1] / 0.5, dim=-1).gather(-1, answer_ids.unsqueeze(-1))
+    mask = rollout.mask.bool()
+    torch.testing.assert_close(rollout.old_logps[mask], expected.squeeze(-1)[mask], rtol=1e-5, atol=1e-5)
+    assert stats["objective/kl"] == pytest.approx(0.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("use_lora", [False, True], ids=["full", "lora"])
+def test_each_update_starts_at_ratio_one_on_a_model_with_dropout(use_lora, real_lm_dir, text_preference_file, tmp_path):
+    """On a checkpoint with attention dropout (and LoRA dropout), each PPO step's first minibatch has the ratio
+    pi/pi_old exactly 1: dropout is off, so the train-mode update sees the eval-mode rollout's policy (no
+    approximate KL, nothing clipped). At step 2 LoRA's B is no longer 0, so its dropout would show. (That the
+    bf16 checkpoint trains in fp32 and keeps EOS as pad: tests/core/test_real_traits.py.)"""
+    config = PPOConfig(
+        max_steps=2,
+        per_device_train_batch_size=4,
+        mini_batch_size=4,  # one minibatch, one epoch: each step's stats are its first minibatch's
+        ppo_epochs=1,
+        learning_rate=1e-3,
+        temperature=0.7,
+        reward_function="tests.training.scorers:word_count",
+        use_lora=use_lora,
+        lora_dropout=0.1,
+        lora_target_modules=["q_proj", "v_proj"],
+    )
+    result = train_ppo(
+        config=config, train_path=text_preference_file, base_model=str(real_lm_dir), output_dir=tmp_path / "ppo"
+    )
+    assert len(result.history) == 2
+    for step in result.history:
+        assert step["policy/approxkl"] < 1e-10 and step["policy/clipfrac"] == 0.0
+
+
+def test_ppo_trains_a_realistic_vlm_on_images(real_vlm_dir, image_preference_file, tmp_path):
+    """A LLaVA-like checkpoint saved in bf16, without a pad token and with 576 image tokens per image trains
+    with its images through sampling and updates, ratio 1 at its first minibatch."""
+    config = PPOConfig(
+        max_steps=1,
+        per_device_train_batch_size=2,
+        mini_batch_size=2,
+        ppo_epochs=1,
+        max_completion_length=4,
+        reward_function="tests.training.scorers:recording",
+    )
+    result = train_ppo(
+        config=config, train_path=image_preference_file, base_model=str(real_vlm_dir), output_dir=tmp_path / "v"
+    )
+    assert result.steps == 1 and result.history[0]["policy/approxkl"] < 1e-10
+
+
+TWO_PROCESS_PPO = """
+import json, sys
+from pathlib import Path
+from accelerate import PartialState
+from training.methods.ppo import PPOConfig, train_ppo
+args = json.loads(sys.argv[1])
+result = train_ppo(
+    config=PPOConfig(**args["config"]),
+    train_path=Path(args["train"]),
+    base_model=args["base"],
+    output_dir=Path(args["out"]),
+)
+state = PartialState()  # as the run's Accelerator set it up
+if state.is_main_process:
+    Path(args["report"]).write_text(json.dumps({"processes": state.num_processes, "history": result.history}))
+"""
+
+
+def test_under_two_processes_the_schedule_steps_once_per_optimizer_step(
+    tiny_lm_dir, text_preference_file, tmp_path, run_on_two_processes
+):
+    """On two processes a linear schedule over 4 optimizer steps gives 3/4, 1/2, 1/4 and 0 of the peak rate after
+    steps 1-4, as on one process (accelerate's prepared scheduler would step twice per step: 1/2, 0, 0, 0)."""
+    config = {
+        "max_steps": 4,
+        "per_device_train_batch_size": 2,
+        "mini_batch_size": 2,
+        "ppo_epochs": 1,
+        "max_completion_length": 4,
+        "learning_rate": 1e-3,
+        "lr_scheduler_type": "linear",
+        "reward_function": "tests.training.scorers:word_count",
+        "save_steps": 100,
+    }
+    report = tmp_path / "report.json"
+    args = {"config": config, "train": str(text_preference_file), "base": str(tiny_lm_dir), "out": str(tmp_path / "o")}
+    run_on_two_processes(TWO_PROCESS_PPO, {**args, "report": str(report)})
+    outcome = json.loads(report.read_text())
+    assert outcome["processes"] == 2
+    rates = [h["learning_rate"] for h in outcome["history"]]
+    assert rates == pytest.approx([7.5e-4, 5e-4, 2.5e-4, 0.0])

@@ -77,8 +77,9 @@ def test_vision_reward_model_trains_on_images_and_reloads(tiny_vlm_dir, image_pr
 
 
 def test_reward_model_learns_a_separable_preference(tiny_lm_dir, separable_preferences, tmp_path):
-    """Answers naming objects that are in the scene beat those naming objects that are not: after 24 steps
-    the reward model ranks more than 90% of held-out pairs right, the untrained one does not."""
+    """An answer that answers the question asked beats one naming the other kind of thing: after 24 steps the
+    reward model ranks more than 90% of held-out pairs (sentences no training row holds) right, the untrained
+    one does not."""
     train, heldout = separable_preferences
     untrained = train_reward(
         config=RewardConfig(max_steps=1, learning_rate=1e-12),

@@ -5,6 +5,11 @@ Stiennon et al., 2020); over a snapshot's prompts it writes the next round's SFT
 ``{"prompt", "completion", "images", "score", "candidates"}`` row per prompt, which an SFT run reads through
 its ``sft_data`` setting. ``best_of_n`` is the in-memory function; ``run_best_of_n`` is the platform's run
 (progress hooks, cancel, resume by skipping prompts already written).
+
+Under several processes (``LOUPE_TRAIN_LAUNCHER``, ``accelerate launch``) each process samples its own share
+of every step's prompts on its own device (``process_share``), and the main process writes the step's
+results, gathered from all, in prompt order: the file is always the first k prompts, whatever the number of
+processes, so a run resumes under another process count.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object
 
 from training.core import (
     NullHooks,
     RunHooks,
     TrainResult,
+    agree_to_stop,
     has_chat_template,
     is_vision_model,
 )
@@ -29,7 +37,7 @@ from training.methods.configs import BestOfNConfig
 from training.methods.ppo import prompt_rows
 from training.rewards import RewardScorer, load_reward_scorer
 
-__all__ = ["BestOfNConfig", "BestOfNResult", "best_of_n", "run_best_of_n"]
+__all__ = ["BestOfNConfig", "BestOfNResult", "best_of_n", "process_share", "run_best_of_n"]
 
 RESULTS_FILE = "best.jsonl"
 
@@ -98,6 +106,16 @@ def best_of_n(
     ]
 
 
+def process_share(*, start: int, batch_size: int, n_rows: int, num_processes: int, process_index: int) -> range:
+    """The rows process ``process_index`` samples at the step that starts at row ``start``.
+
+    A step covers the ``batch_size * num_processes`` rows from ``start`` on (fewer at the end); each process
+    takes ``batch_size`` consecutive ones in process order, so concatenating the processes' results in
+    process order gives the step's rows in prompt order. A process may get none at the last step."""
+    first = min(start + process_index * batch_size, n_rows)
+    return range(first, min(first + batch_size, n_rows))
+
+
 def _prompts_for(config: BestOfNConfig, train_path: Path, eval_path: Path | None) -> list[dict[str, Any]]:
     paths = {"train": [train_path], "test": [eval_path], "all": [train_path, eval_path]}[config.split]
     rows = [row for path in paths if path is not None for row in prompt_rows(path)]
@@ -116,11 +134,14 @@ def run_best_of_n(
 ) -> TrainResult:
     """Best-of-N over the prompts of a snapshot split, written to ``output_dir/best.jsonl``.
 
-    Each batch of prompts is one "step" for progress, with metrics ``best_score`` (mean over the batch),
-    ``mean_score`` (mean of all candidates) and ``gain`` (their difference). A stop request ends after the
-    current batch; resuming skips the prompts already written.
+    Each batch of prompts (``batch_size`` per process) is one "step" for progress, with metrics
+    ``best_score`` (mean over the batch), ``mean_score`` (mean of all candidates) and ``gain`` (their
+    difference). A stop request ends after the current batch; resuming skips the prompts already written.
+    Under several processes the prompts are shared out (``process_share``) and only the main process writes
+    and reports.
     """
     hooks = hooks or NullHooks()
+    accelerator = Accelerator()  # the processes, the device; only the main process writes
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results_path = output_dir / RESULTS_FILE
@@ -129,69 +150,86 @@ def run_best_of_n(
     if resume and results_path.is_file():
         done = sum(1 for line in results_path.read_text(encoding="utf-8").splitlines() if line.strip())
         hooks.on_log_line(f"resuming after the {done} prompts already in {results_path}")
-    elif results_path.exists():
+    elif results_path.exists() and accelerator.is_main_process:
         results_path.unlink()
-    model, processing_class = load_policy(base_model)
+    accelerator.wait_for_everyone()  # every process has read the file (or seen it gone) before the main one writes
+    model, processing_class = load_policy(base_model, device=accelerator.device)
     vision = is_vision_model(base_model)
     use_template = has_chat_template(processing_class)
     prefix = config.answer_prefix if config.answer_prefix is not None else answer_prefix_of(base_model)
-    scorer = load_reward_scorer(reward_model=config.reward_model, reward_function=config.reward_function)
-    torch.manual_seed(config.seed)
-    batches = range(done, len(rows), config.batch_size)
-    total_steps = -(-len(rows) // config.batch_size)
-    steps = done // config.batch_size
+    scorer = load_reward_scorer(
+        reward_model=config.reward_model, reward_function=config.reward_function, device=accelerator.device
+    )
+    per_step = config.batch_size * accelerator.num_processes
+    starts = range(done, len(rows), per_step)
+    steps = done // per_step
+    total_steps = steps + len(starts)
     metrics: dict[str, float] = {}
     history: list[dict[str, float]] = []
     stopped_early = False
-    hooks.on_log_line(f"best-of-{config.n} over {len(rows)} prompts with {base_model}")
-    for start in batches:
-        batch = rows[start : start + config.batch_size]
-        images = [row["images"] for row in batch] if vision and any(row["images"] for row in batch) else None
-        torch.manual_seed(config.seed * 1_000_003 + start)  # the same prompts get the same samples on resume
-        results = best_of_n(
-            model,
-            processing_class,
-            scorer=scorer,
-            prompts=[row["prompt"] for row in batch],
-            images=images,
-            n=config.n,
-            max_new_tokens=config.max_completion_length,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            answer_prefix=prefix,
-            use_template=use_template,
+    where = f" on {accelerator.num_processes} processes" if accelerator.num_processes > 1 else ""
+    hooks.on_log_line(f"best-of-{config.n} over {len(rows)} prompts with {base_model}{where}")
+    for start in starts:
+        share = process_share(
+            start=start,
+            batch_size=config.batch_size,
+            n_rows=len(rows),
+            num_processes=accelerator.num_processes,
+            process_index=accelerator.process_index,
         )
-        with results_path.open("a", encoding="utf-8") as handle:
-            for result in results:
-                record = {
-                    "prompt": result.prompt,
-                    "completion": result.best,
-                    "score": result.best_score,
-                    "candidates": [
-                        {"text": t, "score": s} for t, s in zip(result.candidates, result.scores, strict=True)
-                    ],
-                }
-                image_paths = [getattr(image, "filename", "") for image in result.images]
-                if image_paths and all(image_paths):
-                    record["images"] = image_paths
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        records = []
+        if share:
+            batch = [rows[i] for i in share]
+            images = [row["images"] for row in batch] if vision and any(row["images"] for row in batch) else None
+            torch.manual_seed(config.seed * 1_000_003 + share.start)  # the same prompts, the same samples on resume
+            results = best_of_n(
+                model,
+                processing_class,
+                scorer=scorer,
+                prompts=[row["prompt"] for row in batch],
+                images=images,
+                n=config.n,
+                max_new_tokens=config.max_completion_length,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                answer_prefix=prefix,
+                use_template=use_template,
+            )
+            records = [_record(result) for result in results]
+        records = gather_object(records)  # every process's, in process order: the step's prompts in order
+        if accelerator.is_main_process:
+            with results_path.open("a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         steps += 1
-        best = [r.best_score for r in results]
-        every = [s for r in results for s in r.scores]
-        metrics = {
-            "best_score": sum(best) / len(best),
-            "mean_score": sum(every) / len(every),
-        }
+        best = [record["score"] for record in records]
+        every = [c["score"] for record in records for c in record["candidates"]]
+        metrics = {"best_score": sum(best) / len(best), "mean_score": sum(every) / len(every)}
         metrics["gain"] = metrics["best_score"] - metrics["mean_score"]
         history.append({"step": float(steps), **metrics})
-        hooks.on_step(steps, total_steps, metrics)
-        hooks.on_log_line(f"step {steps}/{total_steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-        if steps < total_steps and hooks.should_stop():
+        if accelerator.is_main_process:
+            hooks.on_step(steps, total_steps, metrics)
+            hooks.on_log_line(f"step {steps}/{total_steps}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+        if steps < total_steps and agree_to_stop(accelerator.is_main_process and hooks.should_stop()):
             stopped_early = True
-            hooks.on_log_line(f"stop requested: {start + len(batch)} prompts written, stopping")
+            hooks.on_log_line(f"stop requested: {start + len(records)} prompts written, stopping")
             break
+    accelerator.wait_for_everyone()  # the file is complete when any process returns
     if not stopped_early:
         hooks.on_log_line(f"wrote {len(rows)} best answers to {results_path}")
     return TrainResult(
         output_dir=output_dir, steps=steps, metrics=metrics, stopped_early=stopped_early, history=history
     )
+
+
+def _record(result: BestOfNResult) -> dict[str, Any]:
+    """A ``best.jsonl`` row: the best answer as an SFT completion, with every candidate and its score."""
+    record: dict[str, Any] = {
+        "prompt": result.prompt,
+        "completion": result.best,
+        "score": result.best_score,
+        "candidates": [{"text": t, "score": s} for t, s in zip(result.candidates, result.scores, strict=True)],
+    }
+    image_paths = [getattr(image, "filename", "") for image in result.images]
+    if image_paths and all(image_paths):
+        record["images"] = image_paths
+    return record

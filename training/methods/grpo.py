@@ -61,11 +61,16 @@ def _train_online(
 ) -> TrainResult:
     processing_class = load_processing_class(base_model)
     train_dataset = prompt_dataset(path=train_path, base_model=base_model, processing_class=processing_class)
-    scorer = load_reward_scorer(reward_model=config.reward_model, reward_function=config.reward_function)
+    args = config.trl_args(output_dir=output_dir, with_eval=False)
+    # A reward model scores on this process's device, where the trainer puts the policy (``args.device`` sets
+    # up the processes as the trainer will).
+    scorer = load_reward_scorer(
+        reward_model=config.reward_model, reward_function=config.reward_function, device=args.device
+    )
     trainer = trainer_class(
         model=str(base_model),
         reward_funcs=trl_reward_function(scorer),
-        args=config.trl_args(output_dir=output_dir, with_eval=False),
+        args=args,
         train_dataset=train_dataset,
         processing_class=processing_class,
         peft_config=config.lora_config(),

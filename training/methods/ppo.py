@@ -23,6 +23,11 @@ the base with its adapters switched off. Text and vision-language models alike: 
 its prompts through sampling and every forward pass. ``accelerate`` places the model, so more GPUs are a
 matter of launching with ``accelerate launch``. Checkpoints (policy, value head, optimizer, scheduler, KL
 coefficient) let a stopped or crashed run resume where it was.
+
+As trl's ``PPOTrainer`` did: weights are fp32 masters (bf16 autocast on a CUDA GPU), every dropout is off (so
+the policy that optimises is the one that sampled: the ratio starts at exactly 1), and log-probabilities are
+those of the sampling distribution, ``log_softmax(logits / temperature)``, for the rollout, the update and the
+reference alike.
 """
 
 from __future__ import annotations
@@ -46,16 +51,20 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from training.core import (
     CHECKPOINTS_DIR,
+    TRAINING_DTYPE,
     NullHooks,
     RunHooks,
     TrainResult,
     agree_to_stop,
+    cuda_bf16,
+    ensure_pad_token,
     gather_token_logps,
     has_chat_template,
     is_vision_model,
     load_processing_class,
     load_prompt_dataset,
     row_images,
+    tokenizer_of,
     write_model_info,
 )
 from training.generation import PromptBatch, answer_prefix_of, decode_answers, encode_prompts, generate, load_generator
@@ -66,8 +75,10 @@ __all__ = [
     "AdaptiveKLController",
     "PPOConfig",
     "PolicyWithValueHead",
+    "answer_logps",
     "clipped_policy_loss",
     "clipped_value_loss",
+    "disable_dropout",
     "gae_advantages",
     "kl_penalised_rewards",
     "masked_mean",
@@ -82,6 +93,19 @@ STATE_FILE = "ppo_state.json"
 
 # --------------------------------------------------------------------------------------------------------------
 # The numerics (pure functions of tensors, tested one by one)
+
+
+def answer_logps(
+    logits: torch.Tensor, input_ids: torch.Tensor, *, prompt_length: int, temperature: float
+) -> torch.Tensor:
+    """Log-probs of the answer tokens under the distribution they were sampled from, ``softmax(logits / T)``.
+
+    logits: (B, L, V); input_ids: (B, L), the answer starting at ``prompt_length``. Returns (B, C), C = L -
+    prompt_length: entry t scores answer token t. Without the temperature the ratio pi/pi_old and the KL
+    to the reference would be those of another policy than the one that sampled."""
+    labels = input_ids.clone()
+    labels[:, :prompt_length] = -100
+    return gather_token_logps(logits.float() / temperature, labels)[:, prompt_length - 1 :]  # fp32 even under bf16
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -174,6 +198,21 @@ class AdaptiveKLController:
 # The model
 
 
+def disable_dropout(model: nn.Module) -> None:
+    """Switch off every dropout in ``model``: ``nn.Dropout`` layers (LoRA's among them) and the rates that
+    attention layers keep as plain floats (Llama's ``attention_dropout``, CLIP's ``dropout``).
+
+    PPO samples in eval mode and optimises in train mode (gradient checkpointing only runs in train mode);
+    with dropout on, the first minibatch's ratio pi/pi_old would already differ from 1 and clip on noise.
+    trl's PPO switched dropout off the same way. The saved config keeps its rates."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
+
+
 class PolicyWithValueHead(nn.Module):
     """A causal LM or VLM with a scalar value head on its last hidden state.
 
@@ -261,13 +300,12 @@ def _slice(inputs: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, to
 
 
 def _answer_logps_and_values(
-    model: nn.Module, inputs: dict[str, torch.Tensor], prompt_length: int
+    model: nn.Module, inputs: dict[str, torch.Tensor], prompt_length: int, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs of the answer tokens and the values of the states before them, both (B, C)."""
+    """Log-probs of the answer tokens (at the sampling temperature) and the values of the states before
+    them, both (B, C)."""
     logits, values = model(**inputs)
-    labels = inputs["input_ids"].clone()
-    labels[:, :prompt_length] = -100
-    logps = gather_token_logps(logits, labels)[:, prompt_length - 1 :]  # (B, C): entry t scores answer token t
+    logps = answer_logps(logits, inputs["input_ids"], prompt_length=prompt_length, temperature=temperature)
     return logps, values[:, prompt_length - 1 : -1]
 
 
@@ -279,9 +317,10 @@ class _PPORun:
     ) -> None:
         self.config, self.base_model, self.output_dir, self.hooks = config, str(base_model), Path(output_dir), hooks
         self.checkpoints_dir = self.output_dir / CHECKPOINTS_DIR
-        self.accelerator = Accelerator()
+        # Mixed precision keeps the fp32 master weights and runs the forward passes in bf16, on CUDA only.
+        self.accelerator = Accelerator(mixed_precision="bf16" if cuda_bf16() else "no")
         self.processing_class = load_processing_class(base_model)
-        self.tokenizer = getattr(self.processing_class, "tokenizer", self.processing_class)
+        self.tokenizer = tokenizer_of(self.processing_class)
         self.rows = prompt_rows(train_path)
         with_images = any(row["images"] for row in self.rows)
         if with_images and not is_vision_model(base_model):
@@ -309,7 +348,7 @@ class _PPORun:
         torch.manual_seed(config.seed)
         checkpoint = get_last_checkpoint(str(self.checkpoints_dir)) if self.checkpoints_dir.is_dir() else None
         self.resume_checkpoint = Path(checkpoint) if checkpoint else None
-        policy = load_generator(self.base_model)
+        policy = load_generator(self.base_model, dtype=TRAINING_DTYPE)
         if config.use_lora:
             from peft import PeftModel, get_peft_model
 
@@ -320,11 +359,13 @@ class _PPORun:
             self.reference = None  # the base with adapters off
         else:
             if self.resume_checkpoint is not None:
-                policy = load_generator(self.resume_checkpoint / "policy")
-            self.reference = load_generator(self.base_model)
+                policy = load_generator(self.resume_checkpoint / "policy", dtype=TRAINING_DTYPE)
+            self.reference = load_generator(self.base_model, dtype=TRAINING_DTYPE)
             self.reference.requires_grad_(False)
             self.reference.eval()
+        ensure_pad_token(self.processing_class, *(m for m in (policy, self.reference) if m is not None))
         model = PolicyWithValueHead(policy)
+        disable_dropout(model)
         if self.resume_checkpoint is not None:
             model.value_head.load_state_dict(load_file(str(self.resume_checkpoint / VALUE_HEAD_FILE)))
         if config.gradient_checkpointing and torch.cuda.is_available():
@@ -343,7 +384,11 @@ class _PPORun:
             state = json.loads((self.resume_checkpoint / STATE_FILE).read_text())
             self.step = state["step"]
             self.kl_controller.value = state["kl_coef"]
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # The scheduler is not handed to accelerate: its prepared scheduler steps num_processes times per call
+        # (it assumes each process's batch was split from a num_processes times larger one), so under N
+        # processes the schedule would run N times too fast. Here every process steps its optimizer alike.
+        self.scheduler = scheduler
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         if self.reference is not None:
             self.reference.to(self.accelerator.device)
 
@@ -388,12 +433,16 @@ class _PPORun:
         else:
             with self._unwrapped().policy.disable_adapter():
                 logits = self._unwrapped().policy(**inputs, use_cache=False).logits
-        labels = inputs["input_ids"].clone()
-        labels[:, :prompt_length] = -100
-        return gather_token_logps(logits, labels)[:, prompt_length - 1 :]
+        return answer_logps(
+            logits, inputs["input_ids"], prompt_length=prompt_length, temperature=self.config.temperature
+        )
 
     @torch.no_grad()
     def rollout(self) -> tuple[_Rollout, dict[str, float], int]:
+        with self.accelerator.autocast():  # bf16 on CUDA like the prepared model's passes; nothing on CPU
+            return self._rollout()
+
+    def _rollout(self) -> tuple[_Rollout, dict[str, float], int]:
         config = self.config
         # Each process takes its own slice of the step's prompts (one process: the step's prompts).
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -429,7 +478,7 @@ class _PPORun:
             completion_ids.device
         )
         inputs = _full_inputs(batch, completion_ids, mask)
-        logps, values = _answer_logps_and_values(self.model, inputs, batch.prompt_length)
+        logps, values = _answer_logps_and_values(self.model, inputs, batch.prompt_length, config.temperature)
         ref_logps = self._reference_logps(inputs, batch.prompt_length)
         mask_f = mask.float()
         rewards, kl = kl_penalised_rewards(
@@ -472,7 +521,9 @@ class _PPORun:
             for start in range(0, size, config.mini_batch_size):
                 index = order[start : start + config.mini_batch_size].to(rollout.mask.device)
                 mask = rollout.mask[index]
-                logps, values = _answer_logps_and_values(model, _slice(rollout.inputs, index), rollout.prompt_length)
+                logps, values = _answer_logps_and_values(
+                    model, _slice(rollout.inputs, index), rollout.prompt_length, config.temperature
+                )
                 policy_loss, policy_stats = clipped_policy_loss(
                     logps=logps,
                     old_logps=rollout.old_logps[index],
