@@ -6,10 +6,16 @@ Plain Python (no Django): the limits are passed in, so the rules can be tested a
 import hashlib
 import io
 import ipaddress
+import os
+import re
+import shutil
 import socket
+import time
 import urllib.parse
 import urllib.request
+import uuid
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -36,16 +42,27 @@ class CheckedImage:
         return f"items/{self.sha256[:2]}/{self.sha256}.{self.extension}"
 
 
-def image_check(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage:
-    """Verify that `data` is a whole image of an allowed type within the size and pixel limits."""
+def _pil_reason(error: Exception) -> str:
+    """What PIL found wrong, without the `<_io.BytesIO object at 0x…>` it names in-memory files by."""
+    if isinstance(error, UnidentifiedImageError):
+        return "not a format Pillow recognises"
+    return re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(error)) or type(error).__name__
+
+
+def image_check(data: bytes, *, max_bytes: int, max_pixels: int, name: str | None = None) -> CheckedImage:
+    """Verify that `data` is a whole image of an allowed type within the size and pixel limits.
+
+    `name` (the file's path or reference, e.g. `images/cat.png`) is named in every refusal, so a user
+    knows which of thousands of images is at fault."""
+    label = "image"
     if len(data) > max_bytes:
-        raise ImageRejected(f"image is {len(data)} bytes, more than the limit of {max_bytes}")
+        raise ImageRejected(f"{label} is {len(data)} bytes, more than the limit of {max_bytes}")
     try:
         with Image.open(io.BytesIO(data)) as probe:
             image_format = probe.format
             width, height = probe.size
             if width * height > max_pixels:
-                raise ImageRejected(f"image has {width}x{height} pixels, more than the limit of {max_pixels}")
+                raise ImageRejected(f"{label} has {width}x{height} pixels, more than the limit of {max_pixels}")
             probe.verify()
         # verify() misses truncated pixel data; decoding does not.
         with Image.open(io.BytesIO(data)) as full:
@@ -53,9 +70,9 @@ def image_check(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
     except ImageRejected:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageRejected(f"not a readable image ({error})") from error
+        raise ImageRejected(f"{label} is not a readable image ({_pil_reason(error)})") from error
     if image_format not in ALLOWED_FORMATS:
-        raise ImageRejected(f"image type {image_format} is not allowed (PNG, JPEG, WEBP, GIF)")
+        raise ImageRejected(f"{label} is of type {image_format}, which is not allowed (PNG, JPEG, WEBP, GIF)")
     return CheckedImage(
         data=data,
         extension=ALLOWED_FORMATS[image_format],
@@ -63,6 +80,78 @@ def image_check(data: bytes, *, max_bytes: int, max_pixels: int) -> CheckedImage
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+class ImageStaging:
+    """The images one import writes, kept in a staging folder (`<media root>/.incoming/<import>/`) until
+    the import's rows are stored, then moved into place under their content-addressed names.
+
+    `stage` writes an image that is not in place yet (once per import); `publish` moves the named ones
+    into place; `discard` removes the staging folder and, after a failure, what `publish` moved. A process
+    killed mid-way leaves only its staging folder, which `sweep` removes once it is `max_age` seconds old
+    (`touch` keeps a running import's folder young).
+    """
+
+    INCOMING = ".incoming"
+
+    def __init__(self, media_root: Path) -> None:
+        self.media_root = Path(media_root)
+        self.folder = self.media_root / self.INCOMING / f"{os.getpid()}-{uuid.uuid4().hex}"
+        self._staged: dict[str, Path] = {}
+        self._published: list[Path] = []
+
+    def stage(self, image: CheckedImage) -> str:
+        """Write `image` to the staging folder unless it is in place already; its storage name."""
+        name = image.storage_name
+        if name not in self._staged and not (self.media_root / name).exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            staged = self.folder / PurePosixPath(name).name
+            staged.write_bytes(image.data)
+            self._staged[name] = staged
+        return name
+
+    def publish(self, names: Iterable[str]) -> None:
+        """Move the staged images among `names` into place (names already in place are left alone)."""
+        for name in names:
+            staged = self._staged.pop(name, None)
+            if staged is None:
+                continue
+            target = self.media_root / name
+            if target.exists():  # put there meanwhile by another import: same name, same bytes
+                staged.unlink()
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, target)
+            self._published.append(target)
+
+    def discard(self, *, failed: bool) -> None:
+        """Remove the staging folder (images of items that already existed); after a failure, also the
+        images `publish` moved into place."""
+        if failed:
+            for target in self._published:
+                target.unlink(missing_ok=True)
+            self._published = []
+        self._staged = {}
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def touch(self) -> None:
+        if self.folder.exists():
+            os.utime(self.folder)
+
+    @classmethod
+    def sweep(cls, media_root: Path, *, max_age: float) -> int:
+        """Remove staging folders untouched for `max_age` seconds (left by killed imports); how many."""
+        removed = 0
+        cutoff = time.time() - max_age
+        incoming = Path(media_root) / cls.INCOMING
+        for folder in incoming.iterdir() if incoming.is_dir() else ():
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            except FileNotFoundError:  # another import swept it first
+                continue
+        return removed
 
 
 def safe_relative_path(reference: str) -> PurePosixPath:

@@ -9,7 +9,9 @@ from django.shortcuts import render
 from annotation import services
 from annotation.models import PairSource
 from annotation.permissions import access_project_for_management
+from annotation.services.imports import FORMAT_PROJECT_KINDS
 from annotation.services.preference_pairs import rating_scale
+from annotation.services.snapshots import split_by_default
 
 IMPORT_TITLES = {
     "loupe-jsonl": "Loupe JSONL (items and responses)",
@@ -43,7 +45,13 @@ def datasets_page(request: HttpRequest, slug: str) -> HttpResponse:
             "pair_count": project.pairs.count(),
             "sources": PairSource.choices,
             "snapshot_kinds": services.SNAPSHOT_KINDS,
-            "import_formats": [(name, IMPORT_TITLES.get(name, name)) for name in services.IMPORT_FORMATS],
+            # Only the formats whose items can be this project's tasks (the import refuses the others).
+            "import_formats": [
+                (name, IMPORT_TITLES.get(name, name))
+                for name in services.IMPORT_FORMATS
+                if project.kind in FORMAT_PROJECT_KINDS.get(name, (project.kind,))
+            ],
             "scale": rating_scale(project),
+            "split_by_default": split_by_default(project),
         },
     )

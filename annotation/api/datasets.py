@@ -1,5 +1,6 @@
 """REST API: Imports, snapshots and exports."""
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -28,8 +29,8 @@ def _spooled_upload(upload, directory: Path, name: str) -> Path:
     return target
 
 
-# The name an upload is stored under for each format (readers look at the suffix of nothing but Parquet's
-# magic bytes, so the name only has to be sensible).
+# The name an upload is stored under for each format when the upload has none (readers look at nothing
+# but Parquet's magic bytes, so the suffix only has to be sensible).
 _UPLOAD_NAMES = {
     "loupe-jsonl": "items.jsonl",
     "caption-contest": "contest.csv",
@@ -46,10 +47,19 @@ class ImportInputSerializer(serializers.Serializer):
     image = serializers.FileField(required=False, help_text="The cartoon of a caption-contest table.")
 
 
+def _upload_name(upload, import_format: str) -> str:
+    """The name an uploaded file is spooled under: the name the user gave it, reduced to letters, digits,
+    `.`, `_` and `-` (a caption-contest table without a `contest` column is named by it), with the
+    format's suffix."""
+    default = Path(_UPLOAD_NAMES[import_format])
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(upload.name or "").stem).strip("._-")[:100]
+    return f"{stem or default.stem}{default.suffix}"
+
+
 def spool_import(upload_data: dict, directory: Path) -> dict:
     """The uploaded files written to `directory`, as `items_import` arguments (path, images, image)."""
     import_format = upload_data["format"]
-    source = _spooled_upload(upload_data["file"], directory, _UPLOAD_NAMES[import_format])
+    source = _spooled_upload(upload_data["file"], directory, _upload_name(upload_data["file"], import_format))
     images = upload_data.get("images")
     cartoon = upload_data.get("image")
     # Without an archive, relative image paths would resolve in this folder; an upload has nothing else
@@ -91,10 +101,15 @@ class SnapshotOutputSerializer(serializers.Serializer):
     n_rows = serializers.IntegerField()
     n_train = serializers.IntegerField()
     n_test = serializers.IntegerField()
+    warnings = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
 
     def get_kind(self, snapshot) -> str:
         return services.snapshot_kind(snapshot)
+
+    def get_warnings(self, snapshot) -> list[str]:
+        # What freezing let through but the user should know, e.g. a split that left a side empty.
+        return list((snapshot.stats or {}).get("warnings", []))
 
 
 class SnapshotListApi(APIView):
@@ -110,6 +125,13 @@ class SnapshotListApi(APIView):
         balance_ai_lengths = serializers.BooleanField(required=False, default=True)
         seed = serializers.IntegerField(required=False, default=0)
         test_fraction = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=0.9)
+        split_by = serializers.ChoiceField(
+            choices=services.SPLIT_BY,
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="item or response; default: response in rating projects, else item.",
+        )
 
     @extend_schema(responses=SnapshotOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
@@ -134,6 +156,7 @@ class SnapshotListApi(APIView):
             balance_ai_lengths=given["balance_ai_lengths"],
             seed=given["seed"],
             test_fraction=given["test_fraction"],
+            split_by=given["split_by"],
         )
         snapshot = services.snapshot_create(project=project, created_by=request.user, snapshot_filter=snapshot_filter)
         return ApiResponse(SnapshotOutputSerializer(snapshot).data, status=status.HTTP_201_CREATED)

@@ -33,12 +33,13 @@ from annotation.services.queue import (
     ranking_submit,
     rating_submit,
 )
-from annotation.services.snapshots import SNAPSHOT_KINDS, SnapshotFilter, snapshot_create, snapshot_kind
+from annotation.services.snapshots import SNAPSHOT_KINDS, SPLIT_BY, SnapshotFilter, snapshot_create, snapshot_kind
 
 __all__ = [
     "EXPORT_FORMATS",
     "IMPORT_FORMATS",
     "SNAPSHOT_KINDS",
+    "SPLIT_BY",
     "ImportReport",
     "SnapshotFilter",
     "ai_feedback_record",

@@ -15,6 +15,11 @@ format takes and which options it has:
 
 Options: `split` (`all`, `train` or `test`) for every format; `conversational` (bool) for the TRL
 formats and SFT rows.
+
+An export is written into a hidden folder beside its destination (`.<name>.partial-<id>`) and renamed
+to the destination only once whole, so a failed export leaves nothing and a killed one no folder under
+the name asked for. The destination may be absent, empty, or a previous export (it has `manifest.json`),
+which is replaced whole; any other folder is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import uuid
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,13 +39,21 @@ from django.conf import settings
 
 from annotation.formats.common import (
     CorrectionRecord,
+    FormatError,
     ItemRecord,
     PairwiseRecord,
     ResponseRecord,
     manifest_extend,
 )
 from annotation.models import DatasetSnapshot
-from annotation.pair_rules import HUMOR_SCALE, RatingAggregate, SFTRow, diff_segments
+from annotation.pair_rules import (
+    HUMOR_SCALE,
+    RATING_SUMMARY_KEY,
+    RatingAggregate,
+    SFTRow,
+    diff_segments,
+    given_summary_fields,
+)
 from annotation.selectors import snapshot_rows
 from annotation.services.snapshots import snapshot_kind
 from loupe.errors import ApplicationError
@@ -64,8 +78,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
         ExportFormat("trl-parquet", "TRL preference Parquet, images embedded", ("pairs",), ("conversational",)),
         ExportFormat("hf-dataset", "Hugging Face datasets directory (save_to_disk)", ("pairs",), ("conversational",)),
         ExportFormat("dense-jsonl", "Dense pairs with changed spans (DDPO)", ("pairs",)),
-        ExportFormat("rlaif-v", "RLAIF-V-style Parquet", ("pairs",)),
-        ExportFormat("rlhf-v", "RLHF-V-style JSON + images", ("pairs",)),
+        ExportFormat("rlaif-v", "RLAIF-V release Parquet, images embedded", ("pairs",)),
+        ExportFormat("rlhf-v", "RLHF-V release Parquet, images embedded", ("pairs",)),
         ExportFormat("reward-jsonl", "Reward-model rows (chosen, rejected, margin)", ("pairs",)),
         ExportFormat("sft-jsonl", "SFT rows (prompt, completion)", ("sft", "pairs"), ("conversational",)),
         ExportFormat("scicap", "SciCap metadata.jsonl ([GOOD]/[BAD]) + images", ("sft",)),
@@ -119,7 +133,10 @@ def _counted(rows: Iterable[dict], *, total: int, progress: Progress | None, eve
 
 def _pair_dicts(rows: Iterable[dict]) -> Iterator[dict]:
     for row in rows:
+        # An imported release's own fields (snapshot rows carry them) go with the pair for rlhf-v/rlaif-v.
         row["meta"] = {"split": row.pop("split")}
+        if "provenance" in row:
+            row["meta"]["provenance"] = row.pop("provenance")
         row["image"] = row["image"] or None
         yield row
 
@@ -169,6 +186,8 @@ def _aggregates(rows: Iterable[dict], *, humor_scale: bool) -> Iterator[RatingAg
             scale=scale,
             response_key=row["response_key"],
             meta=row.get("meta") or {},
+            # A caption imported without level counts: its mean, precision and votes as its file gave them.
+            **given_summary_fields((row.get("meta") or {}).get(RATING_SUMMARY_KEY)),
         )
 
 
@@ -260,20 +279,51 @@ def snapshot_export(
         if export_format in ("trl-parquet", "hf-dataset"):
             # One column layout for all rows: with images if any row has one (a streaming look first).
             extra["with_images"] = any(row["image"] for row in snapshot_rows(snapshot=snapshot))
-    out = Path(out)
-    FORMAT_WRITERS[export_format](
-        rows=rows,
-        out_dir=out,
-        snapshot_hash=snapshot.content_hash,
-        image_root=Path(settings.MEDIA_ROOT),
-        **options,
-        **extra,
-    )
-    if snapshot.stats:
-        # What freezing found (pairs and distinct answers per source, the [GOOD] threshold) travels with
-        # the data, so a trainer reading the folder sees it without the database.
-        manifest_extend(out, {"snapshot_stats": snapshot.stats})
+    out = _export_destination(Path(out))
+    partial = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        FORMAT_WRITERS[export_format](
+            rows=rows,
+            out_dir=partial,
+            snapshot_hash=snapshot.content_hash,
+            image_root=Path(settings.MEDIA_ROOT),
+            **options,
+            **extra,
+        )
+        if snapshot.stats:
+            # What freezing found (pairs and distinct answers per source, the [GOOD] threshold) travels with
+            # the data, so a trainer reading the folder sees it without the database.
+            manifest_extend(partial, {"snapshot_stats": snapshot.stats})
+        _move_into_place(partial, out)
+    except FormatError as error:  # rows the format cannot hold (e.g. rlhf-v/rlaif-v pairs without an image)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ApplicationError(f"{export_format}: {error}", {"field": "format"}) from error
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return out
+
+
+def _export_destination(out: Path) -> Path:
+    """`out`, checked to be a place an export may go (module docstring), its parent made."""
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "manifest.json").is_file())):
+        raise ApplicationError(
+            f"{out} exists and is not an earlier export (no manifest.json); export into a new or empty folder.",
+            {"field": "out"},
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _move_into_place(partial: Path, out: Path) -> None:
+    """Rename the finished export to `out`; an earlier export there is renamed away first, then removed."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+        out.rename(old)
+    partial.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def export_archive_path(*, snapshot: DatasetSnapshot, export_format: str, options: dict[str, Any]) -> Path:
@@ -296,7 +346,8 @@ def snapshot_export_archive(
     if archive.exists():
         return archive
     archive.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+    # A killed export leaves only this hidden folder beside the archives, never a partial zip under its name.
+    with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".partial-") as tmp:
         folder = snapshot_export(
             snapshot=snapshot, export_format=export_format, out=Path(tmp) / "export", options=options, progress=progress
         )

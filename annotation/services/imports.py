@@ -3,27 +3,46 @@
 
 An import makes two streaming passes over the file. The first reads and checks every record — its
 fields (the format's reader), its annotations against the project (response indexes, rating levels,
-segments) and its image — and writes nothing. Only a file that passes whole is stored, in one
-transaction, in batches (`rows_insert`: many rows per INSERT). Items whose external id the project
-already has are left as they are, annotations included, so importing the same file again changes nothing.
+segments), whether it fits the project's kind (`FORMAT_PROJECT_KINDS`, `record_fits_project`) and its
+image — and puts nothing in place (images wait in a staging folder, below). Only a file that passes
+whole is stored, in one transaction, in batches (`rows_insert`: many rows per INSERT). Items whose
+external id the project already has are left as they are, annotations included, so importing the same
+file again changes nothing; but an existing id whose prompt, image, metadata or responses (texts,
+models, metadata, rating counts) differ from the file's is refused, naming the id, rather than reported
+"unchanged" (annotations a file carries for an existing item are not compared: they are never stored
+twice).
+
+Images are written into a staging folder (`MEDIA_ROOT/.incoming/<import>/`) as they are checked and moved
+into place (content-addressed, `items/ab/<sha256>.<ext>`) as the last step of the import's transaction,
+only for items the import creates: an image already in place, or one of an item that already exists, is
+never written again. A failed import removes its staging folder and anything it moved; a killed one
+leaves only its staging folder, which the next import removes once it is a day old. (Moving after the
+commit, in `transaction.on_commit`, would leave committed items without their images if the process died
+in between, and never runs under an outer transaction such as a test's.)
+
+A caption-contest table is one item whose id is its `contest` column, else the contest number its file
+name starts with (the archive's dashboards are `<contest>_summary_<algorithm>.csv`, so a table with and
+one without the column agree), else the file's name (`caption_contest_key`): uploads keep their file name
+for this.
 
 Annotations in a file (RLHF-V corrections, RLAIF-V preferences, Label Studio results, ratings) are
 stored as annotations by inactive users named `import:<annotator>` (`import:anonymous` where the file
 names nobody), so they count like any other annotator's and snapshots can filter on them. Aggregate
 rating counts (caption-contest tables) are kept on the response, `Response.meta["rating_counts"]`, keyed
-by the project's level names. The imported items' preference pairs are derived right after.
+by the project's level names; a table without level counts keeps each caption's mean, precision and votes
+in `Response.meta["rating_summary"]` (`pair_rules.RATING_SUMMARY_KEY`). The imported items' preference
+pairs are derived right after.
 """
 
 from __future__ import annotations
 
 import gc
 import hashlib
-import os
+import json
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -35,23 +54,37 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.formats import FORMAT_READERS
-from annotation.formats.common import FormatError, ItemRecord, json_text
-from annotation.images import CheckedImage, ImageRejected, ImageSource, image_check, url_fetch_checked
+from annotation.formats.caption_contest import ContestReadNotes
+from annotation.formats.common import FormatError, ItemRecord, is_parquet, json_text
+from annotation.images import CheckedImage, ImageRejected, ImageSource, ImageStaging, image_check, url_fetch_checked
 from annotation.models import (
     Correction,
     Item,
     PairwiseJudgment,
     Project,
+    ProjectKind,
     Ranking,
     Rating,
     Response,
 )
-from annotation.pair_rules import HUMOR_SCALE, PAIRWISE_CHOICES, segments_check
+from annotation.pair_rules import HUMOR_SCALE, PAIRWISE_CHOICES, RATING_SUMMARY_KEY, segments_check
 from annotation.services.preference_pairs import preference_pairs_rebuild, rating_scale
 from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
 
 IMPORT_FORMATS = tuple(FORMAT_READERS)
+# The project kinds each format's items can be tasks of (formats not named fit any kind, item by item:
+# `record_fits_project`). A caption contest is rated; RLAIF-V is two answers with a preference; RLHF-V is
+# one answer with its correction.
+FORMAT_PROJECT_KINDS = {
+    "caption-contest": (ProjectKind.RATING,),
+    "rlaif-v": (ProjectKind.PAIRWISE,),
+    "rlhf-v": (ProjectKind.CORRECTION,),
+}
+# Project kinds whose tasks compare the responses of an item, so need two or more.
+_COMPARING_KINDS = (ProjectKind.PAIRWISE, ProjectKind.RANKING)
+# The staging folder of a killed import is removed by a later one once it is this old (seconds).
+STAGING_MAX_AGE = 24 * 3600
 IMPORTED_ANNOTATOR_PREFIX = "import"
 # Rows per INSERT statement in `rows_insert`, within the database's limit on parameters.
 _ROWS_PER_STATEMENT = 100
@@ -64,21 +97,31 @@ class ImportReport:
     """What an import did. `self_pairs_dropped` counts the pairs the imported feedback would have made
     between two copies of one answer (the same text up to whitespace, `pair_rules.same_answer`): an
     RLHF-V or RLAIF-V record whose chosen answer is its rejected one, a judgment or ranking of two equal
-    responses. None of them is stored."""
+    responses. None of them is stored. `skipped_rows` are the rows a lenient caption-contest import left
+    out because they cannot be captions (`{"line", "field", "reason"}`: empty caption, no votes, a mean
+    off the scale); `disagreeing_rows` counts the captions whose own score or count disagrees with their
+    level counts (both kept: the counts for pairs, the file's numbers in the response's metadata)."""
 
     created: int
     unchanged: int
     annotations: int = 0
     pairs: int = 0
     self_pairs_dropped: int = 0
+    # What the import let through but the user should know (e.g. a caption contest without its cartoon).
+    warnings: tuple[str, ...] = ()
+    skipped_rows: tuple[dict[str, Any], ...] = ()
+    disagreeing_rows: int = 0
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "created": self.created,
             "unchanged": self.unchanged,
             "annotations": self.annotations,
             "pairs": self.pairs,
             "self_pairs_dropped": self.self_pairs_dropped,
+            "warnings": list(self.warnings),
+            "skipped_rows": list(self.skipped_rows),
+            "disagreeing_rows": self.disagreeing_rows,
         }
 
 
@@ -97,7 +140,7 @@ class _ImageLoader:
     def load(self, record: ItemRecord) -> CheckedImage:
         limits = {"max_bytes": settings.LOUPE_MAX_IMAGE_BYTES, "max_pixels": settings.LOUPE_MAX_IMAGE_PIXELS}
         if record.image_bytes is not None:
-            return image_check(record.image_bytes, **limits)
+            return image_check(record.image_bytes, **limits, name=record.image or "embedded image")
         reference = record.image or ""
         if reference.startswith(("http://", "https://")):
             data = url_fetch_checked(
@@ -105,7 +148,7 @@ class _ImageLoader:
             )
         else:
             data = self.source.read(reference, max_bytes=settings.LOUPE_MAX_IMAGE_BYTES)
-        return image_check(data, **limits)
+        return image_check(data, **limits, name=reference)
 
 
 def _normal_level(name: str) -> str:
@@ -192,6 +235,60 @@ def record_check(record: ItemRecord, *, levels: LevelMap) -> None:
                 )
 
 
+def record_fits_project(record: ItemRecord, *, kind: str) -> None:
+    """Refuse (FormatError) an item that could not be a task of a `kind` project: pairwise and ranking
+    tasks compare two or more responses, so a single answer would fail on every submit."""
+    if kind in _COMPARING_KINDS and len(record.responses) < 2:
+        raise FormatError(
+            f"has {len(record.responses)} response(s), but the tasks of a {kind} project compare two or more; "
+            "import it into a rating or correction project",
+            line=record.line,
+            field="responses",
+        )
+
+
+def import_format_check(*, project: Project, import_format: str) -> None:
+    """Refuse, before reading the file, a format unknown or whose items cannot be tasks of the project's
+    kind (`FORMAT_PROJECT_KINDS`); the message names the kind the format needs."""
+    if import_format not in FORMAT_READERS:
+        raise ApplicationError(
+            f"Unknown import format {import_format!r}; choose one of {', '.join(IMPORT_FORMATS)}.",
+            {"field": "format"},
+        )
+    kinds = FORMAT_PROJECT_KINDS.get(import_format)
+    if kinds is not None and project.kind not in kinds:
+        needs = " or ".join(str(kind) for kind in kinds)
+        raise ApplicationError(
+            f"{import_format} files import into {needs} projects; {project.slug!r} is a {project.kind} project.",
+            {
+                "field": "format",
+                "format": import_format,
+                "project_kind": project.kind,
+                "needs": [str(k) for k in kinds],
+            },
+        )
+
+
+def caption_contest_key(file_name: str) -> str:
+    """The item id of a caption-contest table without a `contest` column, from its file name: the contest
+    number the name starts with (`660_summary_KLUCB.csv` → `660`, as the column would say), else the
+    name's stem with anything but letters, digits, `.`, `_` and `-` made `_`."""
+    stem = Path(file_name).stem
+    number = re.match(r"(\d+)(?:[^A-Za-z0-9]|$)", stem)
+    if number:
+        return number.group(1)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-") or "contest"
+
+
+def _contest_keyed(records: Iterator[ItemRecord], *, key: str) -> Iterator[ItemRecord]:
+    # The reader names a table by its `contest` column (kept in meta) or the file's stem, which for an
+    # upload or a job is a name Loupe gave the file; the name the user gave decides instead.
+    for record in records:
+        if not record.meta.get("contest"):
+            record.external_id = key
+        yield record
+
+
 def _file_scale_of(levels_in_file: tuple[str, ...]) -> tuple[str, ...] | None:
     # The caption-contest reader writes its counts on the humor scale, worst first.
     return HUMOR_SCALE if set(levels_in_file) <= set(HUMOR_SCALE) else None
@@ -212,7 +309,7 @@ def _records_expected(path: Path, import_format: str) -> int:
     """How many records the file holds, counted cheaply where the format allows (0: not known)."""
     if import_format == "caption-contest":
         return 1
-    if import_format == "rlaif-v":
+    if import_format in ("rlaif-v", "rlhf-v") and is_parquet(path):  # rlhf-v may also be JSON
         try:
             import pyarrow.parquet as pq
 
@@ -234,46 +331,80 @@ def items_import(
     images: Path | None = None,
     import_format: str = "loupe-jsonl",
     image: Path | None = None,
+    file_name: str | None = None,
+    strict: bool = False,
     batch_size: int = 5000,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import a file of `import_format` into `project`; all or nothing.
 
     `images` is the folder or zip archive that relative image paths resolve in (default: the file's
-    folder); `image` is a caption contest's cartoon. Records are read, checked (fields, annotations,
-    images) and stored in batches inside one transaction: the first bad record rolls everything back,
-    images written so far included, and names its line and field.
+    folder); `image` is a caption contest's cartoon; `file_name` the name the user gave the file (default:
+    `path`'s), which names a caption-contest table without a `contest` column. Records are read, checked
+    (fields, annotations, fit to the project's kind, images) and stored in batches inside one transaction:
+    the first bad record rolls everything back, images included, and names its line and field. A
+    caption-contest table's rows that cannot be captions are skipped and listed in the report
+    (`skipped_rows`), or with `strict` fail the import; every other format is always strict.
     """
-    if import_format not in FORMAT_READERS:
-        raise ApplicationError(
-            f"Unknown import format {import_format!r}; choose one of {', '.join(IMPORT_FORMATS)}.",
-            {"field": "format"},
-        )
+    import_format_check(project=project, import_format=import_format)
     options = _reader_options(import_format, project=project, image=image)
+    contest_notes = ContestReadNotes()
+    if import_format == "caption-contest":
+        options.update(strict=strict, notes=contest_notes)
     levels = LevelMap(rating_scale(project))
+    records = _records(path, import_format=import_format, options=options)
+    warnings: list[str] = []
+    hint = "Give the item another id, or delete the stored one first."
+    if import_format == "caption-contest":
+        records = _contest_keyed(records, key=caption_contest_key(file_name or path.name))
+        hint = (
+            "A caption-contest table is named by its contest column, else by the number its file name starts "
+            "with, else by its file name: rename the file to import it as another item."
+        )
+        if image is None:
+            warnings.append(
+                "The caption-contest table came without its cartoon (image): its item has no image, so "
+                "annotators rate the captions without it and exports carry none."
+            )
     try:
         loader = _ImageLoader(base=images if images is not None else path.parent)
     except ImageRejected as error:
         raise ApplicationError(str(error), {"field": "images"}) from error
-    written: list[Path] = []
+    media_root = Path(settings.MEDIA_ROOT)
+    ImageStaging.sweep(media_root, max_age=STAGING_MAX_AGE)
+    staging = ImageStaging(media_root)
     try:
         total = _records_expected(path, import_format)
         if progress is not None:
             progress(0, total)
-        return _items_store(
+        report = _items_store(
             project=project,
-            records=_checked(_records(path, import_format=import_format, options=options), loader, levels, written),
+            records=_checked(records, loader, levels, staging, kind=project.kind),
             levels=levels,
+            staging=staging,
+            existing_hint=hint,
             batch_size=batch_size,
             progress=progress,
             total=total,
         )
     except BaseException:
-        for file in written:
-            file.unlink(missing_ok=True)
+        staging.discard(failed=True)
         raise
     finally:
         loader.source.close()
+    staging.discard(failed=False)
+    if contest_notes.disagreeing:
+        warnings.append(
+            f"Captions whose own score or count disagrees with their level counts: {len(contest_notes.disagreeing)} "
+            f"(first on line {contest_notes.disagreeing[0]}); both are kept: the counts give the pairs, the "
+            "file's score and count stay in each caption's metadata."
+        )
+    return replace(
+        report,
+        warnings=tuple(warnings),
+        skipped_rows=tuple(row.as_dict() for row in contest_notes.skipped),
+        disagreeing_rows=len(contest_notes.disagreeing),
+    )
 
 
 @contextmanager
@@ -296,22 +427,23 @@ def _collector_paused() -> Iterator[Callable[[], None]]:
 
 
 def _checked(
-    records: Iterator[ItemRecord], loader: _ImageLoader, levels: LevelMap, written: list[Path]
+    records: Iterator[ItemRecord], loader: _ImageLoader, levels: LevelMap, staging: ImageStaging, *, kind: str
 ) -> Iterator[tuple[ItemRecord, str]]:
-    """Each record checked against the project, with its image checked and stored (its storage name).
+    """Each record checked against the project, with its image checked and staged (its storage name).
 
-    Images are written as they come (content-addressed) so a batch never holds their bytes; the caller
-    removes the ones written here if the import fails.
+    Images are staged as they come so a batch never holds their bytes; only those of the items the
+    import creates are moved into place, when it stores them.
     """
     for record in records:
         try:
             record_check(record, levels=levels)
+            record_fits_project(record, kind=kind)
         except FormatError as error:
             raise _import_error(error, line=record.line) from error
         name = ""
         if record.image or record.image_bytes is not None:
             try:
-                name = _image_store(loader.load(record), written=written)
+                name = staging.stage(loader.load(record))
             except ImageRejected as error:
                 raise _import_error(error, line=record.line) from error
             record.image_bytes = None
@@ -323,61 +455,62 @@ def _items_store(
     project: Project,
     records: Iterator[tuple[ItemRecord, str]],
     levels: LevelMap,
+    staging: ImageStaging,
+    existing_hint: str,
     batch_size: int,
     progress: Progress | None,
     total: int,
 ) -> ImportReport:
     totals = {"created": 0, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
     users = ImportedAnnotators()
+    new_images: set[str] = set()
     with transaction.atomic(), _collector_paused() as between_batches:
         project_was_empty = not Item.objects.filter(project=project).exists()
         # Items above this id were made by this import: finding one again means the file names it twice.
         first_new_pk = (Item.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
         batch: list[tuple[ItemRecord, str]] = []
         done = 0
-        for entry in records:
-            batch.append(entry)
-            if len(batch) >= batch_size:
-                _add(
-                    totals,
-                    _items_store_batch(
-                        project, batch, levels, users, project_was_empty=project_was_empty, first_new_pk=first_new_pk
-                    ),
-                )
-                done, batch = done + len(batch), []
-                between_batches()
-                if progress is not None:
-                    progress(done, max(total, done))
-        if batch:
+
+        def store(batch: list[tuple[ItemRecord, str]]) -> None:
             _add(
                 totals,
                 _items_store_batch(
-                    project, batch, levels, users, project_was_empty=project_was_empty, first_new_pk=first_new_pk
+                    project,
+                    batch,
+                    levels,
+                    users,
+                    project_was_empty=project_was_empty,
+                    first_new_pk=first_new_pk,
+                    new_images=new_images,
+                    existing_hint=existing_hint,
                 ),
             )
+
+        for entry in records:
+            batch.append(entry)
+            if len(batch) >= batch_size:
+                store(batch)
+                done, batch = done + len(batch), []
+                between_batches()
+                staging.touch()
+                if progress is not None:
+                    progress(done, max(total, done))
+        if batch:
+            store(batch)
             done += len(batch)
         if totals["annotations"]:
             # Imported annotations fill the queue's slots like submitted ones (done and taken counts).
             queue_units_sync(project=project)
         if progress is not None:
             progress(done, done)
+        # Last, so that the images come into place with the rows that point to them (module docstring).
+        staging.publish(new_images)
     return ImportReport(**totals)
 
 
 def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
     for key, value in counts.items():
         totals[key] += value
-
-
-def _image_store(image: CheckedImage, *, written: list[Path]) -> str:
-    target = Path(settings.MEDIA_ROOT) / image.storage_name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            handle.write(image.data)
-        os.replace(handle.name, target)
-        written.append(target)
-    return image.storage_name
 
 
 class ImportedAnnotators:
@@ -486,7 +619,7 @@ def _has_feedback(record: ItemRecord) -> bool:
         or record.corrections
         or record.ratings
         or record.rankings
-        or any(r.rating_counts for r in record.responses)
+        or any(r.rating_counts or RATING_SUMMARY_KEY in r.meta for r in record.responses)
     )
 
 
@@ -518,6 +651,8 @@ def _items_store_batch(
     *,
     project_was_empty: bool,
     first_new_pk: int,
+    new_images: set[str],
+    existing_hint: str,
 ) -> dict[str, int]:
     records = [record for record, _image in batch]
     keys = [r.external_id for r in records]
@@ -533,9 +668,14 @@ def _items_store_batch(
             if found.get(record.external_id, 0) >= first_new_pk:
                 raise _twice(record)
         existing = set(found)
+        if existing:
+            _existing_check(
+                [(r, image) for r, image in batch if r.external_id in existing], found, levels, hint=existing_hint
+            )
     fresh_entries = [(r, image) for r, image in batch if r.external_id not in existing]
     fresh = [r for r, _image in fresh_entries]
     images = [image for _r, image in fresh_entries]
+    new_images.update(image for image in images if image)
     if not fresh:
         return {"created": 0, "unchanged": len(records), "annotations": 0, "pairs": 0}
     last_id = Item.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
@@ -595,6 +735,52 @@ def _items_store_batch(
         "pairs": rebuilt.created,
         "self_pairs_dropped": rebuilt.self_pairs_dropped,
     }
+
+
+def _existing_check(
+    entries: list[tuple[ItemRecord, str]], found: dict[str, int], levels: LevelMap, *, hint: str
+) -> None:
+    """Refuse (naming the id and line) a record whose id the project has with another prompt, image,
+    metadata or responses: such a record is new content, which "unchanged" would silently drop."""
+    pks = [found[record.external_id] for record, _image in entries]
+    stored = {
+        pk: (prompt, image, meta)
+        for pk, prompt, image, meta in Item.objects.filter(pk__in=pks).values_list("pk", "prompt", "image", "meta")
+    }
+    answers: dict[int, list[tuple[str, str, Any]]] = {}
+    for item_id, text, model, meta in (
+        Response.objects.filter(item_id__in=pks)
+        .order_by("item_id", "position")
+        .values_list("item_id", "text", "model_name", "meta")
+    ):
+        answers.setdefault(item_id, []).append((text, model, meta))
+    for record, image in entries:
+        pk = found[record.external_id]
+        prompt, stored_image, meta = stored[pk]
+        given = [
+            (r.text, r.model, _as_stored(_response_meta(r.meta, r.rating_counts, levels))) for r in record.responses
+        ]
+        differs = [
+            name
+            for name, same in (
+                ("prompt", prompt == record.prompt),
+                ("image", stored_image == image),
+                ("metadata", meta == _as_stored(record.meta)),
+                ("responses", answers.get(pk, []) == given),
+            )
+            if not same
+        ]
+        if differs:
+            raise ApplicationError(
+                f"line {record.line}: item {record.external_id!r} is already in the project with another "
+                f"{', '.join(differs)}; nothing was imported. {hint}",
+                {"line": record.line, "field": "external_id", "external_id": record.external_id, "differs": differs},
+            )
+
+
+def _as_stored(value: Any) -> Any:
+    # What a JSON field gives back for `value` (tuples become lists, keys strings).
+    return json.loads(_json(value))
 
 
 def _response_meta(meta: dict[str, Any], counts: dict[str, int] | None, levels: LevelMap) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from annotation.models import DataJob, DatasetSnapshot, JobKind, JobStatus, Project
 from annotation.services.exports import export_options_check, snapshot_export_archive
-from annotation.services.imports import IMPORT_FORMATS, items_import
+from annotation.services.imports import import_format_check, items_import
 from loupe.errors import ApplicationError
 
 PROGRESS_FILE = "progress.json"
@@ -109,12 +109,9 @@ def data_job_import_start(
     created_by: AbstractBaseUser | None = None,
 ) -> DataJob:
     """Queue an import of the file `source`. The file (and `images`, `image`) is moved into the job's
-    folder, so the caller's copy may be temporary."""
-    if import_format not in IMPORT_FORMATS:
-        raise ApplicationError(
-            f"Unknown import format {import_format!r}; choose one of {', '.join(IMPORT_FORMATS)}.",
-            {"field": "format"},
-        )
+    folder, so the caller's copy may be temporary; a format unknown or unfit for the project's kind is
+    refused before anything is queued."""
+    import_format_check(project=project, import_format=import_format)
     job = DataJob.objects.create(
         kind=JobKind.IMPORT, project=project, params={"format": import_format}, created_by=created_by
     )
@@ -198,6 +195,8 @@ def _run_import(job: DataJob, progress: _Progress) -> tuple[str, dict[str, Any]]
         images=Path(params["images"]) if params.get("images") else source.parent,
         import_format=params["format"],
         image=Path(params["image"]) if params.get("image") else None,
+        # The file was moved to `source-<name>`; the name it came with names a caption-contest table.
+        file_name=params.get("file_name"),
         progress=progress,
     )
     return "", report.as_dict()

@@ -240,12 +240,17 @@ def _correction_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[De
             yield DerivedPair(row, None, response.pk)
 
 
+# The imported caption metadata a rating aggregate carries into snapshots and exports.
+_AGGREGATE_META = ("target_id", "rank", "score", "precision", "count", pair_rules.RATING_SUMMARY_KEY)
+
+
 def rating_aggregates(
     entry: ItemFeedback, *, scale: tuple[str, ...], imported_counts: bool = True
 ) -> list[pair_rules.RatingAggregate]:
-    """Per response of the item: counts of each level from its ratings plus imported aggregate counts.
+    """Per response of the item: counts of each level from its ratings plus imported aggregate counts, or
+    the summary (mean, precision, votes) an import stored where its file had no level counts.
 
-    Responses with neither are left out. `response_key` is the response's id.
+    Responses with none of these are left out. `response_key` is the response's id.
     """
     individual: dict[int, Counter] = defaultdict(Counter)
     for rating in entry.ratings:
@@ -254,7 +259,8 @@ def rating_aggregates(
     aggregates = []
     for response in entry.responses.values():
         stored = response.meta.get("rating_counts") if imported_counts else None
-        if not stored and response.pk not in individual:
+        summary = response.meta.get(pair_rules.RATING_SUMMARY_KEY) if imported_counts else None
+        if not stored and not summary and response.pk not in individual:
             continue
         counts = Counter({level: int(n) for level, n in (stored or {}).items() if level in scale})
         counts.update(individual.get(response.pk, Counter()))
@@ -267,7 +273,8 @@ def rating_aggregates(
                 counts={level: counts[level] for level in scale if counts[level]},
                 scale=scale,
                 response_key=str(response.pk),
-                meta={k: v for k, v in response.meta.items() if k in ("target_id", "rank", "score", "precision")},
+                meta={k: v for k, v in response.meta.items() if k in _AGGREGATE_META},
+                **pair_rules.given_summary_fields(summary),
             )
         )
     return aggregates

@@ -14,9 +14,22 @@ Pairs come from the stored `PreferencePair`s, unless the filter names annotators
 only the annotations by those people, made in that range, count, and the pairs are derived from that
 subset at snapshot time through the same rules (`annotation.services.preference_pairs`). Either way the
 AI pairs then go through RLAIF-V's length balancing over the whole snapshot (`balance_ai_lengths`): it
-compares all pairs at once, so it cannot run when one item's pairs are stored. The train/test split is
-by item (a hash of the seed and the item's external id), so no item is on both sides. The content hash
-covers the filter and every row: the same filter over the same data gives the same snapshot back.
+compares all pairs at once, so it cannot run when one item's pairs are stored. The content hash covers
+the filter and every row: the same filter over the same data gives the same snapshot back.
+
+The train/test split (`SnapshotFilter.split_by`) is stable across runs and machines (a hash of the seed
+and a key): by `item` (its external id) no item is on both sides; by `response` (the item's id and the
+response's text) no response is, which is what a rating project needs, where one item (a contest's
+cartoon) holds thousands of rated captions and a split by item puts all of them on one side. Split by
+response, a rating row or SFT row goes with its response, and a pair goes to `test` iff both its answers
+do, to `train` iff both do; a pair whose answers fall on different sides is dropped and counted
+(`stats["split"]["pairs_across_sides"]`), so no answer is on both sides. `test_fraction` is then the
+share of responses held out, so about test_fraction² of the pairs are `test` and 2·f·(1 − f) are dropped
+(contest 660's first 2,000 captions at 0.1: 367 train, 5 test, 95 dropped of 467 pairs): ask for a larger
+fraction to test on more pairs. The same response falls on the same side in pairs, SFT and ratings
+snapshots of one seed. The default is `response` in rating projects
+and `item` in the others. A split that leaves a side empty (with `test_fraction` above 0) is kept but
+says so in `stats["warnings"]`.
 
 `DatasetSnapshot.stats` records what freezing decided and found: for pairs, per source the number of
 pairs and of distinct chosen and rejected answers (an answer is distinct per item: the same words under
@@ -41,7 +54,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import dateparse, timezone
 
-from annotation.models import DatasetSnapshot, Item, PairSource, PreferencePair, Project
+from annotation.formats.common import provenance_of
+from annotation.models import DatasetSnapshot, Item, PairSource, PreferencePair, Project, ProjectKind
 from annotation.pair_rules import length_balance_keeps, length_balance_ratio
 from annotation.services.preference_pairs import (
     FeedbackScope,
@@ -55,6 +69,7 @@ from annotation.services.preference_pairs import (
 from loupe.errors import ApplicationError
 
 SNAPSHOT_KINDS = ("pairs", "sft", "ratings")
+SPLIT_BY = ("item", "response")
 # Rows are written with sorted keys (the hash depends on it) by one encoder reused for every row.
 _encode_row = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 AI_ANNOTATOR_PREFIX = "ai:"
@@ -71,7 +86,8 @@ class SnapshotFilter:
     SciCap's: the median of the mean ratings of the responses the snapshot holds (`rating_median`).
     `min_agreement` and `min_margin` apply to pairs. `balance_ai_lengths` runs RLAIF-V's length balancing
     over all AI pairs that pass the rest of the filter (other sources are left as they are), so chosen
-    answers are not simply the shorter ones.
+    answers are not simply the shorter ones. `split_by` is `item` or `response` (module docstring); None
+    (the default) takes the project's: `response` for rating projects, else `item`.
     """
 
     sources: tuple[str, ...] = ()
@@ -85,8 +101,13 @@ class SnapshotFilter:
     date_to: str | None = None
     sft_threshold: float | None = None
     balance_ai_lengths: bool = True
+    split_by: str | None = None
 
     def __post_init__(self) -> None:
+        if self.split_by not in (None, *SPLIT_BY):
+            raise ApplicationError(
+                f"split_by must be one of {', '.join(SPLIT_BY)}, not {self.split_by!r}.", {"field": "split_by"}
+            )
         if self.kind not in SNAPSHOT_KINDS:
             raise ApplicationError(
                 f"Unknown snapshot kind {self.kind!r}; choose one of {', '.join(SNAPSHOT_KINDS)}.", {"field": "kind"}
@@ -128,6 +149,7 @@ class SnapshotFilter:
             "balance_ai_lengths": self.balance_ai_lengths,
             "seed": self.seed,
             "test_fraction": self.test_fraction,
+            "split_by": self.split_by,
         }
 
 
@@ -147,10 +169,29 @@ def _parse_when(value: str | None, *, field_name: str, end_of_day: bool) -> dt.d
     return parsed
 
 
-def _split_of(*, item_key: str, seed: int, test_fraction: float) -> str:
-    """'test' or 'train' for an item, stable across runs and machines: all rows of an item share a side."""
-    digest = hashlib.sha256(f"{seed}:{item_key}".encode()).digest()
+def _split_of(*, key: str, seed: int, test_fraction: float) -> str:
+    """'test' or 'train' for an item's or a response's key, stable across runs and machines."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"
+
+
+def _response_key(item_key: str, text: str) -> str:
+    return f"{item_key}\x1f{text}"
+
+
+def _answers_of(row: dict[str, Any], kind: str) -> tuple[str, ...]:
+    """The texts of the responses a row holds: a pair's two answers, a rating row's or SFT row's one."""
+    if kind == "pairs":
+        return (row["chosen"], row["rejected"])
+    if kind == "ratings":
+        return (row["text"],)
+    # An SFT completion is its response's text behind the [GOOD]/[BAD] token.
+    return (row["completion"].partition(" ")[2] if row["label"] else row["completion"],)
+
+
+def split_by_default(project: Project) -> str:
+    """How a project's snapshots split unless the filter says: by response in rating projects."""
+    return "response" if project.kind == ProjectKind.RATING else "item"
 
 
 def _scope_of(snapshot_filter: SnapshotFilter) -> FeedbackScope:
@@ -176,9 +217,9 @@ def _items_in_key_order(project: Project) -> Iterator[list[Item]]:
 
 def _pair_row(
     key: str, prompt: str, image: str, source: str, chosen: str, rejected: str, margin: float, agreement: float,
-    n_votes: int, chosen_spans: list, rejected_spans: list,
+    n_votes: int, chosen_spans: list, rejected_spans: list, item_meta: dict | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    return {
+    row = {
         "item_key": key,
         "prompt": prompt,
         "image": image,
@@ -191,6 +232,12 @@ def _pair_row(
         "chosen_spans": chosen_spans,
         "rejected_spans": rejected_spans,
     }
+    # An imported release's own fields (RLHF-V/RLAIF-V `ds_name`, `idx`, ...), frozen with the pair so the
+    # release exports write them back; only rows of such items carry the key.
+    provenance = provenance_of(item_meta)
+    if provenance:
+        row["provenance"] = provenance
+    return row
 
 
 def _stored_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
@@ -214,6 +261,7 @@ def _stored_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> I
         "n_votes",
         "chosen_spans",
         "rejected_spans",
+        "item__meta",
     )
     for values in pairs.iterator(chunk_size=5000):
         yield _pair_row(*values)
@@ -224,6 +272,7 @@ def _derived_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> 
     scale = rating_scale(project)
     for items in _items_in_key_order(project):
         by_item: dict[str, list[dict[str, Any]]] = {}
+        metas = {item.external_id: item.meta for item in items}
         for derived in pairs_for_items(
             feedback_load(items=items, scope=scope),
             scale=scale,
@@ -249,6 +298,7 @@ def _derived_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> 
                     row.n_votes,
                     [list(s) for s in row.chosen_spans],
                     [list(s) for s in row.rejected_spans],
+                    metas.get(row.item_key),
                 )  # fmt: skip
             )
         for item in items:
@@ -379,18 +429,44 @@ def _snapshot_rows(
         )
         pair_stats = _PairStats()
         stats["pair_stats"] = pair_stats.counts
+    seed, fraction = snapshot_filter.seed, snapshot_filter.test_fraction
+    split_stats = {"by": snapshot_filter.split_by, "train": 0, "test": 0}
+    if snapshot_filter.split_by == "response" and snapshot_filter.kind == "pairs":
+        split_stats["pairs_across_sides"] = 0
+    stats["split"] = split_stats
     splits: dict[str, str] = {}
     for row in rows:
         key = row["item_key"]
-        if key not in splits:
-            # Rows come grouped by item, so only the current item's side needs remembering.
-            splits = {
-                key: _split_of(item_key=key, seed=snapshot_filter.seed, test_fraction=snapshot_filter.test_fraction)
+        if snapshot_filter.split_by == "item":
+            if key not in splits:
+                # Rows come grouped by item, so only the current item's side needs remembering.
+                splits = {key: _split_of(key=key, seed=seed, test_fraction=fraction)}
+            split = splits[key]
+        else:
+            sides = {
+                _split_of(key=_response_key(key, text), seed=seed, test_fraction=fraction)
+                for text in _answers_of(row, snapshot_filter.kind)
             }
-        row["split"] = splits[key]
+            if len(sides) > 1:
+                split_stats["pairs_across_sides"] += 1
+                continue
+            (split,) = sides
+        row["split"] = split
+        split_stats[split] += 1
         if pair_stats is not None:
             pair_stats.add(row)
         yield row
+    empty = [side for side in ("train", "test") if split_stats[side] == 0]
+    if fraction > 0 and empty and split_stats["train"] + split_stats["test"]:
+        stats.setdefault("warnings", []).append(
+            f"The {' and '.join(empty)} side of the split is empty: split by {snapshot_filter.split_by} with "
+            f"test_fraction {fraction}, every row fell on one side"
+            + (
+                " (few items, each with many rows: split by response instead)."
+                if snapshot_filter.split_by == "item"
+                else "."
+            )
+        )
 
 
 def snapshot_kind(snapshot: DatasetSnapshot) -> str:
@@ -408,6 +484,8 @@ def snapshot_create(
     than a second copy. `DatasetSnapshot.stats` records what freezing found (see the module docstring).
     """
     snapshot_filter = snapshot_filter or SnapshotFilter()
+    if snapshot_filter.split_by is None:
+        snapshot_filter = replace(snapshot_filter, split_by=split_by_default(project))
     snapshots_dir = Path(settings.SNAPSHOTS_DIR)
     snapshots_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps(snapshot_filter.as_dict(), sort_keys=True).encode())

@@ -18,7 +18,8 @@ from tests.helpers import wait_for
 def _items_file(path, n, *, bad_line=None):
     lines = []
     for i in range(n):
-        record = {"external_id": f"x{i}", "prompt": f"Question {i}?", "responses": [{"text": f"answer {i}"}]}
+        responses = [{"text": f"answer {i}"}, {"text": f"other answer {i}"}]
+        record = {"external_id": f"x{i}", "prompt": f"Question {i}?", "responses": responses}
         if i + 1 == bad_line:
             record["responses"] = [{"text": ""}]
         lines.append(json.dumps(record))
@@ -80,7 +81,7 @@ def test_an_import_job_records_progress_and_its_report(pairwise_project, researc
     services.data_job_execute(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "succeeded", job.log
-    assert job.result == {"created": 4500, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
+    assert job.result == services.ImportReport(created=4500, unchanged=0).as_dict()
     assert (job.done, job.total) == (4500, 4500)
     assert Item.objects.filter(project=pairwise_project).count() == 4500
     assert not job_dir(job).exists()

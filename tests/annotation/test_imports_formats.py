@@ -57,6 +57,12 @@ def rating_project(researcher):
     return services.project_create(slug="contest", kind="rating", created_by=researcher)
 
 
+@pytest.fixture
+def correction_project(researcher):
+    # RLHF-V records (one answer and its correction) import into correction projects only.
+    return services.project_create(slug="rlhf", kind="correction", created_by=researcher)
+
+
 def _stored_counts(project) -> dict[str, tuple[int, int, int]]:
     out = {}
     for response in Response.objects.filter(item__project=project):
@@ -123,7 +129,9 @@ def test_a_contest_snapshot_records_how_varied_its_rejected_captions_are(rating_
     assert len(rejected) >= 0.4 * len(rows) and max(rejected.values()) <= 0.15 * len(rows)
 
 
-def test_imported_pairs_of_the_same_answer_are_dropped_and_counted(pairwise_project, researcher, tmp_path):
+def test_imported_pairs_of_the_same_answer_are_dropped_and_counted(
+    pairwise_project, correction_project, researcher, tmp_path
+):
     """RLHF-V, RLAIF-V and Label Studio records whose two answers are the same text (up to whitespace) give
     no pair; the import says how many it dropped, beside the pairs it made."""
     import pyarrow as pa
@@ -136,7 +144,7 @@ def test_imported_pairs_of_the_same_answer_are_dropped_and_counted(pairwise_proj
             {"idx": 2, "question": "Q?", "chosen": "Two dogs.", "rejected": "Three dogs."},
         ],
     )
-    report = services.items_import(project=pairwise_project, path=rlhf, import_format="rlhf-v")
+    report = services.items_import(project=correction_project, path=rlhf, import_format="rlhf-v")
     assert (report.created, report.pairs, report.self_pairs_dropped) == (2, 1, 1)
 
     table = pa.table(
@@ -158,17 +166,19 @@ def test_imported_pairs_of_the_same_answer_are_dropped_and_counted(pairwise_proj
     assert not any(p.chosen_text.split() == p.rejected_text.split() for p in PreferencePair.objects.all())
 
 
-def test_the_api_and_the_cli_report_dropped_self_pairs(pairwise_project, researcher, api_client_for, tmp_path, capsys):
+def test_the_api_and_the_cli_report_dropped_self_pairs(
+    correction_project, researcher, api_client_for, tmp_path, capsys
+):
     """The import API's answer and the CLI's summary both give the number of pairs dropped as the same answer."""
     records = [{"idx": 1, "question": "Q", "chosen": "Same.", "rejected": "Same."}]
     upload = {"format": "rlhf-v", "file": io.BytesIO(json.dumps(records).encode())}
     upload["file"].name = "x.json"
-    response = api_client_for(researcher).post("/api/v1/projects/shapes-pairwise/imports/", upload, format="multipart")
+    response = api_client_for(researcher).post("/api/v1/projects/rlhf/imports/", upload, format="multipart")
     assert response.status_code == 201, response.content
     assert response.json()["self_pairs_dropped"] == 1 and response.json()["pairs"] == 0
     records = [{"idx": 2, "question": "Q", "chosen": "Same!", "rejected": " Same! "}]
     path = _rlhf_v(tmp_path / "cli.json", records)
-    call_command("import_items", str(path), "--project", "shapes-pairwise", "--format", "rlhf-v")
+    call_command("import_items", str(path), "--project", "rlhf", "--format", "rlhf-v")
     assert "0 preference pairs (1 dropped as the same answer twice)" in capsys.readouterr().out
 
 
@@ -229,7 +239,7 @@ def _rlhf_v(path: Path, records: list) -> Path:
     return path
 
 
-def test_rlhf_v_records_become_corrections_by_an_imported_annotator(pairwise_project, tmp_path):
+def test_rlhf_v_records_become_corrections_by_an_imported_annotator(correction_project, tmp_path):
     """Each record is an item whose original answer carries a correction; the pair has the changed spans."""
     path = _rlhf_v(
         tmp_path / "rlhf.json",
@@ -238,26 +248,26 @@ def test_rlhf_v_records_become_corrections_by_an_imported_annotator(pairwise_pro
             {"idx": 8, "question": "Q2?", "chosen": "Two dogs.", "rejected": "Three dogs."},
         ],
     )
-    report = services.items_import(project=pairwise_project, path=path, import_format="rlhf-v")
+    report = services.items_import(project=correction_project, path=path, import_format="rlhf-v")
     assert (report.created, report.annotations, report.pairs) == (2, 2, 2)
     correction = Correction.objects.get(item__external_id="7")
     assert correction.annotator.username == "import:anonymous" and not correction.annotator.is_active
     pair = PreferencePair.objects.get(item__external_id="7")
     assert pair.chosen_text[slice(*pair.chosen_spans[0])] == "blue"
     assert pair.rejected_text[slice(*pair.rejected_spans[0])] == "red"
-    again = services.items_import(project=pairwise_project, path=path, import_format="rlhf-v")
+    again = services.items_import(project=correction_project, path=path, import_format="rlhf-v")
     assert (again.created, again.unchanged, again.annotations) == (0, 2, 0)
     assert Correction.objects.count() == 2
 
 
-def test_a_bad_rlhf_v_record_names_its_line_and_field_and_stores_nothing(pairwise_project, tmp_path):
+def test_a_bad_rlhf_v_record_names_its_line_and_field_and_stores_nothing(correction_project, tmp_path):
     """A record without its original answer is refused; nothing of the good records before it is kept."""
     path = tmp_path / "rlhf.json"
     path.write_text(
         '[\n{"idx": 1, "question": "Q", "chosen": "a", "rejected": "b"},\n{"idx": 2, "question": "Q", "chosen": "a"}\n]'
     )
     with pytest.raises(ApplicationError) as caught:
-        services.items_import(project=pairwise_project, path=path, import_format="rlhf-v")
+        services.items_import(project=correction_project, path=path, import_format="rlhf-v")
     assert caught.value.extra == {"line": 3, "field": "rejected"}
     assert not Item.objects.exists() and not get_user_model().objects.filter(username__startswith="import:").exists()
 
@@ -362,11 +372,11 @@ def test_the_api_imports_a_contest_table_with_its_cartoon(rating_project, resear
     assert response.json()["created"] == 1 and Response.objects.count() == 2000
 
 
-def test_the_api_names_the_line_of_a_bad_file(pairwise_project, researcher, api_client_for):
+def test_the_api_names_the_line_of_a_bad_file(correction_project, researcher, api_client_for):
     """A bad RLHF-V upload is a 400 with the line and field."""
     upload = {"format": "rlhf-v", "file": io.BytesIO(b'[{"idx": 1, "question": "Q", "chosen": 3, "rejected": "b"}]')}
     upload["file"].name = "x.json"
-    response = api_client_for(researcher).post("/api/v1/projects/shapes-pairwise/imports/", upload, format="multipart")
+    response = api_client_for(researcher).post("/api/v1/projects/rlhf/imports/", upload, format="multipart")
     assert response.status_code == 400
     assert response.json()["extra"] == {"line": 1, "field": "chosen"}
 
@@ -394,7 +404,7 @@ def test_an_id_repeated_in_a_later_batch_names_its_line(pairwise_project, tmp_pa
     the import at the repeat's line and stores nothing of the file."""
     if project_had_items:
         Item.objects.create(project=pairwise_project, external_id="older", prompt="Q")
-    lines = [{"external_id": f"x{i}", "prompt": "Q", "responses": [{"text": "a"}]} for i in range(7)]
+    lines = [{"external_id": f"x{i}", "prompt": "Q", "responses": [{"text": "a"}, {"text": "b"}]} for i in range(7)]
     lines[5]["external_id"] = "x1"
     path = tmp_path / "items.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))

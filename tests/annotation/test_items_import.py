@@ -36,7 +36,7 @@ def _assert_rejected(project, path: Path, *, line: int, field: str, images: Path
 def test_a_good_file_imports_items_responses_and_images(pairwise_project, shapes_import, settings):
     """Every item arrives with its responses in order and its image stored and checked."""
     report = services.items_import(project=pairwise_project, path=shapes_import)
-    assert report.as_dict() == {"created": 6, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
+    assert report.as_dict() == services.ImportReport(created=6, unchanged=0).as_dict()
     source = _lines(shapes_import)
     for record in source:
         item = Item.objects.get(project=pairwise_project, external_id=record["external_id"])
@@ -51,7 +51,7 @@ def test_importing_the_same_file_again_changes_nothing(pairwise_project, shapes_
     services.items_import(project=pairwise_project, path=shapes_import)
     before = list(Item.objects.values_list("id", "external_id", "prompt", "image"))
     report = services.items_import(project=pairwise_project, path=shapes_import)
-    assert report.as_dict() == {"created": 0, "unchanged": 6, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
+    assert report.as_dict() == services.ImportReport(created=0, unchanged=6).as_dict()
     assert list(Item.objects.values_list("id", "external_id", "prompt", "image")) == before
     assert Response.objects.count() == 12
 
@@ -156,14 +156,14 @@ def test_a_large_text_only_file_arrives_whole_and_in_order(pairwise_project, tmp
         {
             "external_id": f"big-{i:04d}",
             "prompt": f"Was ist auf Bild {i}? 100% sicher? %s ?",
-            "responses": [{"text": f"Antwort {i}.{k} — « %(x)s ? »", "model": f"m{k}"} for k in range(i % 4)],
+            "responses": [{"text": f"Antwort {i}.{k} — « %(x)s ? »", "model": f"m{k}"} for k in range(2 + i % 4)],
             "meta": {"batch": i // 7} if i % 3 else {},
         }
         for i in range(523)
     ]
     path = _write(tmp_path / "big.jsonl", records)
     report = services.items_import(project=pairwise_project, path=path, batch_size=200)
-    assert report.as_dict() == {"created": 523, "unchanged": 0, "annotations": 0, "pairs": 0, "self_pairs_dropped": 0}
+    assert report.as_dict() == services.ImportReport(created=523, unchanged=0).as_dict()
     stored = {item.external_id: item for item in Item.objects.filter(project=pairwise_project)}
     assert [item.external_id for item in sorted(stored.values(), key=lambda item: item.pk)] == [
         r["external_id"] for r in records
@@ -181,7 +181,8 @@ def test_a_large_text_only_file_arrives_whole_and_in_order(pairwise_project, tmp
 def test_the_cli_shows_the_import_progressing_to_the_last_item(pairwise_project, tmp_path):
     """`import_items` draws a progress bar on stderr, batch by batch, that ends at every item of the file."""
     records = [
-        {"external_id": f"p-{i}", "prompt": f"Prompt {i}", "responses": [{"text": "An answer."}]} for i in range(7)
+        {"external_id": f"p-{i}", "prompt": f"Prompt {i}", "responses": [{"text": "An answer."}, {"text": "Another."}]}
+        for i in range(7)
     ]
     path = _write(tmp_path / "seven.jsonl", records)
     out, err = io.StringIO(), io.StringIO()

@@ -1,6 +1,7 @@
 """Dataset snapshots: content-hashed, filtered by source, agreement, annotators and dates, split by item."""
 
 import datetime as dt
+import io
 import json
 from pathlib import Path
 
@@ -8,10 +9,11 @@ import pytest
 from django.core.management import call_command
 
 from annotation import services
-from annotation.models import AIFeedback, PairwiseJudgment
+from annotation.models import AIFeedback, PairwiseJudgment, PreferencePair
 from annotation.selectors import snapshot_rows
 from loupe.errors import ApplicationError
 from tests.annotation.feedback import judge, people, project_with_items, rank, rate, refresh, responses_of
+from tests.conftest import SHARED_DATA
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +60,7 @@ def test_the_split_is_by_item_and_no_item_is_on_both_sides(judged):
         sides.setdefault(row["item_key"], set()).add(row["split"])
     assert all(len(s) == 1 for s in sides.values())
     assert {next(iter(s)) for s in sides.values()} == {"train", "test"}
+    assert snapshot.filters["split_by"] == "item" and snapshot.stats["split"]["by"] == "item"
     assert snapshot.n_train + snapshot.n_test == snapshot.n_rows == len(sides)
 
 
@@ -112,6 +115,7 @@ def test_bad_filters_are_refused_with_the_field_named(judged):
         ({"sources": ("vibes",)}, "sources"),
         ({"date_from": "last tuesday"}, "date_from"),
         ({"date_from": "2024-02-01", "date_to": "2024-01-01"}, "date_from"),
+        ({"split_by": "caption"}, "split_by"),
     ):
         with pytest.raises(ApplicationError) as caught:
             services.SnapshotFilter(**kwargs)
@@ -295,3 +299,76 @@ def test_ai_pairs_are_length_balanced_over_the_whole_snapshot(ai_labelled, annot
     assert "ai_length_balance_ratio" not in (
         services.snapshot_create(project=project, created_by=None, snapshot_filter=only_people).stats
     )
+
+
+# ------------------------------------------------------------------------------- splits of rated items
+
+CONTEST_660 = SHARED_DATA / "caption-contest" / "660_summary_KLUCB.first2000.csv"
+
+
+@pytest.fixture
+def contest(researcher):
+    """The real contest 660 (2,000 captions, one cartoon): one item holding every rated caption."""
+    project = services.project_create(slug="contest", kind="rating", created_by=researcher)
+    services.items_import(project=project, path=CONTEST_660, import_format="caption-contest")
+    return project
+
+
+def test_a_rating_project_splits_by_caption_so_both_sides_hold_pairs_and_no_caption_is_on_both(contest):
+    """One contest is one item, so a rating project splits by response by default: train and test both hold
+    pairs, no caption is on both sides (pairs across the sides are dropped and counted), and a caption
+    falls on the same side in the pairs and the ratings snapshots."""
+    snapshot = services.snapshot_create(project=contest, created_by=None)
+    sides: dict[str, set[str]] = {}
+    for row in _rows(snapshot):
+        for text in (row["chosen"], row["rejected"]):
+            sides.setdefault(text, set()).add(row["split"])
+    assert all(len(side) == 1 for side in sides.values())
+    assert snapshot.n_train > 0 and snapshot.n_test > 0
+    across = snapshot.stats["split"]["pairs_across_sides"]
+    assert snapshot.stats["split"] == {
+        "by": "response", "train": snapshot.n_train, "test": snapshot.n_test, "pairs_across_sides": across
+    }  # fmt: skip
+    assert across > 0 and snapshot.n_rows + across == PreferencePair.objects.filter(project=contest).count()
+    assert "warnings" not in snapshot.stats
+
+    ratings = services.snapshot_create(
+        project=contest, created_by=None, snapshot_filter=services.SnapshotFilter(kind="ratings")
+    )
+    rated_side = {row["text"]: row["split"] for row in _rows(ratings)}
+    assert set(rated_side.values()) == {"train", "test"} and len(rated_side) == 2000
+    assert all(rated_side[text] == next(iter(side)) for text, side in sides.items())
+
+
+def test_a_split_that_leaves_a_side_empty_is_kept_and_says_so(contest, researcher, api_client_for, tmp_path):
+    """Split by item, the contest's one item lands on one side: the API's snapshot, the CLI and the export
+    of the empty side all say so."""
+    response = api_client_for(researcher).post(
+        "/api/v1/projects/contest/snapshots/", {"split_by": "item", "test_fraction": 0.1}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    empty = "test" if body["n_test"] == 0 else "train"
+    assert body["n_rows"] > 0 and 0 in (body["n_train"], body["n_test"])
+    assert body["warnings"] == [
+        f"The {empty} side of the split is empty: split by item with test_fraction 0.1, every row fell on one "
+        "side (few items, each with many rows: split by response instead)."
+    ]
+
+    err = io.StringIO()
+    call_command("snapshot", "--project", "contest", "--split-by", "item", stdout=io.StringIO(), stderr=err)
+    assert f"warning: The {empty} side of the split is empty" in err.getvalue()
+
+    err = io.StringIO()
+    call_command(
+        "export_dataset", "--snapshot", str(body["id"]), "--out", str(tmp_path / "out"), "--split", empty,
+        stdout=io.StringIO(), stderr=err,
+    )  # fmt: skip
+    assert f"warning: snapshot {body['id']} has no {empty} rows; nothing was exported (The {empty} side" in (
+        err.getvalue()
+    )
+
+    whole = api_client_for(researcher).post(
+        "/api/v1/projects/contest/snapshots/", {"split_by": "item", "test_fraction": 0.0}, format="json"
+    )
+    assert whole.json()["warnings"] == []  # no test side was asked for

@@ -46,4 +46,9 @@ class Command(BaseCommand):
             raise CommandError(error.message) from error
         manifest = read_manifest(written)
         self.stderr.write(f"counts: {json.dumps(manifest['counts'])}")
+        if options["split"] != "all" and not getattr(snapshot, f"n_{options['split']}"):
+            self.stderr.write(
+                f"warning: snapshot {snapshot.pk} has no {options['split']} rows; nothing was exported "
+                f"({'; '.join(snapshot.stats.get('warnings', [])) or 'freeze it with another split'})"
+            )
         self.stdout.write(f"Wrote {written}")

@@ -36,6 +36,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--test-fraction", type=float, default=0.1)
+        parser.add_argument(
+            "--split-by",
+            choices=services.SPLIT_BY,
+            help="Split train/test by item or by response (default: response in rating projects, else item).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         project = Project.objects.filter(slug=options["project"]).first()
@@ -54,6 +59,7 @@ class Command(BaseCommand):
                 balance_ai_lengths=options["balance_ai_lengths"],
                 seed=options["seed"],
                 test_fraction=options["test_fraction"],
+                split_by=options["split_by"],
             )
             snapshot = services.snapshot_create(project=project, created_by=None, snapshot_filter=snapshot_filter)
         except ApplicationError as error:
@@ -64,4 +70,6 @@ class Command(BaseCommand):
         )
         if snapshot.stats:
             self.stderr.write(f"stats: {json.dumps(snapshot.stats, sort_keys=True)}")
+        for warning in snapshot.stats.get("warnings", []):
+            self.stderr.write(f"warning: {warning}")
         self.stdout.write(str(snapshot.pk))

@@ -128,10 +128,12 @@ document.getElementById("snapshot-form").addEventListener("submit", async (event
     sft_threshold: number("sft_threshold"),
     seed: number("seed") ?? 0,
     test_fraction: number("test_fraction") ?? 0.1,
+    split_by: form.split_by.value || null,
   };
   try {
     const snapshot = await api("POST", `/api/v1/projects/${slug}/snapshots/`, body);
-    say(`Snapshot ${snapshot.id}: ${snapshot.n_rows} rows.`, "ok");
+    // Warnings (e.g. a split that left a side empty) also show in the snapshot's row after the reload.
+    say(`Snapshot ${snapshot.id}: ${snapshot.n_rows} rows. ${snapshot.warnings.join(" ")}`, snapshot.warnings.length ? "error" : "ok");
     window.location.reload();
   } catch (error) {
     say(error.message, "error");
