@@ -365,10 +365,19 @@ def pairs_from_pairwise(votes: Iterable[PairwiseVote], *, dropped: Counter[str] 
 
 @dataclass
 class RatingAggregate:
-    """Counts of ratings of one response (caption) on an ordered scale, worst level first.
+    """Ratings of one response (caption) on an ordered scale, worst level first: counts per level, and/or
+    a summary given without them (mean, precision, votes), as some caption-contest tables publish it.
 
     Level `scale[k]` has the value `k + 1`, so on the humor scale unfunny = 1, somewhat funny = 2,
     funny = 3, as the caption-contest tables score them.
+
+    A given summary is `given_votes` votes with mean `given_mean` and standard error `given_precision`.
+    The margin test of `pairs_from_ratings` needs only a mean and a standard error per caption, and both
+    can be had from such a summary: the votes' sum of squared deviations is precision² · n · (n − 1)
+    (the standard-error formula solved for it), so a summary and level counts (say Loupe's own ratings
+    of an imported caption) pool into one mean and one standard error exactly as if the summary's votes
+    had been counted level by level. Without counts, `mean` is the given mean and `precision` the given
+    one, floored as `precision` describes.
     """
 
     item_key: str
@@ -379,6 +388,9 @@ class RatingAggregate:
     scale: tuple[str, ...] = HUMOR_SCALE
     response_key: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    given_mean: float | None = None
+    given_precision: float | None = None
+    given_votes: int = 0
 
     def __post_init__(self) -> None:
         unknown = set(self.counts) - set(self.scale)
@@ -387,17 +399,39 @@ class RatingAggregate:
         for level, n in self.counts.items():
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
                 raise ValueError(f"count of {level!r} must be a non-negative integer, not {n!r}")
+        given = (self.given_mean, self.given_precision)
+        if self.given_votes == 0 and given == (None, None):
+            return
+        if not isinstance(self.given_votes, int) or isinstance(self.given_votes, bool) or self.given_votes < 1:
+            raise ValueError(f"a given summary needs a positive whole number of votes, not {self.given_votes!r}")
+        if self.given_mean is None or not 1 <= self.given_mean <= len(self.scale):
+            raise ValueError(f"the given mean must lie on the scale, 1 to {len(self.scale)}, not {self.given_mean!r}")
+        if self.given_precision is None or not 0 <= self.given_precision < math.inf:
+            raise ValueError(f"the given precision must be a finite standard error, not {self.given_precision!r}")
 
     @property
     def votes(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.counts.values()) + self.given_votes
 
     @property
     def mean(self) -> float:
-        """Σ value·n / votes; NaN without votes."""
-        if self.votes == 0:
+        """Σ value·n / votes over counted and given votes; NaN without votes."""
+        votes = self.votes
+        if votes == 0:
             return math.nan
-        return sum((k + 1) * self.counts.get(level, 0) for k, level in enumerate(self.scale)) / self.votes
+        total = sum((k + 1) * self.counts.get(level, 0) for k, level in enumerate(self.scale))
+        if self.given_votes:
+            total += self.given_mean * self.given_votes  # type: ignore[operator]
+        return total / votes
+
+    def _squares(self, mean: float) -> float:
+        """Σ(x − mean)² over all votes: the counted ones level by level, the given ones from their standard
+        error (p² · n · (n − 1)) plus their mean's offset from `mean` (n · (given mean − mean)²)."""
+        squares = sum(self.counts.get(level, 0) * (k + 1 - mean) ** 2 for k, level in enumerate(self.scale))
+        n = self.given_votes
+        if n:
+            squares += self.given_precision**2 * n * (n - 1) + n * (self.given_mean - mean) ** 2  # type: ignore[operator]
+        return squares
 
     @property
     def precision(self) -> float:
@@ -411,16 +445,31 @@ class RatingAggregate:
         (every caption of the real tables) it is the plain sample standard error, equal to the tables'
         column. We use this floor rather than a Bayesian prior on the counts because a prior would shift
         every caption's value away from the tables. One vote gets NEXT's value for it, R = half the
-        scale's range; no votes an infinite one.
+        scale's range; no votes an infinite one. A given summary enters through its Σ(x − mean)²
+        (see the class), so the floor applies to it as well: a given precision of 0 over n votes counts
+        as 1/√(n(n − 1)).
         """
         votes = self.votes
         if votes == 0:
             return math.inf
         if votes == 1:
             return (len(self.scale) - 1) / 2
-        mean = self.mean
-        squares = sum(self.counts.get(level, 0) * (k + 1 - mean) ** 2 for k, level in enumerate(self.scale))
-        return math.sqrt(max(1.0, squares) / (votes - 1) / votes)
+        return math.sqrt(max(1.0, self._squares(self.mean)) / (votes - 1) / votes)
+
+
+# Where a response's metadata keeps a rating summary given without level counts (mean, precision, votes).
+RATING_SUMMARY_KEY = "rating_summary"
+
+
+def given_summary_fields(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`RatingAggregate` keyword arguments for a summary stored as `{"mean", "precision", "votes"}`; {} for none."""
+    if not summary:
+        return {}
+    return {
+        "given_mean": float(summary["mean"]),
+        "given_precision": float(summary["precision"]),
+        "given_votes": int(summary["votes"]),
+    }
 
 
 def _draw_rejected(candidates: list[int], k: int | None, draw: str, rng: random.Random) -> list[int]:
@@ -432,6 +481,43 @@ def _draw_rejected(candidates: list[int], k: int | None, draw: str, rng: random.
     # Stratified: k contiguous rank bands of (nearly) equal size, one caption drawn from each.
     bounds = [round(band * len(candidates) / k) for band in range(k + 1)]
     return [candidates[rng.randrange(bounds[band], bounds[band + 1])] for band in range(k)]
+
+
+class _MarginTest:
+    """Which captions ranked below caption i pass `mean_i − mean_j > z·√(var_i + var_j)`, without testing
+    every one of them: a 10,000-caption contest has 37 million (chosen, below) pairs, which took most of
+    its import.
+
+    The means are sorted best first, so the gap mean_i − mean_j never shrinks as j goes down the ranking.
+    Below rank i, a caption whose gap is at most z·√var_i fails (its own variance only raises the bar),
+    and one whose gap exceeds z·√(var_i + the largest variance from j down) passes; both bounds move one
+    way only, so each is found by bisection, and only the captions between them are tested one by one.
+    Every comparison is the test's own floating-point expression or a bound of it, so the result is
+    exactly that of testing every pair.
+    """
+
+    def __init__(self, means: list[float], variances: list[float], z: float) -> None:
+        self.means, self.variances, self.z = means, variances, z
+        self.largest_below = list(itertools.accumulate(reversed(variances), max))[::-1]
+
+    def _first(self, low: int, high: int, holds: Any) -> int:
+        """The first j in [low, high) for which the monotone `holds(j)` is true, else `high`."""
+        while low < high:
+            middle = (low + high) // 2
+            if holds(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def passing(self, i: int) -> list[int]:
+        """The ranks j > i whose caption passes the margin test against caption i, in rank order."""
+        means, variances, z, n = self.means, self.variances, self.z, len(self.means)
+        mean, variance = means[i], variances[i]
+        near = self._first(i + 1, n, lambda j: mean - means[j] > z * math.sqrt(variance))
+        far = self._first(near, n, lambda j: mean - means[j] > z * math.sqrt(variance + self.largest_below[j]))
+        tested = [j for j in range(near, far) if mean - means[j] > z * math.sqrt(variance + variances[j])]
+        return tested + list(range(far, n))
 
 
 def pairs_from_ratings(
@@ -480,14 +566,16 @@ def pairs_from_ratings(
         precisions = [a.precision for a in ranked]
         variances = [p * p for p in precisions]
         n_chosen = math.ceil(len(ranked) / 2) if top_half_chosen else len(ranked)
+        margin_test = _MarginTest(means, variances, z)
+        same_text: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for index, aggregate in enumerate(ranked):
+            same_text[tuple(aggregate.text.split())].append(index)
         for i in range(n_chosen):
             chosen = ranked[i]
-            candidates = [
-                j
-                for j in range(i + 1, len(ranked))
-                if means[i] - means[j] > z * math.sqrt(variances[i] + variances[j])
-                and not _is_self_pair(chosen.text, ranked[j].text, dropped)
-            ]
+            candidates = margin_test.passing(i)
+            for j in same_text[tuple(chosen.text.split())]:
+                if j > i and j in candidates and _is_self_pair(chosen.text, ranked[j].text, dropped):
+                    candidates.remove(j)
             for j in _draw_rejected(candidates, max_pairs_per_chosen, draw, rng):
                 rejected = ranked[j]
                 yield PairRow(

@@ -11,7 +11,15 @@ from collections import Counter
 from collections.abc import Sequence
 
 from annotation.formats.common import ItemRecord
-from annotation.pair_rules import HUMOR_SCALE, CorrectionInput, PairwiseVote, RankingInput, RatingAggregate
+from annotation.pair_rules import (
+    HUMOR_SCALE,
+    RATING_SUMMARY_KEY,
+    CorrectionInput,
+    PairwiseVote,
+    RankingInput,
+    RatingAggregate,
+    given_summary_fields,
+)
 
 
 def pairwise_votes_from_record(record: ItemRecord) -> list[PairwiseVote]:
@@ -62,9 +70,10 @@ def rankings_from_record(record: ItemRecord) -> list[RankingInput]:
 
 
 def aggregates_from_record(record: ItemRecord, *, scale: Sequence[str] = HUMOR_SCALE) -> list[RatingAggregate]:
-    """Rating counts per response: imported aggregate counts plus individual ratings, if any.
+    """Rating counts per response: imported aggregate counts (or a summary given without them, see
+    `RatingAggregate`) plus individual ratings, if any.
 
-    Responses with neither are left out. `response_key` is the caption's `target_id` where the file
+    Responses with none of these are left out. `response_key` is the caption's `target_id` where the file
     gave one, else its index.
     """
     individual: dict[int, Counter] = {}
@@ -72,7 +81,8 @@ def aggregates_from_record(record: ItemRecord, *, scale: Sequence[str] = HUMOR_S
         individual.setdefault(rating.response, Counter())[rating.level] += 1
     aggregates = []
     for index, response in enumerate(record.responses):
-        if response.rating_counts is None and index not in individual:
+        summary = response.meta.get(RATING_SUMMARY_KEY)
+        if response.rating_counts is None and index not in individual and not summary:
             continue
         counts = Counter(response.rating_counts or {})
         counts.update(individual.get(index, Counter()))
@@ -86,6 +96,7 @@ def aggregates_from_record(record: ItemRecord, *, scale: Sequence[str] = HUMOR_S
                 scale=tuple(scale),
                 response_key=str(response.meta.get("target_id", index)),
                 meta=dict(response.meta),
+                **given_summary_fields(summary),
             )
         )
     return aggregates

@@ -1,4 +1,4 @@
-"""`manage.py import_items --project SLUG [--format NAME] FILE [--images DIR|ZIP] [--image CARTOON]`"""
+"""`manage.py import_items --project SLUG [--format NAME] FILE [--images DIR|ZIP] [--image CARTOON] [--strict]`"""
 
 from pathlib import Path
 
@@ -24,6 +24,12 @@ class Command(BaseCommand):
             "--images", type=Path, help="Folder or zip the image paths are relative to (default: the file's folder)."
         )
         parser.add_argument("--image", type=Path, help="The cartoon of a caption-contest table.")
+        parser.add_argument(
+            "--strict",
+            action="store_true",
+            help="Fail a caption-contest import on a row that cannot be a caption (empty text, no votes, a mean "
+            "off the scale) instead of skipping and listing it. Other formats are always strict.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         project = Project.objects.filter(slug=options["project"]).first()
@@ -40,12 +46,36 @@ class Command(BaseCommand):
                     images=options["images"],
                     import_format=options["import_format"],
                     image=options["image"],
+                    strict=options["strict"],
                     progress=progress,
                 )
         except ApplicationError as error:
             raise CommandError(f"Import failed, nothing was stored: {error.message}") from error
+        for warning in report.warnings:
+            self.stderr.write(f"Warning: {warning}")
         self.stdout.write(
             f"Imported {report.created} new items ({report.unchanged} already present, unchanged), "
             f"{report.annotations} annotations, {report.pairs} preference pairs "
-            f"({report.self_pairs_dropped} dropped as the same answer twice)"
+            f"({report.self_pairs_dropped} dropped as the same answer twice)" + _caption_notes(report)
         )
+
+
+def _caption_notes(report: services.ImportReport) -> str:
+    """What a caption-contest import left out or kept twice, for the result line: every skipped row's line,
+    grouped by why it cannot be a caption."""
+    lines_by_reason: dict[str, list[str]] = {}
+    for row in report.skipped_rows:
+        lines_by_reason.setdefault(row["reason"], []).append(str(row["line"]))
+    text = ""
+    if lines_by_reason:
+        groups = "; ".join(
+            f"{reason} on line{'s' if len(lines) > 1 else ''} {', '.join(lines)}"
+            for reason, lines in lines_by_reason.items()
+        )
+        text += (
+            f"; rows skipped as they cannot be captions: {len(report.skipped_rows)} ({groups}; --strict refuses them)"
+        )
+    if report.disagreeing_rows:
+        disagreeing = report.disagreeing_rows
+        text += f"; captions whose own score or count disagrees with their level counts: {disagreeing} (both kept)"
+    return text
