@@ -54,7 +54,7 @@ def image_check(data: bytes, *, max_bytes: int, max_pixels: int, name: str | Non
 
     `name` (the file's path or reference, e.g. `images/cat.png`) is named in every refusal, so a user
     knows which of thousands of images is at fault."""
-    label = "image"
+    label = f"image {name!r}" if name else "image"
     if len(data) > max_bytes:
         raise ImageRejected(f"{label} is {len(data)} bytes, more than the limit of {max_bytes}")
     try:

@@ -17,7 +17,7 @@ IMPORT_TITLES = {
     "loupe-jsonl": "Loupe JSONL (items and responses)",
     "caption-contest": "Caption-contest CSV (with the cartoon image)",
     "rlaif-v": "RLAIF-V Parquet",
-    "rlhf-v": "RLHF-V JSON",
+    "rlhf-v": "RLHF-V Parquet (or JSON)",
     "label-studio": "Label Studio JSON export",
 }
 

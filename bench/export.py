@@ -32,8 +32,8 @@ PAIR_FORMATS = [
     "trl-parquet",
     "hf-dataset",
     "dense-jsonl",
-    "rlaif-v",
-    "rlhf-v",
+    # rlaif-v and rlhf-v are left out: their releases hold an image in every row, and the benchmark's pairs are
+    # text-only, which those writers refuse.
     "reward-jsonl",
     "sft-jsonl",
     "label-studio-json",

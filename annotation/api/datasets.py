@@ -170,12 +170,13 @@ class SnapshotDetailApi(APIView):
 
 
 def export_options_from(params: dict) -> dict:
-    """Export options given as query or form parameters (`split`, `conversational`)."""
+    """Export options given as query or form parameters (`split`, `conversational`, `images_once`)."""
     options = {}
     if params.get("split"):
         options["split"] = params["split"]
-    if params.get("conversational") not in (None, "", False):
-        options["conversational"] = params["conversational"]
+    for flag in services.BOOLEAN_EXPORT_OPTIONS:
+        if params.get(flag) not in (None, "", False):
+            options[flag] = params[flag]
     return options
 
 
@@ -188,6 +189,12 @@ class SnapshotExportApi(APIView):
             OpenApiParameter("export_format", str, description="Export format, e.g. trl-jsonl."),
             OpenApiParameter("split", str, description="all (default), train or test."),
             OpenApiParameter("conversational", bool, description="Message lists (TRL and SFT formats)."),
+            OpenApiParameter(
+                "images_once",
+                bool,
+                description="hf-dataset: store each distinct image once (small on disk; loading holds the images "
+                "in memory instead of memory-mapping them).",
+            ),
         ],
         responses={(200, "application/zip"): bytes},
     )
@@ -249,6 +256,7 @@ class ExportJobInputSerializer(serializers.Serializer):
     format = serializers.CharField()
     split = serializers.ChoiceField(choices=("all", "train", "test"), default="all")
     conversational = serializers.BooleanField(required=False, default=False)
+    images_once = serializers.BooleanField(required=False, default=False)
 
 
 class SnapshotExportJobApi(APIView):
@@ -260,8 +268,9 @@ class SnapshotExportJobApi(APIView):
         data = ExportJobInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         options = {"split": data.validated_data["split"]}
-        if data.validated_data["conversational"]:
-            options["conversational"] = True
+        for flag in services.BOOLEAN_EXPORT_OPTIONS:
+            if data.validated_data[flag]:
+                options[flag] = True
         job = services.data_job_export_start(
             snapshot=snapshot, export_format=data.validated_data["format"], options=options, created_by=request.user
         )

@@ -10,11 +10,11 @@ pyarrow and `datasets` are imported inside the functions that need them.
 | export name | rows | writes |
 |---|---|---|
 | trl-jsonl | PairRow | pairs.jsonl (`prompt, chosen, rejected[, images]`) |
-| trl-parquet | PairRow | pairs.parquet (images embedded) |
-| hf-dataset | PairRow | a `datasets` directory (`save_to_disk`) |
+| trl-parquet | PairRow | pairs.parquet (images embedded; conversational when the pairs have images) |
+| hf-dataset | PairRow | a `datasets` directory (`save_to_disk` layout; each image stored once per batch) |
 | dense-jsonl | PairRow | pairs.jsonl with changed spans and all pair fields |
-| rlaif-v | PairRow | rlaif_v.parquet (RLAIF-V dataset columns) |
-| rlhf-v | PairRow | rlhf_v.json (RLHF-V release records) + images/ |
+| rlaif-v | PairRow | rlaif_v.parquet (the RLAIF-V release's columns, provenance kept) |
+| rlhf-v | PairRow | rlhf_v.parquet (the RLHF-V release's columns + spans, provenance kept) |
 | caption-contest-csv | RatingAggregate | one ranked table per item + the cartoon |
 | scicap | SFTRow | metadata.jsonl (`file_name, RLHF_caption`) + images |
 | reward-jsonl | PairRow | reward.jsonl (`prompt, chosen, rejected, margin`) |
@@ -43,7 +43,7 @@ from annotation.formats.hf_dataset import write_hf_dataset
 from annotation.formats.label_studio import read_label_studio_json, write_label_studio_json
 from annotation.formats.loupe_jsonl import read_loupe_jsonl
 from annotation.formats.rlaif_v import read_rlaif_v_parquet, write_rlaif_v_parquet
-from annotation.formats.rlhf_v import read_rlhf_v_json, write_rlhf_v_json
+from annotation.formats.rlhf_v import read_rlhf_v, write_rlhf_v_parquet
 from annotation.formats.scicap import write_scicap
 from annotation.formats.trl import (
     read_pair_rows_jsonl,
@@ -60,7 +60,7 @@ FORMAT_WRITERS: dict[str, Callable[..., dict[str, Any]]] = {
     "hf-dataset": write_hf_dataset,
     "dense-jsonl": write_dense_jsonl,
     "rlaif-v": write_rlaif_v_parquet,
-    "rlhf-v": write_rlhf_v_json,
+    "rlhf-v": write_rlhf_v_parquet,
     "caption-contest-csv": write_caption_contest_csv,
     "scicap": write_scicap,
     "reward-jsonl": write_reward_jsonl,
@@ -72,7 +72,7 @@ FORMAT_READERS: dict[str, Callable[..., Any]] = {
     "loupe-jsonl": read_loupe_jsonl,
     "caption-contest": read_caption_contest_csv,
     "rlaif-v": read_rlaif_v_parquet,
-    "rlhf-v": read_rlhf_v_json,
+    "rlhf-v": read_rlhf_v,
     "label-studio": read_label_studio_json,
 }
 

@@ -1,5 +1,6 @@
 """What every format module shares: the import records, `FormatError`, the manifest, JSON line reading
-with line numbers, field checks, and copying images into an export.
+with line numbers, field checks, copying images into an export, and what the RLHF-V and RLAIF-V release
+formats share (their provenance fields, embedded images, the Parquet writer).
 
 Plain Python, no Django. Readers yield `ItemRecord`s — one item (prompt + image) with its responses and
 any annotations the file carries — and raise `FormatError` naming the line and field of the first bad
@@ -14,7 +15,8 @@ import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -410,3 +412,151 @@ def prepare_out_dir(out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return out_dir
+
+
+# ---------------------------------------------------------------------------------------------------
+# The RLHF-V and RLAIF-V releases: Parquet with embedded images and the releases' own provenance
+
+# Where a release row came from, as its own columns name it. The importers keep these in the item's meta
+# and the exporters write them back, so a release imported and exported again keeps its fields.
+PROVENANCE_KEYS = ("ds_name", "origin_dataset", "origin_split", "idx", "image_path")
+PARQUET_MAGIC = b"PAR1"
+
+
+def provenance_of(meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The release fields kept in an item's `meta` (those present and not null)."""
+    return {key: meta[key] for key in PROVENANCE_KEYS if meta and meta.get(key) is not None}
+
+
+def is_parquet(path: Path) -> bool:
+    """Whether the file starts with Parquet's magic bytes (readers take JSON or Parquet under one name)."""
+    with open(path, "rb") as handle:
+        return handle.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+
+
+def open_parquet(path: Path, *, required: tuple[str, ...]) -> Any:
+    """A `pyarrow.parquet.ParquetFile` with the `required` columns (FormatError otherwise)."""
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
+        raise FormatError(f"not a readable Parquet file: {error}") from None
+    names = set(parquet.schema_arrow.names)
+    for name in required:
+        if name not in names:
+            raise FormatError("missing column", field=name)
+    return parquet
+
+
+def parquet_image_cell(value: Any, *, line: int) -> tuple[str | None, bytes | None]:
+    """(path, bytes) of a release's `image` cell: a `{"bytes", "path"}` struct, a path string, or null."""
+    if value is None:
+        return None, None
+    if isinstance(value, str):
+        return value or None, None
+    check_type(value, dict, line=line, field="image")
+    data, path = value.get("bytes"), value.get("path")
+    if data is not None and not isinstance(data, bytes):
+        raise FormatError("image bytes must be binary", line=line, field="image.bytes")
+    if path is not None and not isinstance(path, str):
+        raise FormatError("must be a string", line=line, field="image.path")
+    if data is None and not path:
+        raise FormatError("an image needs bytes or a path", line=line, field="image")
+    return path or None, data
+
+
+def release_image(images: ImageCopier, pair: Any, *, format_name: str) -> dict[str, Any]:
+    """A pair's image as the releases embed it, `{"bytes", "path"}`. The reference loaders read
+    `image["bytes"]` on every row, so a pair without an image is refused (naming its item) rather than
+    written as a null their loaders crash on."""
+    if not pair.image:
+        raise FormatError(
+            f"item {pair.item_key!r} has no image: {format_name} rows need one (the reference loaders read "
+            "image['bytes'] on every row); export text-only pairs as trl-jsonl, trl-parquet or dense-jsonl"
+        )
+    return {"bytes": images.read(pair.image), "path": Path(pair.image).name}
+
+
+def write_release_parquet(
+    *,
+    rows: Iterable[Any],
+    out_dir: Path,
+    file_name: str,
+    format_name: str,
+    features: Any,
+    snapshot_hash: str,
+    image_root: Path | None,
+    ds_name: str,
+    batch_rows: int,
+    batch_bytes: int,
+    columns_of: Callable[[Any, dict[str, Any], dict[str, Any], int], dict[str, Any]],
+) -> dict[str, Any]:
+    """`out_dir/file_name`: one release row per pair (`columns_of(pair, image, release fields, position)`),
+    images embedded, written in batches of at most `batch_rows` rows or `batch_bytes` of images, and the
+    manifest. Shared by the RLHF-V and RLAIF-V writers; `rows` are `PairRow`s."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = prepare_out_dir(out_dir)
+    schema = features.arrow_schema
+    images = ImageCopier(out_dir, image_root=image_root)
+    fields = ReleaseFields(ds_name=ds_name)
+    sources: Counter = Counter()
+    seen_images: set[str] = set()
+    count = 0
+    batch: list[dict[str, Any]] = []
+    held = 0
+    with pq.ParquetWriter(out_dir / file_name, schema) as writer:
+        for pair in rows:
+            image = release_image(images, pair, format_name=format_name)
+            held += len(image["bytes"])
+            seen_images.add(pair.image)
+            batch.append(columns_of(pair, image, fields.of(pair, position=count), count))
+            sources[pair.source] += 1
+            count += 1
+            if len(batch) >= batch_rows or held >= batch_bytes:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch, held = [], 0
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return write_manifest(
+        out_dir,
+        format_name=format_name,
+        snapshot_hash=snapshot_hash,
+        counts={"rows": count, "images": len(seen_images), "by_source": dict(sorted(sources.items()))},
+        files=[file_name],
+    )
+
+
+class ReleaseFields:
+    """The provenance columns of an export row: the item's own release fields where its import kept them,
+    else Loupe's (`ds_name`, `origin_dataset` "loupe", `origin_split` the pair's source, margin, agreement,
+    votes and item key as JSON, `idx` the row's position, `image_path` Loupe's stored image).
+
+    An item's release `idx` goes to its first pair only (rows of one item come together), so a re-import,
+    which takes `idx` as the item's id, does not meet it twice.
+    """
+
+    def __init__(self, *, ds_name: str) -> None:
+        self.ds_name = ds_name
+        self._last_item: str | None = None
+
+    def of(self, pair: Any, *, position: int) -> dict[str, Any]:
+        kept = pair.meta.get("provenance") or {}
+        origin = {
+            "item_key": pair.item_key,
+            "source": pair.source,
+            "margin": pair.margin,
+            "agreement": pair.agreement,
+            "n_votes": pair.n_votes,
+        }
+        first_of_item = pair.item_key != self._last_item
+        self._last_item = pair.item_key
+        return {
+            "ds_name": kept.get("ds_name", self.ds_name),
+            "origin_dataset": kept.get("origin_dataset", "loupe"),
+            "origin_split": kept.get("origin_split", json.dumps(origin, ensure_ascii=False)),
+            "idx": kept["idx"] if "idx" in kept and first_of_item else position,
+            "image_path": kept.get("image_path", pair.image or ""),
+        }

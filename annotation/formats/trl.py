@@ -5,6 +5,8 @@ writes `manifest.json` beside them. Field names follow TRL's dataset formats: `p
 `rejected` (+ `images`, a list, for vision-language models); reward rows add `margin`; SFT rows are
 `prompt`, `completion`. With `conversational=True` texts become message lists — content as typed parts
 (`{"type": "image"}`, `{"type": "text", ...}`) when the row has an image, as a plain string otherwise.
+The Parquet (and datasets) exports of pairs with images are conversational unless told otherwise: trl's
+vision collator trains on that form only (`image_export_layout`).
 
 Images: JSONL exports copy each image once into `out_dir/images/` and refer to it by relative path;
 Parquet embeds the bytes (`{"bytes", "path"}` structs) and carries the Hugging Face feature metadata, so
@@ -49,16 +51,46 @@ def assistant_message(text: str, *, has_image: bool) -> list[dict[str, Any]]:
     return [{"role": "assistant", "content": text}]
 
 
-def trl_texts(pair: PairRow, *, conversational: bool) -> dict[str, Any]:
-    """`prompt`, `chosen`, `rejected` of a pair in TRL's standard or conversational form."""
+def trl_texts(pair: PairRow, *, conversational: bool, typed_parts: bool | None = None) -> dict[str, Any]:
+    """`prompt`, `chosen`, `rejected` of a pair in TRL's standard or conversational form.
+
+    In conversational form, content is a list of typed parts when `typed_parts` (default: when the pair
+    has an image), the image part only in rows with an image: a column layout shared by all rows of a
+    Parquet or datasets export, with or without images."""
     if not conversational:
         return {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected}
     has_image = bool(pair.image)
+    if typed_parts is None or typed_parts == has_image:
+        return {
+            "prompt": user_message(pair.prompt, has_image=has_image),
+            "chosen": assistant_message(pair.chosen, has_image=has_image),
+            "rejected": assistant_message(pair.rejected, has_image=has_image),
+        }
+    if not typed_parts:
+        raise ValueError(f"item {pair.item_key!r} has an image, but this export has no images column")
     return {
-        "prompt": user_message(pair.prompt, has_image=has_image),
-        "chosen": assistant_message(pair.chosen, has_image=has_image),
-        "rejected": assistant_message(pair.rejected, has_image=has_image),
+        "prompt": [{"role": "user", "content": [{"type": "text", "text": pair.prompt}]}],
+        "chosen": assistant_message(pair.chosen, has_image=True),
+        "rejected": assistant_message(pair.rejected, has_image=True),
     }
+
+
+def image_export_layout(
+    first: PairRow | None, *, conversational: bool | None, with_images: bool | None
+) -> tuple[bool, bool]:
+    """`(conversational, with_images)` of a Parquet or datasets export, defaults filled in.
+
+    `with_images` defaults to whether the first row has an image (the exports service passes whether any
+    row has one). `conversational` defaults to `with_images`: trl's vision collator
+    (`DataCollatorForVisionPreference`) hands the standard form's prompt to the processor as it is, and
+    the processor refuses a prompt without its model's own image token ("0 <image> tokens and 8 images"),
+    which no export can know; in conversational form trl places the images through the chat template.
+    """
+    if with_images is None:
+        with_images = bool(first is not None and first.image)
+    if conversational is None:
+        conversational = with_images
+    return conversational, with_images
 
 
 def _pair_counts(sources: Counter, rows: int, images: int) -> dict[str, Any]:
@@ -280,27 +312,25 @@ def write_trl_parquet(
     out_dir: Path,
     snapshot_hash: str,
     image_root: Path | None = None,
-    conversational: bool = False,
+    conversational: bool | None = None,
     with_images: bool | None = None,
     batch_rows: int = PARQUET_BATCH_ROWS,
 ) -> dict[str, Any]:
     """`out_dir/pairs.parquet` with `prompt`, `chosen`, `rejected` and `images` (embedded bytes), written
     through `pyarrow.parquet.ParquetWriter` in batches of at most `batch_rows` rows (or 64 MiB).
 
-    Arrow needs one column type, so with `conversational=True` all rows must agree on having an image
-    or not (the first row decides; a mixed export raises `ValueError`). `with_images=False` leaves the
-    `images` column out (for text-only data; a row with an image then raises `ValueError`); by default
-    the first row decides.
+    `with_images=False` leaves the `images` column out (for text-only data; a row with an image then
+    raises `ValueError`). By default the export is conversational exactly when it has images, the form
+    trl's vision collator trains on (`image_export_layout`); in conversational form with images every
+    row's content is typed parts (Arrow needs one column type), the image part where the row has one.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out_dir = prepare_out_dir(out_dir)
     first, pairs = peek(as_pair_row(r) for r in rows)
-    typed_parts = bool(first is not None and first.image)
-    if with_images is None:
-        with_images = typed_parts
-    features = trl_features(conversational=conversational, typed_parts=typed_parts, with_images=with_images)
+    conversational, with_images = image_export_layout(first, conversational=conversational, with_images=with_images)
+    features = trl_features(conversational=conversational, typed_parts=with_images, with_images=with_images)
     schema = features.arrow_schema
     images = ImageCopier(out_dir, image_root=image_root)
     sources: Counter = Counter()
@@ -317,13 +347,11 @@ def write_trl_parquet(
             batch, batch_bytes = [], 0
 
         for pair in pairs:
-            if conversational and bool(pair.image) != typed_parts:
-                raise ValueError("a conversational Parquet export needs all rows with an image or all without")
-            record = trl_texts(pair, conversational=conversational)
-            if conversational:
-                record = {key: _padded_parts(value) for key, value in record.items()}
             if pair.image and not with_images:
                 raise ValueError(f"item {pair.item_key!r} has an image, but this export has no images column")
+            record = trl_texts(pair, conversational=conversational, typed_parts=with_images)
+            if conversational:
+                record = {key: _padded_parts(value) for key, value in record.items()}
             if with_images:
                 record["images"] = []
             if pair.image:
@@ -343,6 +371,7 @@ def write_trl_parquet(
         snapshot_hash=snapshot_hash,
         counts=_pair_counts(sources, count, len(seen_images)),
         files=["pairs.parquet"],
+        extra={"conversational": conversational},
     )
 
 

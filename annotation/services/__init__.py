@@ -5,7 +5,12 @@ The names are re-exported here because views, APIs, commands and tests call them
 """
 
 from annotation.services.crowd import participant_create
-from annotation.services.exports import EXPORT_FORMATS, snapshot_export, snapshot_export_archive
+from annotation.services.exports import (
+    BOOLEAN_EXPORT_OPTIONS,
+    EXPORT_FORMATS,
+    snapshot_export,
+    snapshot_export_archive,
+)
 from annotation.services.imports import IMPORT_FORMATS, ImportReport, items_import
 from annotation.services.jobs import (
     data_job_cancel,
@@ -36,6 +41,7 @@ from annotation.services.queue import (
 from annotation.services.snapshots import SNAPSHOT_KINDS, SPLIT_BY, SnapshotFilter, snapshot_create, snapshot_kind
 
 __all__ = [
+    "BOOLEAN_EXPORT_OPTIONS",
     "EXPORT_FORMATS",
     "IMPORT_FORMATS",
     "SNAPSHOT_KINDS",

@@ -14,7 +14,7 @@ format takes and which options it has:
   (rating tasks carrying the aggregate counts).
 
 Options: `split` (`all`, `train` or `test`) for every format; `conversational` (bool) for the TRL
-formats and SFT rows.
+formats and SFT rows; `images_once` (bool) for hf-dataset (each distinct image stored once).
 
 An export is written into a hidden folder beside its destination (`.<name>.partial-<id>`) and renamed
 to the destination only once whole, so a failed export leaves nothing and a killed one no folder under
@@ -59,6 +59,9 @@ from annotation.services.snapshots import snapshot_kind
 from loupe.errors import ApplicationError
 
 SPLITS = ("all", "train", "test")
+# Export options that are switches: `conversational` (message lists, TRL and SFT formats) and `images_once`
+# (hf-dataset: each distinct image stored once, small on disk but loaded into memory).
+BOOLEAN_EXPORT_OPTIONS = ("conversational", "images_once")
 # Called with (rows written, rows in all) while an export writes; may raise to stop it.
 Progress = Callable[[int, int], None]
 
@@ -76,7 +79,10 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {
     for f in (
         ExportFormat("trl-jsonl", "TRL preference JSONL (prompt, chosen, rejected)", ("pairs",), ("conversational",)),
         ExportFormat("trl-parquet", "TRL preference Parquet, images embedded", ("pairs",), ("conversational",)),
-        ExportFormat("hf-dataset", "Hugging Face datasets directory (save_to_disk)", ("pairs",), ("conversational",)),
+        ExportFormat(
+            "hf-dataset", "Hugging Face datasets directory (save_to_disk)", ("pairs",),
+            ("conversational", "images_once"),
+        ),
         ExportFormat("dense-jsonl", "Dense pairs with changed spans (DDPO)", ("pairs",)),
         ExportFormat("rlaif-v", "RLAIF-V release Parquet, images embedded", ("pairs",)),
         ExportFormat("rlhf-v", "RLHF-V release Parquet, images embedded", ("pairs",)),
@@ -112,11 +118,12 @@ def export_options_check(*, snapshot: DatasetSnapshot, export_format: str, optio
     if split not in SPLITS:
         raise ApplicationError(f"split must be one of {', '.join(SPLITS)}.", {"field": "split"})
     options["split"] = split
-    if "conversational" in options:
-        value = options["conversational"]
-        if isinstance(value, str):
-            value = value.lower() in ("1", "true", "yes", "on")
-        options["conversational"] = bool(value)
+    for flag in BOOLEAN_EXPORT_OPTIONS:
+        if flag in options:
+            value = options[flag]
+            if isinstance(value, str):
+                value = value.lower() in ("1", "true", "yes", "on")
+            options[flag] = bool(value)
     return options
 
 

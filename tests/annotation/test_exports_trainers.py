@@ -86,10 +86,13 @@ def test_reward_trainer_trains_on_the_reward_rows(text_snapshot, tiny_reward_dir
     assert loss > 0
 
 
-def test_dpo_trainer_trains_a_vision_model_on_the_datasets_directory_with_images(
-    pairwise_project, shapes_import, annotator, tiny_vlm_dir, tmp_path
+@pytest.mark.parametrize("export_format", ["trl-parquet", "hf-dataset"])
+def test_dpo_trainer_trains_a_vision_model_on_the_default_export_with_images(
+    pairwise_project, shapes_import, annotator, tiny_vlm_dir, tmp_path, export_format
 ):
-    """With images, the datasets directory feeds a vision-language model's DPOTrainer directly."""
+    """With images, the default Parquet and datasets exports (no option given) feed a vision-language
+    model's stock DPOTrainer directly: they are in trl's conversational form, which its vision collator
+    places the images by (the standard form fails there: "0 <image> tokens and 2 images")."""
     from transformers import AutoProcessor
     from trl import DPOConfig, DPOTrainer
 
@@ -99,10 +102,8 @@ def test_dpo_trainer_trains_a_vision_model_on_the_datasets_directory_with_images
         judge(truth, hallucinated, annotator, "a")
     refresh(pairwise_project)
     snapshot = services.snapshot_create(project=pairwise_project, created_by=None)
-    out = services.snapshot_export(
-        snapshot=snapshot, export_format="hf-dataset", out=tmp_path / "export", options={"conversational": True}
-    )
-    dataset = _load("hf-dataset", out)
+    out = services.snapshot_export(snapshot=snapshot, export_format=export_format, out=tmp_path / "export")
+    dataset = _load(export_format, out)
     assert dataset[0]["images"][0].size == (96, 96)
     processor = AutoProcessor.from_pretrained(tiny_vlm_dir)
     loss = _one_step(

@@ -13,7 +13,8 @@ from PIL import Image
 from annotation.formats import FORMAT_READERS, FORMAT_WRITERS, FormatError
 from annotation.formats.convert import pairwise_votes_from_record
 from annotation.formats.rlaif_v import COLUMNS, read_rlaif_v_parquet, write_rlaif_v_parquet
-from annotation.pair_rules import AIScored, pairs_from_ai_feedback, pairs_from_pairwise
+from annotation.pair_rules import AIScored, PairRow, pairs_from_ai_feedback, pairs_from_pairwise
+from tests.core.reference_loaders import rlaif_v_samples
 
 
 @pytest.fixture
@@ -60,6 +61,57 @@ def test_export_then_import_gives_the_same_pairs(ai_pairs, image_root, tmp_path)
         assert record.image_bytes == (image_root / pair.image).read_bytes()
         assert record.image == pair.image
     assert [r.line for r in records] == [1, 2, 3, 4]
+
+
+def test_rlaif_v_reading_code_takes_the_export_folder(ai_pairs, image_root, tmp_path):
+    """RLAIF-V's `RLAIFVDataset` reading code (`load_dataset(folder)`, `image['bytes']`, JSON `origin_split`)
+    gets every pair from the export folder, manifest and all."""
+    write_rlaif_v_parquet(rows=ai_pairs, out_dir=tmp_path / "out", snapshot_hash="s", image_root=image_root)
+    samples = rlaif_v_samples(tmp_path / "out", cache_dir=tmp_path / "cache")
+    assert [(s["question"]["value"], s["chosen"]["value"], s["rejected"]["value"]) for s in samples] == [
+        (f"<image>\n{p.prompt}", p.chosen, p.rejected) for p in ai_pairs
+    ]
+    assert samples[0]["image"].size == (12, 9)
+    assert [s["idx"] for s in samples] == ["0", "1", "2", "3"]
+    assert samples[0]["metainfo"]["origin_split"]["source"] == "ai"
+
+
+def test_provenance_kept_from_an_import_is_written_back(image_root, tmp_path):
+    """A pair whose item came from a release carries the release's fields; its idx goes to the item's first
+    pair only, and pairs of Loupe's own items get Loupe's fields."""
+    kept = {
+        "ds_name": "RLAIF-V",
+        "origin_dataset": "VQAv2",
+        "origin_split": '{"model": "x"}',
+        "idx": "42",
+        "image_path": "v/1.jpg",
+    }
+    rows = [
+        PairRow("42", "q", "a.png", "good", "bad", "pairwise", meta={"provenance": kept}),
+        PairRow("42", "q", "a.png", "good", "worse", "pairwise", meta={"provenance": kept}),
+        PairRow("own", "q2", "b.png", "fine", "poor", "pairwise", margin=1.0),
+    ]
+    write_rlaif_v_parquet(rows=rows, out_dir=tmp_path / "out", snapshot_hash="s", image_root=image_root)
+    first, second, own = pq.read_table(tmp_path / "out" / "rlaif_v.parquet").to_pylist()
+    assert {key: first[key] for key in kept} == kept
+    assert {key: second[key] for key in kept} == {**kept, "idx": "1"}
+    assert (own["ds_name"], own["origin_dataset"], own["idx"], own["image_path"]) == ("loupe", "loupe", "2", "b.png")
+    assert json.loads(own["origin_split"])["margin"] == 1.0
+
+
+def test_a_pair_without_an_image_is_refused_naming_its_item(image_root, tmp_path):
+    """The reference loader reads `image['bytes']` on every row: a text-only pair is refused, not written null."""
+    rows = [PairRow("k", "q", "a.png", "c", "r", "ai"), PairRow("text-only", "q", None, "c", "r", "ai")]
+    with pytest.raises(FormatError, match="item 'text-only' has no image: rlaif-v rows need one"):
+        write_rlaif_v_parquet(rows=rows, out_dir=tmp_path / "out", snapshot_hash="s", image_root=image_root)
+
+
+def test_importing_keeps_the_release_fields_in_the_item_meta(tmp_path):
+    """A release row's ds_name, origin_dataset, origin_split, idx and image_path go to the item's meta."""
+    row = {"ds_name": "RLAIF-V", "question": "q", "chosen": "c", "rejected": "r", "origin_dataset": "OKVQA",
+           "origin_split": '{"a": 1}', "idx": "OKVQA_1", "image_path": "ok/1.jpg"}  # fmt: skip
+    (record,) = read_rlaif_v_parquet(write_table(tmp_path / "r.parquet", [row]))
+    assert record.meta == {key: row[key] for key in ("ds_name", "origin_dataset", "origin_split", "idx", "image_path")}
 
 
 def write_table(path, rows, schema=None):

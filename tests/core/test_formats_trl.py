@@ -27,6 +27,7 @@ from annotation.pair_rules import (
     pairs_from_rankings,
     sft_rows_from_ratings,
 )
+from tests.core.reference_loaders import trl_vision_collate
 
 
 @pytest.fixture
@@ -107,7 +108,14 @@ def test_trl_jsonl_accepts_row_dicts(image_root, tmp_path):
 
 def test_trl_parquet_rows_and_fields_equal_the_pairs_and_images_decode(pairs, image_root, tmp_path):
     """The Parquet file holds the same pairs in small batches; `datasets` decodes its images."""
-    write_trl_parquet(rows=pairs, out_dir=tmp_path / "out", snapshot_hash="s", image_root=image_root, batch_rows=2)
+    write_trl_parquet(
+        rows=pairs,
+        out_dir=tmp_path / "out",
+        snapshot_hash="s",
+        image_root=image_root,
+        batch_rows=2,
+        conversational=False,
+    )
     parquet = pq.ParquetFile(tmp_path / "out" / "pairs.parquet")
     assert parquet.metadata.num_rows == len(pairs)
     assert parquet.metadata.num_row_groups == 3
@@ -125,17 +133,44 @@ def test_trl_parquet_rows_and_fields_equal_the_pairs_and_images_decode(pairs, im
     assert dataset[1]["images"][0].size == (10, 10)
 
 
-def test_conversational_parquet_refuses_a_mix_of_rows_with_and_without_images(pairs, image_root, tmp_path):
-    """Arrow needs one column type, so a conversational export of mixed rows is refused clearly."""
+def test_pairs_with_images_export_conversational_by_default_in_one_layout(pairs, image_root, tmp_path):
+    """With images the default is the conversational form, every row's content typed parts (Arrow needs one
+    column type), the image part only where the row has an image; text-only pairs stay plain strings."""
     text_only = {"item_key": "t", "prompt": "p", "image": None, "chosen": "c", "rejected": "r", "source": "ai"}
-    with pytest.raises(ValueError, match="all rows with an image or all without"):
-        write_trl_parquet(
-            rows=[pairs[0], text_only],
-            out_dir=tmp_path / "o",
-            snapshot_hash="s",
-            image_root=image_root,
-            conversational=True,
+    manifest = write_trl_parquet(
+        rows=[pairs[0], text_only], out_dir=tmp_path / "o", snapshot_hash="s", image_root=image_root
+    )
+    first, second = pq.read_table(tmp_path / "o" / "pairs.parquet").to_pylist()
+    assert manifest["conversational"] is True
+    assert [part["type"] for part in first["prompt"][0]["content"]] == ["image", "text"]
+    assert second["prompt"] == [{"role": "user", "content": [{"type": "text", "text": "p"}]}]
+    assert (len(first["images"]), second["images"]) == (1, [])
+    write_trl_parquet(rows=[text_only], out_dir=tmp_path / "text", snapshot_hash="s")
+    assert pq.read_table(tmp_path / "text" / "pairs.parquet").to_pylist() == [
+        {"prompt": "p", "chosen": "c", "rejected": "r"}
+    ]
+
+
+def test_trl_vision_collator_takes_the_default_parquet_export(pairs, image_root, tiny_vlm_dir, tmp_path):
+    """trl's own vision collator batches the default Parquet export as `datasets` loads it; the standard
+    form is what it refuses (the processor finds no image token in the prompt)."""
+    import datasets
+
+    def rows(name, **options):
+        write_trl_parquet(rows=pairs[:2], out_dir=tmp_path / name, snapshot_hash="s", image_root=image_root, **options)
+        return list(
+            datasets.load_dataset(
+                "parquet",
+                data_files=str(tmp_path / name / "pairs.parquet"),
+                split="train",
+                cache_dir=str(tmp_path / "c"),
+            )
         )
+
+    batch = trl_vision_collate(rows("default"), processor_dir=tiny_vlm_dir)
+    assert batch["input_ids"].shape[0] == 4 and batch["pixel_values"].shape[0] >= 2
+    with pytest.raises(ValueError, match="image"):
+        trl_vision_collate(rows("plain", conversational=False), processor_dir=tiny_vlm_dir)
 
 
 def test_reward_rows_carry_the_margin(pairs, image_root, tmp_path):

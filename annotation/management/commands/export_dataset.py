@@ -1,4 +1,4 @@
-"""`manage.py export_dataset --snapshot ID --format NAME --out PATH [--split S] [--conversational]`"""
+"""`manage.py export_dataset --snapshot ID --format NAME --out PATH [--split S] [--conversational] [--images-once]`"""
 
 import json
 from pathlib import Path
@@ -25,14 +25,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--conversational", action="store_true", help="Message lists instead of plain text (TRL and SFT formats)."
         )
+        parser.add_argument(
+            "--images-once",
+            action="store_true",
+            help="hf-dataset: store each distinct image once (small on disk; loading then holds the images in memory).",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         snapshot = DatasetSnapshot.objects.filter(pk=options["snapshot"]).first()
         if snapshot is None:
             raise CommandError(f"No snapshot {options['snapshot']}.")
         export_options: dict = {"split": options["split"]}
-        if options["conversational"]:
-            export_options["conversational"] = True
+        for flag in services.BOOLEAN_EXPORT_OPTIONS:
+            if options[flag]:
+                export_options[flag] = True
         try:
             with progress_bar(desc=f"export {options['export_format']}", unit="row", stream=self.stderr) as progress:
                 written = services.snapshot_export(
