@@ -28,6 +28,8 @@ if [ "$WANT_TEST" = 1 ]; then
   missing=()
   command -v chromium >/dev/null || missing+=(chromium fonts-dejavu-core)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  # pycocoevalcap (evaluation/benchmarks/captions.py) runs its PTB tokenizer and METEOR in Java.
+  command -v java >/dev/null || missing+=(default-jre-headless)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "[setup] installing Debian packages: ${missing[*]}"
