@@ -8,11 +8,13 @@ from django.contrib import admin
 
 from annotation import services
 from annotation.models import (
+    AISuggestionUse,
     Assignment,
     Correction,
     CrowdParticipant,
     DatasetSnapshot,
     Item,
+    LabelerJob,
     Membership,
     PairwiseJudgment,
     PreferencePair,
@@ -96,3 +98,18 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
 
 for model in (PairwiseJudgment, Correction, Rating, Ranking, PreferencePair, SubmitRequest):
     admin.site.register(model)
+
+
+@admin.register(LabelerJob)
+class LabelerJobAdmin(admin.ModelAdmin):
+    """AI labeler jobs: read-only here (they are started from the labeler page, the API or `label_ai`)."""
+
+    list_display = ["id", "project", "backend", "model", "prompt_version", "status", "done", "total", "created_at"]
+    list_filter = ["status", "backend"]
+    readonly_fields = [f.name for f in LabelerJob._meta.fields]
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001 — jobs are started by the service only
+        return False
+
+
+admin.site.register(AISuggestionUse)

@@ -420,6 +420,9 @@ class AIFeedback(models.Model):
     questions = models.JSONField(default=list)
     p_yes = models.JSONField(default=list, help_text="P(yes) per claim.")
     score = models.FloatField(help_text="Answer score, e.g. minus the number of rejected claims.")
+    rewrite = models.JSONField(
+        default=dict, blank=True, help_text="HA-DPO rewrite from the rejected claims: {text, original_spans}, or {}."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -464,3 +467,70 @@ class DataJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"
+
+
+class LabelerBackendKind(models.TextChoices):
+    LOCAL = "local", "Local transformers model"
+    OPENAI = "openai", "OpenAI-compatible server"
+
+
+class LabelerJob(models.Model):
+    """An AI labeler run over a project's responses (design.md §8) on the `labeler` Celery queue. Verdicts are
+    stored as `AIFeedback` as they come; the row holds progress, log and the settings to resume with. The API
+    key is never stored: the worker reads `LOUPE_LABELER_API_KEY`."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labeler_jobs")
+    snapshot = models.ForeignKey(
+        DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The snapshot whose items the job labels (item_ids holds them), if started on one.",
+    )  # fmt: skip
+    item_ids = models.JSONField(default=list, blank=True, help_text="Items to label; empty: every item.")
+    backend = models.CharField(max_length=10, choices=LabelerBackendKind.choices)
+    model = models.CharField(max_length=500, help_text="Local: a folder or hub name. OpenAI: the served model.")
+    base_url = models.CharField(max_length=500, blank=True, default="")
+    prompt_version = models.CharField(max_length=50, default="v1")
+    config = models.JSONField(default=dict, blank=True, help_text="LabelerConfig fields other than the defaults.")
+    rewrite = models.BooleanField(
+        default=False, help_text="Also write a corrected answer from each answer's rejected claims (HA-DPO)."
+    )
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    cancel_requested = models.BooleanField(default=False)
+    labelled = models.PositiveIntegerField(default=0, help_text="Answers labelled, all runs of this job.")
+    done = models.PositiveIntegerField(default=0, help_text="Answers done in the last run, skipped ones included.")
+    skipped = models.PositiveIntegerField(default=0, help_text="Answers found already labelled (last run).")
+    questions = models.PositiveIntegerField(default=0, help_text="Questions asked of the backend, all runs.")
+    total = models.PositiveIntegerField(default=0)
+    log = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"labeler job {self.pk} ({self.status})"
+
+
+class AISuggestionUse(models.Model):
+    """Whether an annotator shown the AI labeler's suggestion answered as it suggested. The annotation itself
+    is stored apart, exactly as the annotator gave it; this row only says what was suggested and if they
+    took it (pairwise: chose the answer the labeler prefers; correction: marked a claim it doubted, or
+    nothing when it doubted nothing)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=20, choices=ProjectKind.choices)
+    annotation_id = models.PositiveIntegerField(help_text="The pairwise judgment's or correction's id.")
+    labeler_model = models.CharField(max_length=300)
+    suggested = models.JSONField(default=dict, help_text="pairwise: {prefers}; correction: {doubted: spans}.")
+    took = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "annotation_id"], name="ai_suggestion_use_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.annotation_id}: took={self.took}"

@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.http import Http404
 
-from annotation.models import DatasetSnapshot, Membership, Project, Role, Visibility
+from annotation.models import DatasetSnapshot, LabelerJob, Membership, Project, Role, Visibility
 
 MANAGE_ROLES = (Role.MANAGER,)
 
@@ -66,3 +66,12 @@ def access_snapshot(*, user: AbstractBaseUser | AnonymousUser, snapshot_id: int)
         raise Http404("No such snapshot.")
     access_project_for_management(user=user, project_slug=snapshot.project.slug)
     return snapshot
+
+
+def access_labeler_job(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -> LabelerJob:
+    """The AI labeler job, if `user` manages its project (the same 404 otherwise)."""
+    job = LabelerJob.objects.select_related("project").filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such labeler job.")
+    access_project_for_management(user=user, project_slug=job.project.slug)
+    return job

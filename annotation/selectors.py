@@ -79,6 +79,8 @@ def ai_suggestions(*, response_ids: list[int]) -> dict[int, dict[str, Any]]:
         suggestions[response_id] = {
             "score": feedback.score,
             "labeler_model": feedback.labeler_model,
+            # The HA-DPO rewrite, only where a labeler job wrote one.
+            **({"rewrite": feedback.rewrite["text"]} if (feedback.rewrite or {}).get("text") else {}),
             "claims": [
                 {"claim": str(claim), "p_yes": p_yes[i] if i < len(p_yes) else None}
                 for i, claim in enumerate(feedback.claims or [])

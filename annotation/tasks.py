@@ -11,6 +11,20 @@ def data_job_execute_task(job_id: int) -> None:
     data_job_execute(job_id=job_id)
 
 
+@shared_task(name="labeler.job_execute", ignore_result=True)
+def labeler_job_execute_task(job_id: int) -> None:
+    from annotation.services.labeler import labeler_job_execute
+
+    labeler_job_execute(job_id=job_id)
+
+
+@worker_ready.connect
+def _reap_labeler_jobs_of_dead_workers(**_: object) -> None:
+    from annotation.services.labeler import labeler_jobs_reap_dead
+
+    labeler_jobs_reap_dead()
+
+
 @worker_ready.connect
 def _reap_jobs_of_dead_workers(**_: object) -> None:
     # On the embedded broker a task whose worker was killed is never redelivered; a fresh worker is the

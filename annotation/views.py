@@ -16,6 +16,7 @@ from annotation import assignment as rules
 from annotation import selectors, services
 from annotation.models import Item, Project, ProjectKind, Visibility
 from annotation.permissions import access_project, access_project_for_management, is_manager
+from annotation.selectors_labeler import labeler_agreement
 from annotation.services.crowd import PARTICIPANT_COOKIE, participant_from_cookie
 from loupe.errors import ApplicationError
 
@@ -199,5 +200,6 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             else None,
             "import_formats": getattr(services, "IMPORT_FORMATS", ("loupe-jsonl",)),
             "max_scale": rules.MAX_SCALE_ENTRIES,
+            "labeler_agreement": labeler_agreement(project=project),
         },
     )

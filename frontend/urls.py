@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from annotation import views as annotation_views
-from annotation import views_datasets
+from annotation import views_datasets, views_labeler
 from training import views as training_views
 
 urlpatterns = [
@@ -16,6 +16,7 @@ urlpatterns = [
     path("projects/<slug:slug>/dashboard/", annotation_views.dashboard, name="dashboard"),
     path("projects/<slug:slug>/annotate/", annotation_views.annotate_page, name="annotate"),
     path("projects/<slug:slug>/datasets/", views_datasets.datasets_page, name="datasets"),
+    path("projects/<slug:slug>/labeler/", views_labeler.labeler_page, name="labeler"),
     path("crowd/<slug:slug>/", annotation_views.crowd_page, name="crowd"),
     path("items/<int:item_id>/image", annotation_views.item_image, name="item-image"),
     path("runs/", training_views.run_list_page, name="runs"),

@@ -10,7 +10,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loupe.settings.base")
 
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["annotation", "training"])
+app.autodiscover_tasks(["annotation", "training", "evaluation"])
 
 
 def broker_folders_create() -> None:

@@ -15,7 +15,7 @@ python manage.py migrate --noinput
 python manage.py collectstatic --noinput -v 0
 python manage.py demo_setup | tee "$DATA_DIR/logs/demo-logins.txt"
 
-celery -A loupe worker -Q default,training --pool solo --loglevel INFO >"$DATA_DIR/logs/worker.log" 2>&1 &
+celery -A loupe worker -Q default,training,labeler,benchmark --pool solo --loglevel INFO >"$DATA_DIR/logs/worker.log" 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 echo

@@ -181,7 +181,7 @@ def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Pop
             "--pool",
             "solo",
             "-Q",
-            "default,training",
+            "default,training,labeler",
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",

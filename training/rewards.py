@@ -6,8 +6,8 @@ A reward source scores answers::
 
 Two kinds exist: a reward model (``RewardModelScorer``: a folder written by ``train_reward``, or any text
 sequence-classification reward model), and a Python function named ``"package.module:function"`` with the
-same signature, which is how the AI labeler's score plugs in. ``trl_reward_function`` adapts a scorer to
-the reward-function signature trl's GRPO and RLOO trainers call.
+same signature; ``"labeler:<model>"`` names the AI labeler's score (``labeler_scorer``).
+``trl_reward_function`` adapts a scorer to the reward-function signature trl's GRPO and RLOO trainers call.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from training.core import encode_texts, message_text, render_text
+from training.methods.configs import LABELER_REWARD_PREFIX
 
 
 class RewardScorer(Protocol):
@@ -76,12 +77,23 @@ def import_reward_function(spec: str) -> Callable[..., list[float]]:
     return function
 
 
+def labeler_scorer(model: str, *, device: torch.device | str | None = None) -> RewardScorer:
+    """The AI labeler's answer score (``annotation.labeler.LabelerScorer``) with ``model`` run locally."""
+    from annotation.labeler.backends import backend_open
+    from annotation.labeler.pipeline import LabelerScorer
+
+    backend = backend_open(kind="local", model=model, device=str(device) if device is not None else None)
+    return LabelerScorer(backend=backend)
+
+
 def load_reward_scorer(
     *, reward_model: str = "", reward_function: str = "", device: torch.device | str | None = None
 ) -> RewardScorer:
     """The reward source a config names: a reward model folder/hub name, or a ``module:function`` scorer."""
     if reward_model.strip():
         return RewardModelScorer(reward_model.strip(), device=device)
+    if reward_function.strip().startswith(LABELER_REWARD_PREFIX):
+        return labeler_scorer(reward_function.strip().removeprefix(LABELER_REWARD_PREFIX).strip(), device=device)
     if reward_function.strip():
         return import_reward_function(reward_function.strip())
     raise ValueError("no reward source: set reward_model or reward_function")

@@ -246,6 +246,10 @@ class TaskSubmitApi(APIView):
             time_spent_ms=values["time_spent_ms"],
             **{name: values[name] for name in fields},
         )
+        if project.show_ai_suggestions:  # what the annotator did with the suggestion, beside their answer
+            from annotation.services.suggestions import ai_suggestion_use_record
+
+            ai_suggestion_use_record(project=project, annotation=annotation)
         body = {
             "id": annotation.pk,
             "assignment_id": assignment_id,

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation.api import datasets, projects, tasks
+from annotation.api import datasets, labeler, projects, tasks
 
 urlpatterns = [
     path("projects/", projects.ProjectListApi.as_view(), name="project-list"),
@@ -28,4 +28,10 @@ urlpatterns = [
     path("jobs/<int:job_id>/", datasets.DataJobDetailApi.as_view(), name="data-job-detail"),
     path("jobs/<int:job_id>/cancel/", datasets.DataJobCancelApi.as_view(), name="data-job-cancel"),
     path("jobs/<int:job_id>/download/", datasets.DataJobDownloadApi.as_view(), name="data-job-download"),
+    # the AI labeler
+    path("projects/<slug:slug>/labeler-jobs/", labeler.LabelerJobListApi.as_view(), name="labeler-job-list"),
+    path("projects/<slug:slug>/labeler-jobs/start/", labeler.LabelerJobStartApi.as_view(), name="labeler-job-start"),
+    path("labeler-jobs/<int:job_id>/", labeler.LabelerJobDetailApi.as_view(), name="labeler-job-detail"),
+    path("labeler-jobs/<int:job_id>/cancel/", labeler.LabelerJobCancelApi.as_view(), name="labeler-job-cancel"),
+    path("labeler-jobs/<int:job_id>/resume/", labeler.LabelerJobResumeApi.as_view(), name="labeler-job-resume"),
 ]

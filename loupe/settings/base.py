@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "annotation",
     "training",
+    "evaluation",
     "frontend",
 ]
 
@@ -126,6 +127,8 @@ LOUPE_MAX_UPLOAD_BYTES = env_int("LOUPE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 LOUPE_MAX_IMAGE_BYTES = env_int("LOUPE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 40_000_000)
 LOUPE_ALLOW_PRIVATE_URLS = env_bool("LOUPE_ALLOW_PRIVATE_URLS", False)
+# The AI labeler's key for an OpenAI-compatible server: read by the worker, never stored on a job.
+LOUPE_LABELER_API_KEY = env_str("LOUPE_LABELER_API_KEY", "")
 LOUPE_LEASE_SECONDS = env_int("LOUPE_LEASE_SECONDS", 30 * 60)
 # A running job whose heartbeat is older than this is taken as dead (its worker was killed).
 LOUPE_HEARTBEAT_TIMEOUT_SECONDS = env_int("LOUPE_HEARTBEAT_TIMEOUT_SECONDS", 120)
@@ -171,7 +174,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"training.*": {"queue": "training"}}
+CELERY_TASK_ROUTES = {
+    "training.*": {"queue": "training"},
+    "labeler.*": {"queue": "labeler"},
+    "benchmark.*": {"queue": "benchmark"},
+}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("LOUPE_CELERY_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -241,6 +241,10 @@ class TrainingConfig:
 # Where a reward comes from (PPO, GRPO, RLOO, best-of-N)
 
 
+# `reward_function: "labeler:<model folder or hub name>"`: the AI labeler's answer score (training.rewards).
+LABELER_REWARD_PREFIX = "labeler:"
+
+
 def check_reward_source(reward_model: str, reward_function: str) -> None:
     """Exactly one reward source: a reward model (hub name or folder) or a ``module:function`` scorer.
 
@@ -256,6 +260,12 @@ def check_reward_source(reward_model: str, reward_function: str) -> None:
         path = Path(reward_model)
         if (path.is_absolute() or reward_model.startswith(".")) and not path.is_dir():
             raise ValueError(f"reward_model folder {reward_model} does not exist")
+    elif reward_function.strip().startswith(LABELER_REWARD_PREFIX):
+        model = reward_function.strip().removeprefix(LABELER_REWARD_PREFIX).strip()
+        if not model:
+            raise ValueError("reward_function 'labeler:' needs the labeler model's folder or hub name after it")
+        if (Path(model).is_absolute() or model.startswith(".")) and not Path(model).is_dir():
+            raise ValueError(f"the labeler model folder {model} does not exist")
     else:
         module, _, name = reward_function.partition(":")
         if not module or not name:
@@ -274,7 +284,8 @@ REWARD_MODEL_HELP = (
 )
 REWARD_FUNCTION_HELP = (
     "Instead of a reward model, a Python scorer 'package.module:function' called as "
-    "f(prompts=[...], completions=[...], images=[...] or None) -> list of floats (the AI labeler's score)."
+    "f(prompts=[...], completions=[...], images=[...] or None) -> list of floats; or 'labeler:<model folder>' "
+    "for the AI labeler's score (minus its rejected claims) with that model run locally."
 )
 
 

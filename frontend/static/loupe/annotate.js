@@ -11,6 +11,44 @@ export function isTyping(target) {
   return Boolean(target.closest && target.closest("input, textarea, select"));
 }
 
+// The answer's text with the claims the labeler doubted (P(yes) <= 0.5) marked, their P(yes) in the title:
+// a copy inside the suggestion box, so the annotator's own marks on the answer stay theirs.
+function markedAnswer(text, claims) {
+  const out = document.createElement("p");
+  out.className = "ai-marked";
+  let at = 0;
+  for (const claim of claims) {
+    const start = text.indexOf(claim.claim, at);
+    if (start < 0) continue; // a claim the labeler reworded: it stays in the list below
+    if (claim.p_yes === null || claim.p_yes > 0.5) {
+      out.append(document.createTextNode(text.slice(at, start + claim.claim.length)));
+      at = start + claim.claim.length;
+      continue;
+    }
+    out.append(document.createTextNode(text.slice(at, start)));
+    const mark = document.createElement("mark");
+    mark.className = "ai-doubted";
+    mark.title = `P(yes) ${claim.p_yes.toFixed(2)}`;
+    mark.textContent = claim.claim;
+    const p = document.createElement("sup");
+    p.textContent = ` P(yes) ${claim.p_yes.toFixed(2)}`;
+    out.append(mark, p);
+    at = start + claim.claim.length;
+  }
+  out.append(document.createTextNode(text.slice(at)));
+  return out;
+}
+
+// The answer the labeler scores highest when it judged at least two and one is strictly ahead, else null.
+function preferredAnswer(responses, verdicts) {
+  const scored = responses
+    .filter((response) => verdicts[String(response.id)])
+    .map((response) => ({ id: response.id, score: Number(verdicts[String(response.id)].score) }))
+    .sort((a, b) => b.score - a.score);
+  if (scored.length < 2 || scored[0].score === scored[1].score) return null;
+  return { ...scored[0], runnerUp: scored[1].score };
+}
+
 export class Annotator {
   constructor(handler) {
     this.handler = handler;
@@ -144,7 +182,13 @@ export class Annotator {
       const rejected = verdict.claims.filter((claim) => claim.p_yes !== null && claim.p_yes <= 0.5).length;
       head.textContent = `${this.labelOf(task, response.id)}: score ${Number(verdict.score).toFixed(2)}, ` +
         `${rejected} of ${verdict.claims.length} claims doubted (${verdict.labeler_model})`;
-      part.append(head);
+      part.append(head, markedAnswer(response.text, verdict.claims));
+      if (verdict.rewrite) {
+        const rewrite = document.createElement("p");
+        rewrite.className = "ai-rewrite";
+        rewrite.textContent = `Suggested correction: ${verdict.rewrite}`;
+        part.append(rewrite);
+      }
       const list = document.createElement("ul");
       for (const claim of verdict.claims) {
         const item = document.createElement("li");
@@ -155,6 +199,15 @@ export class Annotator {
       }
       part.append(list);
       body.append(part);
+    }
+    const preference = preferredAnswer(task.responses, verdicts);
+    if (preference !== null) {
+      const line = document.createElement("p");
+      line.className = "ai-prefers";
+      line.dataset.response = String(preference.id);
+      line.textContent = `The labeler prefers ${this.labelOf(task, preference.id)} (score ${preference.score.toFixed(2)} ` +
+        `against ${preference.runnerUp.toFixed(2)}).`;
+      body.prepend(line);
     }
     box.hidden = body.childElementCount === 0;
   }

@@ -1,0 +1,82 @@
+"""Benchmark runs and their per-example outputs (design.md §9). The benchmark code is in `evaluation/benchmarks/`."""
+
+from django.conf import settings
+from django.db import models
+
+from training.models import ModelArtifact
+
+
+class Benchmark(models.TextChoices):
+    POPE = "pope", "POPE"
+    CHAIR = "chair", "CHAIR"
+    CAPTIONS = "captions", "Caption metrics"
+
+
+class BenchmarkStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class BenchmarkRun(models.Model):
+    """One benchmark over one model: its config, progress, log and, once done, its summary metrics.
+
+    The model is a registered `ModelArtifact` (whose lineage the leaderboard shows) or, for one not registered,
+    a folder in ``model_path``; CHAIR and caption metrics score files, so there the model only labels the row.
+    """
+
+    benchmark = models.CharField(max_length=20, choices=Benchmark.choices)
+    model = models.ForeignKey(
+        ModelArtifact, null=True, blank=True, on_delete=models.SET_NULL, related_name="benchmark_runs"
+    )
+    model_path = models.CharField(max_length=500, blank=True, default="", help_text="Folder when no model is set.")
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=BenchmarkStatus.choices, default=BenchmarkStatus.QUEUED)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    log = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    summary = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.benchmark} run {self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def model_label(self) -> str:
+        return self.model.name if self.model_id else self.model_path
+
+
+class BenchmarkExample(models.Model):
+    """One scored example of a run: what was asked, what the model answered, and the verdict with its detail."""
+
+    run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="examples")
+    index = models.PositiveIntegerField()
+    key = models.CharField(max_length=200, help_text="Setting/question id, image id or line number.")
+    input = models.JSONField(default=dict)
+    answer = models.TextField(blank=True, default="")
+    detail = models.JSONField(default=dict)
+    hallucinated = models.BooleanField(null=True, help_text="Whether the answer hallucinated (None: not judged).")
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="benchmark_example_index_unique")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} example {self.key}"

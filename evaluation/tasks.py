@@ -1,0 +1,18 @@
+"""Celery tasks of the evaluation app: thin wrappers that take ids and call services (queue `benchmark`)."""
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+
+@shared_task(name="benchmark.run_execute", ignore_result=True)
+def benchmark_run_execute_task(run_id: int) -> None:
+    from evaluation.services import benchmark_run_execute
+
+    benchmark_run_execute(run_id=run_id)
+
+
+@worker_ready.connect
+def _reap_benchmark_runs_of_dead_workers(**_: object) -> None:
+    from evaluation.services import benchmark_runs_reap_dead
+
+    benchmark_runs_reap_dead()
