@@ -273,8 +273,17 @@ def test_generate_through_the_server_matches_the_local_greedy_answer(yes_no_labe
         "prior for 900 steps (about 50 s), and so does POPE's 'Is there a red circle in the image?'; after 7000 "
         "steps (6 min) the loss is down to about 0.45 and the truthful caption still wins on only 4-6 of 20 new "
         "scenes (9-11 with mean log P(yes)). Only a question-free 'is anything red' target was learnt quickly "
-        "(about 225 steps). The pipeline and the rule are covered by test_labeler_pipeline.py, the backends by "
-        "the tests above."
+        "(about 225 steps). Measured again (1 thread, about 45 ms a step): 40 s of training (570-860 steps) "
+        "leaves held-out accuracy at 0.60-0.69 and 3-4 wins of 20 with lr 5e-4 to 3e-3, hidden size 128 with 8 "
+        "heads, 3-4 layers, init std 0.1, a 10x projector lr or the image after the question. The vision side is "
+        "not the bottleneck: a vision tower pre-trained to classify each patch's colour and shape (400 steps, 8 s, "
+        "100%/92% accurate) makes 'Is anything red?' learnt in 200 steps at lr 1e-3 (not at 3e-3), and aligning "
+        "projected patches to the word embeddings of their colour, shape and place (13 s) changes nothing, yet the "
+        "simplest question-conditioned target, 'Is anything <colour>?' (balanced), stays at the prior for 1900 "
+        "steps (100 s; a 1-layer LM gets its yes/no loss from 0.69 to 0.55 in 1250 steps, 50 s), and so does a "
+        "text-only version with the scene listed in the prompt: the 2-layer LM does "
+        "not learn to match the question against its context in this budget. The pipeline and the rule are "
+        "covered by test_labeler_pipeline.py, the backends by the tests above."
     ),
 )
 def test_the_fine_tuned_labeler_ranks_truthful_answers_above_hallucinated_ones_on_new_scenes(yes_no_labeler):
