@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 
+from annotation.models import JobStatus
 from training.models import ModelArtifact
 
 
@@ -10,14 +11,6 @@ class Benchmark(models.TextChoices):
     POPE = "pope", "POPE"
     CHAIR = "chair", "CHAIR"
     CAPTIONS = "captions", "Caption metrics"
-
-
-class BenchmarkStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
 
 
 class BenchmarkRun(models.Model):
@@ -33,7 +26,7 @@ class BenchmarkRun(models.Model):
     )
     model_path = models.CharField(max_length=500, blank=True, default="", help_text="Folder when no model is set.")
     config = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=BenchmarkStatus.choices, default=BenchmarkStatus.QUEUED)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     log = models.TextField(blank=True, default="")

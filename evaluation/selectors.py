@@ -6,7 +6,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
-from evaluation.models import BenchmarkExample, BenchmarkRun, BenchmarkStatus
+from annotation.models import JobStatus
+from evaluation.models import BenchmarkExample, BenchmarkRun
 
 # The headline metric of each benchmark on the leaderboard, and whether lower is better.
 HEADLINE: dict[str, tuple[str, bool]] = {
@@ -46,11 +47,7 @@ def leaderboard() -> dict[str, Any]:
     before what was trained from it; ``benchmarks`` lists the benchmarks any row has, with the headline metric of each.
     """
     rows: dict[str, dict[str, Any]] = {}
-    runs = (
-        benchmark_run_list()
-        .select_related("model__base", "model__produced_by")
-        .filter(status=BenchmarkStatus.SUCCEEDED)
-    )
+    runs = benchmark_run_list().select_related("model__base", "model__produced_by").filter(status=JobStatus.SUCCEEDED)
     for run in runs.order_by("created_at"):
         label = run.model_label
         # Registered models in the order they were registered (a base before what was trained from it).

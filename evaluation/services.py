@@ -21,13 +21,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, TextField, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
+from annotation.models import JobStatus
 from evaluation import runners, selectors
-from evaluation.models import Benchmark, BenchmarkExample, BenchmarkRun, BenchmarkStatus
+from evaluation.models import Benchmark, BenchmarkExample, BenchmarkRun
 from evaluation.runners import BenchmarkOutcome, Cancelled, InputError
+from loupe.db import log_appended
 from loupe.errors import ApplicationError
 from training.models import ModelArtifact
 
@@ -143,11 +143,11 @@ def benchmark_run_start(
 def benchmark_run_cancel(*, run: BenchmarkRun) -> BenchmarkRun:
     """Queued runs end at once; running ones stop after the current batch."""
     run = BenchmarkRun.objects.select_for_update().get(pk=run.pk)
-    if run.status == BenchmarkStatus.QUEUED:
-        run.status = BenchmarkStatus.CANCELLED
+    if run.status == JobStatus.QUEUED:
+        run.status = JobStatus.CANCELLED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
-    elif run.status == BenchmarkStatus.RUNNING:
+    elif run.status == JobStatus.RUNNING:
         run.cancel_requested = True
         run.save(update_fields=["cancel_requested"])
     else:
@@ -162,11 +162,11 @@ def benchmark_runs_reap_dead() -> int:
     a dead run from a live one. Called when a worker starts and whenever runs are listed.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS)
-    return BenchmarkRun.objects.filter(status=BenchmarkStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=BenchmarkStatus.FAILED,
+    return BenchmarkRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=JobStatus.FAILED,
         finished_at=timezone.now(),
         error="The worker stopped (no heartbeat); start the run again.",
-        log=Concat(F("log"), Value("\n[loupe] no heartbeat: the worker died\n"), output_field=TextField()),
+        log=log_appended("\n[loupe] no heartbeat: the worker died\n"),
     )
 
 
@@ -183,7 +183,7 @@ class _Heartbeat(threading.Thread):
 
         try:
             while not self.stopped.wait(self.every):
-                BenchmarkRun.objects.filter(pk=self.run_id, status=BenchmarkStatus.RUNNING).update(
+                BenchmarkRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(
                     heartbeat_at=timezone.now()
                 )
         finally:
@@ -191,7 +191,7 @@ class _Heartbeat(threading.Thread):
 
 
 def _log(run_id: int, text: str) -> None:
-    BenchmarkRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(text), output_field=TextField()))
+    BenchmarkRun.objects.filter(pk=run_id).update(log=log_appended(text))
 
 
 def _progress(run_id: int):  # noqa: ANN202
@@ -240,8 +240,8 @@ def benchmark_run_execute(*, run_id: int) -> None:
 
     Idempotent: only a QUEUED run is claimed, so a second delivery of the task does nothing.
     """
-    claimed = BenchmarkRun.objects.filter(pk=run_id, status=BenchmarkStatus.QUEUED).update(
-        status=BenchmarkStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    claimed = BenchmarkRun.objects.filter(pk=run_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
     if not claimed:
         return
@@ -252,14 +252,14 @@ def benchmark_run_execute(*, run_id: int) -> None:
     try:
         outcome = _outcome(run)
     except Cancelled:
-        BenchmarkRun.objects.filter(pk=run_id).update(status=BenchmarkStatus.CANCELLED, finished_at=timezone.now())
+        BenchmarkRun.objects.filter(pk=run_id).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
         _log(run_id, "[loupe] cancelled\n")
         return
     except Exception as exc:
         # An input error is the user's to fix: its message is the error. Anything else keeps its traceback.
         message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
         BenchmarkRun.objects.filter(pk=run_id).update(
-            status=BenchmarkStatus.FAILED, finished_at=timezone.now(), error=message
+            status=JobStatus.FAILED, finished_at=timezone.now(), error=message
         )
         _log(run_id, traceback.format_exc())
         return
@@ -283,6 +283,6 @@ def benchmark_run_execute(*, run_id: int) -> None:
             batch_size=500,
         )
         BenchmarkRun.objects.filter(pk=run_id).update(
-            status=BenchmarkStatus.SUCCEEDED, finished_at=timezone.now(), summary=outcome.summary
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), summary=outcome.summary
         )
     _log(run_id, f"[loupe] succeeded: {len(outcome.examples)} examples\n")

@@ -22,13 +22,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, TextField, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import DatasetSnapshot
 from annotation.selectors import snapshot_rows
 from annotation.services.snapshots import snapshot_kind
+from loupe.db import log_appended
 from loupe.errors import ApplicationError
 from training.methods.configs import (
     BestOfNConfig,
@@ -201,7 +200,7 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
     run.cancel_requested = False
     run.finished_at = None
     run.save(update_fields=["status", "cancel_requested", "finished_at"])
-    TrainingRun.objects.filter(pk=run.pk).update(log=_log_plus("[loupe] resume requested\n"))
+    TrainingRun.objects.filter(pk=run.pk).update(log=log_appended("[loupe] resume requested\n"))
     _enqueue(run)
     return run
 
@@ -219,7 +218,7 @@ def training_runs_reap_dead() -> int:
         count += TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
             status=RunStatus.FAILED,
             finished_at=timezone.now(),
-            log=_log_plus(
+            log=log_appended(
                 f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died at step "
                 f"{run.step}. Resume continues from the last checkpoint.\n"
             ),
@@ -227,13 +226,8 @@ def training_runs_reap_dead() -> int:
     return count
 
 
-def _log_plus(text: str) -> Concat:
-    """The run's log with `text` appended, computed in the database (`+` would add numbers on SQLite)."""
-    return Concat(F("log"), Value(text), output_field=TextField())
-
-
 def _append_log(run_id: int, text: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(log=_log_plus(text))
+    TrainingRun.objects.filter(pk=run_id).update(log=log_appended(text))
 
 
 class DatabaseHooks:
@@ -393,7 +387,7 @@ def training_run_execute(*, run_id: int) -> None:
     except BaseException:
         heartbeat.stopped.set()
         TrainingRun.objects.filter(pk=run_id).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), log=_log_plus(traceback.format_exc())
+            status=RunStatus.FAILED, finished_at=timezone.now(), log=log_appended(traceback.format_exc())
         )
         raise
     heartbeat.stopped.set()

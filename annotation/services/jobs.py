@@ -31,13 +31,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, TextField, Value
-from django.db.models.functions import Concat
 from django.utils import timezone
 
 from annotation.models import DataJob, DatasetSnapshot, JobKind, JobStatus, Project
 from annotation.services.exports import export_options_check, snapshot_export_archive
 from annotation.services.imports import import_format_check, items_import
+from loupe.db import log_appended
 from loupe.errors import ApplicationError
 
 PROGRESS_FILE = "progress.json"
@@ -56,11 +55,6 @@ def jobs_dir() -> Path:
 
 def job_dir(job: DataJob) -> Path:
     return jobs_dir() / f"job-{job.pk}"
-
-
-def _log_plus(text: str) -> Concat:
-    """The job's log with `text` appended, computed in the database."""
-    return Concat(F("log"), Value(text), output_field=TextField())
 
 
 def _enqueue(job: DataJob) -> None:
@@ -211,14 +205,16 @@ def data_job_execute(*, job_id: int) -> None:
         return  # Taken by another delivery, cancelled before it started, or finished.
     job = DataJob.objects.select_related("project", "snapshot").get(pk=job_id)
     progress = _Progress(job)
-    DataJob.objects.filter(pk=job_id).update(log=_log_plus(f"[loupe] {job.kind} {_describe(job)} started\n"))
+    DataJob.objects.filter(pk=job_id).update(log=log_appended(f"[loupe] {job.kind} {_describe(job)} started\n"))
     started = time.monotonic()
     try:
         runner = _run_export if job.kind == JobKind.EXPORT else _run_import
         result_path, result = runner(job, progress)
     except JobCancelled:
         DataJob.objects.filter(pk=job_id).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now(), log=_log_plus("[loupe] cancelled; nothing kept\n")
+            status=JobStatus.CANCELLED,
+            finished_at=timezone.now(),
+            log=log_appended("[loupe] cancelled; nothing kept\n"),
         )
         _cleanup(job)
         return
@@ -242,7 +238,7 @@ def data_job_execute(*, job_id: int) -> None:
         result_path=result_path,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
-        log=_log_plus(f"[loupe] succeeded in {seconds:.1f} s: {json.dumps(_summary(result))}\n"),
+        log=log_appended(f"[loupe] succeeded in {seconds:.1f} s: {json.dumps(_summary(result))}\n"),
     )
     _cleanup(job)
 
@@ -258,7 +254,9 @@ def _describe(job: DataJob) -> str:
 
 
 def _fail(job_id: int, text: str) -> None:
-    DataJob.objects.filter(pk=job_id).update(status=JobStatus.FAILED, finished_at=timezone.now(), log=_log_plus(text))
+    DataJob.objects.filter(pk=job_id).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(), log=log_appended(text)
+    )
 
 
 def _cleanup_leftovers(job: DataJob) -> None:
@@ -310,7 +308,9 @@ def data_job_cancel(*, job: DataJob) -> DataJob:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CANCEL_FILE).touch()
     ended = DataJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
-        status=JobStatus.CANCELLED, finished_at=timezone.now(), log=_log_plus("[loupe] cancelled before it started\n")
+        status=JobStatus.CANCELLED,
+        finished_at=timezone.now(),
+        log=log_appended("[loupe] cancelled before it started\n"),
     )
     if ended:
         _cleanup(job)
@@ -329,7 +329,7 @@ def data_jobs_reap_dead() -> int:
         count += DataJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
             status=JobStatus.FAILED,
             finished_at=timezone.now(),
-            log=_log_plus("[loupe] no heartbeat: the worker died; nothing of an import was kept, start it again\n"),
+            log=log_appended("[loupe] no heartbeat: the worker died; nothing of an import was kept, start it again\n"),
         )
     return count
 

@@ -29,8 +29,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, TextField, Value
-from django.db.models.functions import Concat
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.labeler.backends import BACKEND_KINDS, LabelerBackendError
@@ -38,6 +37,7 @@ from annotation.labeler.config import LabelerConfig
 from annotation.labeler.pipeline import AnswerToLabel, LabelledAnswer, LabelProgress
 from annotation.models import AIFeedback, DatasetSnapshot, Item, JobStatus, LabelerJob, Project, Response
 from annotation.services.preference_pairs import ai_feedback_record
+from loupe.db import log_appended
 from loupe.errors import ApplicationError
 
 # LabelerConfig fields a job may set (prompt_version has its own column).
@@ -46,10 +46,6 @@ CONFIG_FIELDS = tuple(f.name for f in fields(LabelerConfig) if f.name != "prompt
 
 class LabelerJobCancelled(Exception):
     """Raised inside a running job when its cancellation was asked for; what was stored is kept."""
-
-
-def _log_plus(text: str) -> Concat:
-    return Concat(F("log"), Value(text), output_field=TextField())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -172,7 +168,7 @@ def labeler_job_cancel(*, job: LabelerJob) -> LabelerJob:
     if job.status == JobStatus.QUEUED:
         job.status, job.finished_at = JobStatus.CANCELLED, timezone.now()
         job.save(update_fields=["status", "finished_at"])
-        LabelerJob.objects.filter(pk=job.pk).update(log=_log_plus("[loupe] cancelled before it started\n"))
+        LabelerJob.objects.filter(pk=job.pk).update(log=log_appended("[loupe] cancelled before it started\n"))
     elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
         job.save(update_fields=["cancel_requested"])
@@ -190,7 +186,7 @@ def labeler_job_resume(*, job: LabelerJob) -> LabelerJob:
         raise ApplicationError(f"Only failed or cancelled labeler jobs can be resumed; this one is {job.status}.")
     job.status, job.cancel_requested, job.finished_at = JobStatus.QUEUED, False, None
     job.save(update_fields=["status", "cancel_requested", "finished_at"])
-    LabelerJob.objects.filter(pk=job.pk).update(log=_log_plus("[loupe] resume requested\n"))
+    LabelerJob.objects.filter(pk=job.pk).update(log=log_appended("[loupe] resume requested\n"))
     _enqueue(job)
     job.refresh_from_db()
     return job
@@ -246,7 +242,7 @@ def labeler_job_execute(*, job_id: int) -> None:
     job = LabelerJob.objects.select_related("project").get(pk=job_id)
     where = f" at {job.base_url}" if job.base_url else ""
     LabelerJob.objects.filter(pk=job_id).update(
-        log=_log_plus(f"[loupe] labelling {job.project.slug} with {job.backend} model {job.model}{where}\n")
+        log=log_appended(f"[loupe] labelling {job.project.slug} with {job.backend} model {job.model}{where}\n")
     )
     try:
         stored = _run(job)
@@ -254,7 +250,7 @@ def labeler_job_execute(*, job_id: int) -> None:
         LabelerJob.objects.filter(pk=job_id).update(
             status=JobStatus.CANCELLED,
             finished_at=timezone.now(),
-            log=_log_plus("[loupe] cancelled; the verdicts stored so far are kept\n"),
+            log=log_appended("[loupe] cancelled; the verdicts stored so far are kept\n"),
         )
         return
     except LabelerBackendError as error:
@@ -273,7 +269,7 @@ def labeler_job_execute(*, job_id: int) -> None:
         status=JobStatus.SUCCEEDED,
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
-        log=_log_plus(f"[loupe] succeeded: {stored} answers labelled in this run\n"),
+        log=log_appended(f"[loupe] succeeded: {stored} answers labelled in this run\n"),
     )
 
 
@@ -350,7 +346,7 @@ def _rewrite_store(feedback: AIFeedback, labelled: LabelledAnswer, *, backend: A
 
 def _fail(job_id: int, text: str) -> None:
     LabelerJob.objects.filter(pk=job_id).update(
-        status=JobStatus.FAILED, finished_at=timezone.now(), log=_log_plus(text)
+        status=JobStatus.FAILED, finished_at=timezone.now(), log=log_appended(text)
     )
 
 
@@ -362,5 +358,5 @@ def labeler_jobs_reap_dead() -> int:
     return LabelerJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
         status=JobStatus.FAILED,
         finished_at=timezone.now(),
-        log=_log_plus("[loupe] no heartbeat: the worker died; its verdicts are kept, resume does the rest\n"),
+        log=log_appended("[loupe] no heartbeat: the worker died; its verdicts are kept, resume does the rest\n"),
     )

@@ -6,8 +6,9 @@ import json
 import pytest
 from django.test import Client
 
+from annotation.models import JobStatus
 from evaluation import services
-from evaluation.models import BenchmarkExample, BenchmarkRun, BenchmarkStatus
+from evaluation.models import BenchmarkExample, BenchmarkRun
 from training.models import ModelArtifact
 
 
@@ -20,7 +21,7 @@ def board(db):
         runs[model.name] = BenchmarkRun.objects.create(
             benchmark="pope",
             model=model,
-            status=BenchmarkStatus.SUCCEEDED,
+            status=JobStatus.SUCCEEDED,
             summary={"random": {"accuracy": f1, "f1": f1, "yes_ratio": 0.5, "precision": f1, "recall": f1}},
         )
     run = runs["dpo-round-1"]
@@ -85,7 +86,7 @@ def test_images_come_only_from_the_runs_folder(board, admin_user, tmp_path):
     (tmp_path / "a.png").write_bytes(b"\x89PNG fake")
     (tmp_path / "sub").mkdir()
     run = BenchmarkRun.objects.create(
-        benchmark="pope", model_path="/m", config={"images": str(tmp_path / "sub")}, status=BenchmarkStatus.SUCCEEDED
+        benchmark="pope", model_path="/m", config={"images": str(tmp_path / "sub")}, status=JobStatus.SUCCEEDED
     )
     BenchmarkExample.objects.create(run=run, index=0, key="r/1", input={"image": "../a.png"}, answer="")
     (tmp_path / "sub" / "b.png").write_bytes(b"\x89PNG real")
@@ -123,7 +124,7 @@ def test_the_leaderboard_form_starts_a_run_or_says_what_is_wrong(db, admin_user,
     response = client.post("/leaderboard/", {"benchmark": "chair", "config": config})
     run = BenchmarkRun.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/benchmarks/{run.pk}/"
-    assert run.status == BenchmarkStatus.QUEUED and run.created_by == admin_user
+    assert run.status == JobStatus.QUEUED and run.created_by == admin_user
     bad = client.post("/leaderboard/", {"benchmark": "chair", "config": "{oops"})
     assert bad.status_code == 400 and "The config is not valid JSON" in bad.content.decode()
     missing = client.post("/leaderboard/", {"benchmark": "chair", "config": '{"captions": "/nope.json"}'})

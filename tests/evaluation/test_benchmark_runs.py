@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from annotation.models import JobStatus
 from evaluation import services
-from evaluation.models import BenchmarkExample, BenchmarkRun, BenchmarkStatus
+from evaluation.models import BenchmarkExample, BenchmarkRun
 from loupe.errors import ApplicationError
 from tests.conftest import REPO, _database_url_of_test_db
 from tests.helpers import wait_for
@@ -47,7 +48,7 @@ def benchmark_worker(transactional_db, tmp_path):
 
 def _finished(run_id: int) -> BenchmarkRun | None:
     run = BenchmarkRun.objects.get(pk=run_id)
-    return run if run.status in (BenchmarkStatus.SUCCEEDED, BenchmarkStatus.FAILED, BenchmarkStatus.CANCELLED) else None
+    return run if run.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED) else None
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_pope_and_chair_runs_on_a_real_worker_store_summary_examples_and_failure
     ids = [pope.json()["id"], chair.json()["id"], broken.json()["id"]]
     runs = [wait_for(lambda i=i: _finished(i), timeout=180, message=f"run {i}") for i in ids]
     pope_run, chair_run, broken_run = runs
-    assert pope_run.status == BenchmarkStatus.SUCCEEDED, pope_run.log + benchmark_worker.log_path.read_text()[-3000:]
+    assert pope_run.status == JobStatus.SUCCEEDED, pope_run.log + benchmark_worker.log_path.read_text()[-3000:]
     assert set(pope_run.summary) == {"random", "popular", "adversarial"}
     for metrics in pope_run.summary.values():
         assert metrics["n"] == 6 and metrics["tp"] == 3 and metrics["fp"] == 3
@@ -119,11 +120,11 @@ def test_pope_and_chair_runs_on_a_real_worker_store_summary_examples_and_failure
     wrong = client.get(f"/api/v1/benchmark-runs/{ids[0]}/examples/", {"hallucinated": "true", "limit": 500}).json()
     assert len(wrong) == 9 and {e["input"]["label"] for e in wrong} == {"no"}  # every "yes" to an absent object
 
-    assert chair_run.status == BenchmarkStatus.SUCCEEDED, chair_run.log
+    assert chair_run.status == JobStatus.SUCCEEDED, chair_run.log
     assert chair_run.summary["CHAIR_s"] == 1.0 and chair_run.summary["CHAIR_i"] == pytest.approx(2 / 5)
     assert list(chair_run.examples.values_list("hallucinated", flat=True)) == [True, True]
 
-    assert broken_run.status == BenchmarkStatus.FAILED
+    assert broken_run.status == JobStatus.FAILED
     assert "config.json" in broken_run.error, broken_run.error  # from_pretrained found no model there
     assert "Traceback" in broken_run.log and not broken_run.examples.exists()
     assert client.get(f"/api/v1/benchmark-runs/{ids[2]}/").json()["error"] == broken_run.error
@@ -139,22 +140,22 @@ def test_execute_is_idempotent_and_a_cancelled_run_stores_nothing(db, chair_conf
     services.benchmark_run_execute(run_id=run.pk)
     services.benchmark_run_execute(run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == BenchmarkStatus.SUCCEEDED and BenchmarkExample.objects.filter(run=run).count() == 2
+    assert run.status == JobStatus.SUCCEEDED and BenchmarkExample.objects.filter(run=run).count() == 2
     with pytest.raises(ApplicationError, match="A succeeded run cannot be cancelled."):
         services.benchmark_run_cancel(run=run)
 
     queued = services.benchmark_run_start(benchmark="chair", config=chair_config)
-    assert services.benchmark_run_cancel(run=queued).status == BenchmarkStatus.CANCELLED
+    assert services.benchmark_run_cancel(run=queued).status == JobStatus.CANCELLED
     services.benchmark_run_execute(run_id=queued.pk)  # a late delivery does not revive it
-    assert BenchmarkRun.objects.get(pk=queued.pk).status == BenchmarkStatus.CANCELLED
+    assert BenchmarkRun.objects.get(pk=queued.pk).status == JobStatus.CANCELLED
 
     running = services.benchmark_run_start(benchmark="chair", config=chair_config)
-    BenchmarkRun.objects.filter(pk=running.pk).update(status=BenchmarkStatus.RUNNING)
+    BenchmarkRun.objects.filter(pk=running.pk).update(status=JobStatus.RUNNING)
     assert services.benchmark_run_cancel(run=running).cancel_requested is True
-    BenchmarkRun.objects.filter(pk=running.pk).update(status=BenchmarkStatus.QUEUED)  # as the worker finds it
+    BenchmarkRun.objects.filter(pk=running.pk).update(status=JobStatus.QUEUED)  # as the worker finds it
     services.benchmark_run_execute(run_id=running.pk)
     running.refresh_from_db()
-    assert running.status == BenchmarkStatus.CANCELLED and not running.examples.exists() and running.summary == {}
+    assert running.status == JobStatus.CANCELLED and not running.examples.exists() and running.summary == {}
 
 
 def test_a_run_whose_input_went_bad_fails_with_the_file_named(db, chair_config, tmp_path):
@@ -164,7 +165,7 @@ def test_a_run_whose_input_went_bad_fails_with_the_file_named(db, chair_config, 
     Path(chair_config["annotations"][0]).write_text("{broken")
     services.benchmark_run_execute(run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == BenchmarkStatus.FAILED
+    assert run.status == JobStatus.FAILED
     assert run.error.startswith(f"--annotations file {chair_config['annotations'][0]}: not JSON")
     assert "InputError" in run.log
     one_scene = services.benchmark_run_start(
@@ -172,7 +173,7 @@ def test_a_run_whose_input_went_bad_fails_with_the_file_named(db, chair_config, 
     )
     services.benchmark_run_execute(run_id=one_scene.pk)
     one_scene.refresh_from_db()
-    assert one_scene.status == BenchmarkStatus.FAILED
+    assert one_scene.status == JobStatus.FAILED
     assert one_scene.error == (
         "shapes world: image 'pope-shapes-0-0.png': no object left to ask about as a 'no'; draw more images (n_images)"
     )
@@ -244,14 +245,14 @@ def test_leaderboard_lists_models_with_lineage_and_headline_metrics(db, admin_us
         BenchmarkRun.objects.create(
             benchmark="chair",
             model=model,
-            status=BenchmarkStatus.SUCCEEDED,
+            status=JobStatus.SUCCEEDED,
             summary={"CHAIR_s": 0.5, "CHAIR_i": chair_i},
         )
-    BenchmarkRun.objects.create(benchmark="chair", model=trained, status=BenchmarkStatus.FAILED, summary={})
+    BenchmarkRun.objects.create(benchmark="chair", model=trained, status=JobStatus.FAILED, summary={})
     BenchmarkRun.objects.create(
         benchmark="pope",
         model=trained,
-        status=BenchmarkStatus.SUCCEEDED,
+        status=JobStatus.SUCCEEDED,
         summary={s: {"accuracy": a, "f1": a, "yes_ratio": 0.5} for s, a in (("random", 0.9), ("adversarial", 0.7))},
     )
     body = api_client_for(admin_user).get("/api/v1/leaderboard/").json()
@@ -287,9 +288,9 @@ def test_a_run_whose_worker_died_is_marked_failed_when_runs_are_read(db, admin_u
     stale = services.benchmark_run_start(benchmark="chair", config=chair_config)
     fresh = services.benchmark_run_start(benchmark="chair", config=chair_config)
     BenchmarkRun.objects.filter(pk=stale.pk).update(
-        status=BenchmarkStatus.RUNNING, heartbeat_at=timezone.now() - dt.timedelta(minutes=10)
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now() - dt.timedelta(minutes=10)
     )
-    BenchmarkRun.objects.filter(pk=fresh.pk).update(status=BenchmarkStatus.RUNNING, heartbeat_at=timezone.now())
+    BenchmarkRun.objects.filter(pk=fresh.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now())
     body = {r["id"]: r for r in api_client_for(admin_user).get("/api/v1/benchmark-runs/").json()}
     assert body[stale.pk]["status"] == "failed" and body[stale.pk]["error"].startswith("The worker stopped")
     assert body[fresh.pk]["status"] == "running"

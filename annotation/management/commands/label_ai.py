@@ -3,11 +3,11 @@
 its progress here. The API key of a server comes from LOUPE_LABELER_API_KEY in the worker's environment."""
 
 import json
-import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from annotation.labeler.backends import BACKEND_KINDS
+from annotation.management.progress import job_follow
 from annotation.models import JobStatus, LabelerJob, Project
 from annotation.services.labeler import labeler_job_start
 from loupe.errors import ApplicationError
@@ -51,18 +51,12 @@ class Command(BaseCommand):
             self._follow(job.pk)
 
     def _follow(self, job_id: int) -> None:
-        from tqdm import tqdm
+        def read() -> tuple[str, int, int]:
+            job = LabelerJob.objects.get(pk=job_id)
+            return job.status, job.done, job.total
 
-        with tqdm(desc=f"labeler job {job_id}", unit="answer") as bar:
-            while True:
-                job = LabelerJob.objects.get(pk=job_id)
-                if job.total and bar.total != job.total:
-                    bar.total = job.total
-                bar.update(job.done - bar.n)
-                bar.set_postfix_str(job.status)
-                if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-                    break
-                time.sleep(1)
+        job_follow(desc=f"labeler job {job_id}", unit="answer", read=read)
+        job = LabelerJob.objects.get(pk=job_id)
         if job.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Labeler job {job_id} ended {job.status}:\n{job.log[-3000:]}")
         self.stdout.write(f"Labeler job {job_id} succeeded: {job.labelled} answers labelled")

@@ -1,10 +1,10 @@
 """`manage.py train --method dpo --snapshot ID (--base-model DIR | --base-artifact NAME) [--config JSON] [--wait]`"""
 
 import json
-import time
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from annotation.management.progress import job_follow
 from annotation.models import DatasetSnapshot
 from loupe.errors import ApplicationError
 from training import services
@@ -52,18 +52,12 @@ class Command(BaseCommand):
             self._follow(run.pk)
 
     def _follow(self, run_id: int) -> None:
-        from tqdm import tqdm
+        def read() -> tuple[str, int, int]:
+            run = TrainingRun.objects.get(pk=run_id)
+            return run.status, run.step, run.max_steps
 
-        with tqdm(desc=f"run {run_id}", unit="step") as bar:
-            while True:
-                run = TrainingRun.objects.get(pk=run_id)
-                if run.max_steps and bar.total != run.max_steps:
-                    bar.total = run.max_steps
-                bar.update(run.step - bar.n)
-                bar.set_postfix_str(run.status)
-                if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-                    break
-                time.sleep(1)
+        job_follow(desc=f"run {run_id}", unit="step", read=read)
+        run = TrainingRun.objects.get(pk=run_id)
         if run.status != RunStatus.SUCCEEDED:
             raise CommandError(f"Run {run_id} ended {run.status}:\n{run.log[-3000:]}")
         self.stdout.write(f"Run {run_id} succeeded; output in {run.output_dir}/model")
