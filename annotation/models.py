@@ -423,6 +423,17 @@ class AIFeedback(models.Model):
     rewrite = models.JSONField(
         default=dict, blank=True, help_text="HA-DPO rewrite from the rejected claims: {text, original_spans}, or {}."
     )
+    sources = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per claim, where its verdict came from: logits, logprobs or parsed (empty: not recorded).",
+    )
+    claim_spans = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per claim, its [start, end) character span in the answer, or null where it is not found "
+        "verbatim (empty: not recorded).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -516,7 +527,8 @@ class AISuggestionUse(models.Model):
     """Whether an annotator shown the AI labeler's suggestion answered as it suggested. The annotation itself
     is stored apart, exactly as the annotator gave it; this row only says what was suggested and if they
     took it (pairwise: chose the answer the labeler prefers; correction: marked a claim it doubted, or
-    nothing when it doubted nothing)."""
+    nothing when it doubted nothing), and on a correction page whether they took the labeler's rewrite
+    ("Use it") and then edited it."""
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
@@ -524,8 +536,18 @@ class AISuggestionUse(models.Model):
     kind = models.CharField(max_length=20, choices=ProjectKind.choices)
     annotation_id = models.PositiveIntegerField(help_text="The pairwise judgment's or correction's id.")
     labeler_model = models.CharField(max_length=300)
-    suggested = models.JSONField(default=dict, help_text="pairwise: {prefers}; correction: {doubted: spans}.")
+    suggested = models.JSONField(
+        default=dict, help_text="pairwise: {prefers}; correction: {doubted: spans, rewrite: text if one was offered}."
+    )
     took = models.BooleanField()
+    rewrite_used = models.BooleanField(
+        default=False, help_text="Correction: the annotator took the labeler's suggested correction (Use it)."
+    )
+    rewrite_edited = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Whether the submitted correction differs from the rewrite taken; null if none.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -814,6 +814,114 @@ def pairs_from_ai_feedback(
     yield from pairs
 
 
+# ---------------------------------------------------------------------------------------------------
+# AI rewrites (HA-DPO)
+
+
+def rewrite_segments(original: str, rewrite: str, *, kind: str = "edit", max_segments: int = 200) -> list[Segment]:
+    """The edits that turn `original` into `rewrite`, as correction segments an annotator could have marked.
+
+    They are `diff_segments`, widened where a marked span cannot be empty: a pure insertion takes in the
+    word before it (the word after it at the start of the text), and edits whose widened spans then touch
+    or overlap become one segment. Every segment is a non-empty span of `original` whose replacement
+    differs from it, and applying them gives `rewrite` exactly. More than `max_segments` edits (what a
+    correction may hold) become one segment from the first edit to the last. No segments when the two
+    texts are equal or `original` is empty (there is nothing to mark).
+    """
+    raw = diff_segments(original, rewrite)
+    if not raw or not original:
+        return []
+    widened = [(_widened(original, start, end), (start, end, replacement, kind)) for start, end, replacement, _k in raw]
+    clusters: list[tuple[int, int, list[Segment]]] = []
+    for (start, end), segment in widened:
+        if clusters and start <= clusters[-1][1]:
+            first, last, members = clusters[-1]
+            clusters[-1] = (first, max(last, end), [*members, segment])
+        else:
+            clusters.append((start, end, [segment]))
+    if len(clusters) > max_segments:
+        clusters = [(clusters[0][0], clusters[-1][1], [s for _a, _b, members in clusters for s in members])]
+    segments: list[Segment] = []
+    for start, end, members in clusters:
+        shifted = [(s - start, e - start, r, k) for s, e, r, k in members]
+        replacement = apply_segments(original[start:end], shifted)
+        if replacement != original[start:end]:
+            segments.append((start, end, replacement, kind))
+    return segments
+
+
+def _widened(text: str, start: int, end: int) -> tuple[int, int]:
+    """A non-empty span around `[start, end)`: itself, or for an insertion the word before it (after it)."""
+    if end > start:
+        return start, end
+    before = start
+    while before > 0 and text[before - 1].isspace():
+        before -= 1
+    word_start = before
+    while word_start > 0 and not text[word_start - 1].isspace():
+        word_start -= 1
+    if word_start < before:
+        return word_start, start
+    after = end
+    while after < len(text) and text[after].isspace():
+        after += 1
+    while after < len(text) and not text[after].isspace():
+        after += 1
+    return (start, after) if after > start else (0, len(text))
+
+
+@dataclass
+class RewriteInput:
+    """An answer and the corrected answer the AI labeler wrote for it from its rejected claims (HA-DPO)."""
+
+    item_key: str
+    prompt: str
+    image: str | None
+    original_text: str
+    rewrite_text: str
+    labeler: str = ""
+    prompt_version: str = ""
+    response_key: str = ""
+
+
+def pairs_from_rewrites(rewrites: Iterable[RewriteInput], *, dropped: Counter[str] | None = None) -> Iterator[PairRow]:
+    """One AI pair per rewrite, made without a person: chosen = the rewrite, rejected = the original, with
+    the changed spans of both from a diff (`changed_spans`), as HA-DPO pairs a rewritten description with
+    the hallucinated one and as a person's correction would give. A rewrite that changes only whitespace
+    yields nothing (a self-pair). `meta["rewrite"]` marks the pair; `is_rewrite_pair` tells one apart
+    from a score pair in a snapshot row."""
+    for rewrite in rewrites:
+        if _is_self_pair(rewrite.rewrite_text, rewrite.original_text, dropped):
+            continue
+        rejected_spans, chosen_spans = changed_spans(rewrite.original_text, rewrite.rewrite_text)
+        yield PairRow(
+            item_key=rewrite.item_key,
+            prompt=rewrite.prompt,
+            image=rewrite.image,
+            chosen=rewrite.rewrite_text,
+            rejected=rewrite.original_text,
+            source="ai",
+            margin=None,
+            agreement=None,
+            n_votes=1,
+            chosen_spans=chosen_spans,
+            rejected_spans=rejected_spans,
+            meta={
+                "rewrite": True,
+                "labeler": rewrite.labeler,
+                "prompt_version": rewrite.prompt_version,
+                "rejected_response": rewrite.response_key,
+            },
+        )
+
+
+def is_rewrite_pair(row: PairRow | Mapping[str, Any]) -> bool:
+    """Whether an AI pair is a rewrite pair rather than a pair of two scored answers: score pairs never
+    carry changed spans, and a rewrite pair always does (its texts differ beyond whitespace)."""
+    get = row.get if isinstance(row, Mapping) else lambda key: getattr(row, key)
+    return get("source") == "ai" and bool(get("chosen_spans") or get("rejected_spans"))
+
+
 def as_pair_row(row: PairRow | Mapping[str, Any]) -> PairRow:
     """A `PairRow` from itself or from a mapping with its field names (spans as lists of 2-lists)."""
     if isinstance(row, PairRow):

@@ -69,24 +69,14 @@ def task_texts(*, item_id: int, response_ids: list[int]) -> tuple[str, str, list
 
 
 def ai_suggestions(*, response_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The AI labeler's latest verdict on each response that has one: score and claims with P(yes)."""
+    """The AI labeler's latest verdict on each response that has one, shaped by
+    `selectors_labeler.ai_suggestion_of`: score, claims with P(yes), its source and span, and the rewrite."""
+    from annotation.selectors_labeler import ai_suggestion_of
+
     latest: dict[int, AIFeedback] = {}
-    for feedback in AIFeedback.objects.filter(response_id__in=response_ids).order_by("id"):
+    for feedback in AIFeedback.objects.filter(response_id__in=response_ids).select_related("response").order_by("id"):
         latest[feedback.response_id] = feedback
-    suggestions = {}
-    for response_id, feedback in latest.items():
-        p_yes = list(feedback.p_yes or [])
-        suggestions[response_id] = {
-            "score": feedback.score,
-            "labeler_model": feedback.labeler_model,
-            # The HA-DPO rewrite, only where a labeler job wrote one.
-            **({"rewrite": feedback.rewrite["text"]} if (feedback.rewrite or {}).get("text") else {}),
-            "claims": [
-                {"claim": str(claim), "p_yes": p_yes[i] if i < len(p_yes) else None}
-                for i, claim in enumerate(feedback.claims or [])
-            ],
-        }
-    return suggestions
+    return {response_id: ai_suggestion_of(feedback) for response_id, feedback in latest.items()}
 
 
 def annotation_answer(*, annotation: Any, kind: str) -> dict[str, Any]:

@@ -123,6 +123,12 @@ class SnapshotListApi(APIView):
         date_to = serializers.CharField(required=False, allow_null=True, default=None)
         sft_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
         balance_ai_lengths = serializers.BooleanField(required=False, default=True)
+        ai_rewrite_pairs = serializers.BooleanField(
+            required=False,
+            allow_null=True,
+            default=None,
+            help_text="Keep the AI labeler's rewrite pairs; default: in correction projects only.",
+        )
         seed = serializers.IntegerField(required=False, default=0)
         test_fraction = serializers.FloatField(required=False, default=0.1, min_value=0.0, max_value=0.9)
         split_by = serializers.ChoiceField(
@@ -157,6 +163,7 @@ class SnapshotListApi(APIView):
             seed=given["seed"],
             test_fraction=given["test_fraction"],
             split_by=given["split_by"],
+            ai_rewrite_pairs=given["ai_rewrite_pairs"],
         )
         snapshot = services.snapshot_create(project=project, created_by=request.user, snapshot_filter=snapshot_filter)
         return ApiResponse(SnapshotOutputSerializer(snapshot).data, status=status.HTTP_201_CREATED)

@@ -86,12 +86,20 @@ class ProjectDetailApi(APIView):
 
 
 class ProjectStatsApi(APIView):
-    """The dashboard's figures: task progress, annotations per hour, time per task, per annotator."""
+    """The dashboard's figures: task progress, annotations per hour, time per task, per annotator, and the AI
+    labeler's agreement with people beside people's with each other (`labeler_agreement`, null for none)."""
 
     @extend_schema(responses={200: OpenApiResponse(description="Dashboard figures")})
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
-        return ApiResponse(selectors.project_dashboard(project=project))
+        from annotation.selectors_labeler import labeler_agreement_data
+
+        return ApiResponse(
+            {
+                **selectors.project_dashboard(project=project),
+                "labeler_agreement": labeler_agreement_data(project=project),
+            }
+        )
 
 
 class ProjectMemberAddApi(APIView):

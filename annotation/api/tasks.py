@@ -205,7 +205,8 @@ class TaskSubmitApi(APIView):
     """Answer a task (or change your answer to one you submitted). The fields depend on the project's kind:
     pairwise `choice` (a, b, tie, both_bad), `strength` (1 slightly, 2 clearly), `reason`; correction
     `segments` [{start, end, type, replacement, original}] (none: no hallucination); rating `level`
-    (index into the scale); ranking `order` (response ids, best first). A repeated `client_request_id`
+    (index into the scale); ranking `order` (response ids, best first); a correction that took the AI
+    labeler's suggested correction says so with `ai_rewrite_used`. A repeated `client_request_id`
     stores nothing new and answers as the first time."""
 
     authentication_classes = TASK_AUTHENTICATION
@@ -221,6 +222,9 @@ class TaskSubmitApi(APIView):
         segments = serializers.ListField(child=serializers.DictField(), required=False, max_length=200)
         level = serializers.IntegerField(required=False)
         order = serializers.ListField(child=serializers.IntegerField(), required=False, max_length=100)
+        ai_rewrite_used = serializers.BooleanField(
+            required=False, default=False, help_text="Correction: the annotator took the AI labeler's rewrite."
+        )
 
     KIND_FIELDS = {
         ProjectKind.PAIRWISE: ("choice", "strength", "reason"),
@@ -238,6 +242,9 @@ class TaskSubmitApi(APIView):
         fields = self.KIND_FIELDS[project.kind]
         if fields[0] not in values:
             raise ApplicationError(f"A {project.kind} answer needs '{fields[0]}'.", {"field": fields[0]})
+        from annotation.services.suggestions import ai_suggestion_use_record, rewrite_use_check
+
+        rewrite_use_check(project=project, rewrite_used=values["ai_rewrite_used"])
         annotation = SUBMITTERS[project.kind](
             assignment_id=assignment_id,
             annotator=request.user,
@@ -247,9 +254,7 @@ class TaskSubmitApi(APIView):
             **{name: values[name] for name in fields},
         )
         if project.show_ai_suggestions:  # what the annotator did with the suggestion, beside their answer
-            from annotation.services.suggestions import ai_suggestion_use_record
-
-            ai_suggestion_use_record(project=project, annotation=annotation)
+            ai_suggestion_use_record(project=project, annotation=annotation, rewrite_used=values["ai_rewrite_used"])
         body = {
             "id": annotation.pk,
             "assignment_id": assignment_id,

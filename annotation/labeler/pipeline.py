@@ -76,12 +76,19 @@ class LabelledAnswer:
 
     def feedback_fields(self) -> dict[str, Any]:
         """The keyword arguments of ``ai_feedback_record`` this verdict fills (the caller adds the response,
-        the labeler model's name and the prompt version)."""
+        the labeler model's name and the prompt version): per claim its text, question, P(yes), where the
+        verdict came from (logits, logprobs or parsed) and its character span in the answer (None where a
+        model's claim is not found verbatim)."""
         return {
             "claims": [c.claim.text for c in self.claims],
             "questions": [c.question for c in self.claims],
             "p_yes": self.p_yes,
             "score": self.score,
+            "sources": [c.verdict.source for c in self.claims],
+            "claim_spans": [
+                [c.claim.start, c.claim.end] if c.claim.start is not None and c.claim.end is not None else None
+                for c in self.claims
+            ],
         }
 
     def ai_scored(self) -> AIScored:

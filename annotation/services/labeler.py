@@ -36,7 +36,7 @@ from annotation.labeler.backends import BACKEND_KINDS, LabelerBackendError
 from annotation.labeler.config import LabelerConfig
 from annotation.labeler.pipeline import AnswerToLabel, LabelledAnswer, LabelProgress
 from annotation.models import AIFeedback, DatasetSnapshot, Item, JobStatus, LabelerJob, Project, Response
-from annotation.services.preference_pairs import ai_feedback_record
+from annotation.services.preference_pairs import ai_feedback_record, ai_feedback_rewrite_record
 from loupe.db import log_appended
 from loupe.errors import ApplicationError
 
@@ -328,7 +328,8 @@ def _run(job: LabelerJob) -> int:
 
 def _rewrite_store(feedback: AIFeedback, labelled: LabelledAnswer, *, backend: Any, config: LabelerConfig) -> None:
     """The HA-DPO rewrite of a labelled answer from its rejected claims, kept on its feedback row for the
-    correction page to offer (nothing is kept when the model wrote nothing new)."""
+    correction page to offer and turned into a rewrite pair (nothing is kept when the model wrote nothing
+    new)."""
     from annotation.labeler.pipeline import rewrite_answer
 
     answer = labelled.answer
@@ -340,8 +341,7 @@ def _rewrite_store(feedback: AIFeedback, labelled: LabelledAnswer, *, backend: A
         rejected_claims=[c.claim.text for c in labelled.rejected],
         config=config,
     )
-    value = {"text": written.text, "original_spans": [list(s) for s in written.original_spans]} if written else {}
-    AIFeedback.objects.filter(pk=feedback.pk).update(rewrite=value)
+    ai_feedback_rewrite_record(feedback=feedback, text=written.text if written else None)
 
 
 def _fail(job_id: int, text: str) -> None:

@@ -14,14 +14,16 @@ functions map them onto the inputs of the pure rules and yield their rows:
   at most `RATING_MAX_PAIRS_PER_CHOSEN` per chosen caption, the rejected ones drawn at random (seeded);
 - rankings → every implied pair;
 - AI feedback (`AIFeedback`, one labeler model and prompt version at a time) → RLAIF-V pairs (their
-  length balancing needs all pairs at once and is applied when a snapshot is frozen).
+  length balancing needs all pairs at once and is applied when a snapshot is frozen), and HA-DPO rewrite
+  pairs (the labeler's corrected answer over the original, with changed spans; none for a response a
+  person corrected).
 
 No source ever stores a pair of two identical answers (`pair_rules.same_answer`); `pairs_for_items`
 counts the ones it left out, and imports report the count.
 
 `preference_pairs_refresh(item=...)` re-derives one item's stored `PreferencePair`s after a submit;
 `preference_pairs_rebuild(items=...)` does it for many items at once (imports). `ai_feedback_record` is
-what the AI labeler calls with its verdict on a response.
+what the AI labeler calls with its verdict on a response, `ai_feedback_rewrite_record` with its rewrite.
 """
 
 from __future__ import annotations
@@ -330,6 +332,7 @@ def _ai_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPai
                 response_key=str(response.pk),
             )
         )
+    yield from _rewrite_pairs(entry, dropped)
     for (labeler, version), scored in sorted(by_labeler.items()):
         # Length balancing compares whole datasets; one item's one or two pairs give it nothing to balance.
         # A snapshot balances all its AI pairs at once (`SnapshotFilter.balance_ai_lengths`).
@@ -344,6 +347,34 @@ def _ai_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPai
         for row in rows:
             row.meta.update(labeler=labeler, prompt_version=version)
             yield DerivedPair(row, int(row.meta["chosen_response"]), int(row.meta["rejected_response"]))
+
+
+def _rewrite_pairs(entry: ItemFeedback, dropped: Counter[str]) -> Iterator[DerivedPair]:
+    """HA-DPO pairs from the labeler's rewrites (`pair_rules.pairs_from_rewrites`), except for responses a
+    person corrected within the scope: their reviewed correction is the better pair of the same answer,
+    and a second, unreviewed one beside it would teach the same edit twice or contradict it."""
+    item = entry.item
+    corrected = {correction.response_id for correction in entry.corrections}
+    rewrites = []
+    for feedback in entry.ai:
+        text = (feedback.rewrite or {}).get("text")
+        response = entry.responses.get(feedback.response_id)
+        if not text or response is None or response.pk in corrected:
+            continue
+        rewrites.append(
+            pair_rules.RewriteInput(
+                item_key=item.external_id,
+                prompt=item.prompt,
+                image=_image(item),
+                original_text=response.text,
+                rewrite_text=str(text),
+                labeler=feedback.labeler_model,
+                prompt_version=feedback.prompt_version,
+                response_key=str(response.pk),
+            )
+        )
+    for row in pair_rules.pairs_from_rewrites(rewrites, dropped=dropped):
+        yield DerivedPair(row, None, int(row.meta["rejected_response"]))
 
 
 def pairs_for_items(
@@ -479,22 +510,46 @@ def ai_feedback_record(
     questions: Sequence[str] = (),
     prompt_version: str = "v1",
     score: float | None = None,
+    sources: Sequence[str] = (),
+    claim_spans: Sequence[Sequence[int] | None] = (),
 ) -> AIFeedback:
     """Store (or replace) a labeler's verdict on a response and re-derive the item's pairs.
 
-    `p_yes[k]` is the labeler's P(yes) for `questions[k]` about `claims[k]`; `score` defaults to RLAIF-V's
-    minus the number of rejected claims. The same labeler model and prompt version judging the response
-    again replaces its earlier verdict.
+    `p_yes[k]` is the labeler's P(yes) for `questions[k]` about `claims[k]`, `sources[k]` where that verdict
+    came from (`logits`, `logprobs` or `parsed`) and `claim_spans[k]` the claim's `[start, end)` in the
+    response's text (None where it is not found verbatim); `score` defaults to RLAIF-V's minus the number
+    of rejected claims. The same labeler model and prompt version judging the response again replaces its
+    earlier verdict, its rewrite included (a new verdict may reject other claims).
     """
+    from annotation.labeler.verdicts import SOURCES
+
     if not labeler_model.strip():
         raise ApplicationError("The AI feedback needs the labeler model's name.", {"field": "labeler_model"})
-    if len(p_yes) != len(claims) or (questions and len(questions) != len(claims)):
+    if (
+        len(p_yes) != len(claims)
+        or (questions and len(questions) != len(claims))
+        or (sources and len(sources) != len(claims))
+        or (claim_spans and len(claim_spans) != len(claims))
+    ):
         raise ApplicationError(
-            "claims, questions and p_yes must have one entry per claim.",
-            {"claims": len(claims), "questions": len(questions), "p_yes": len(p_yes)},
+            "claims, questions, p_yes, sources and claim_spans must have one entry per claim.",
+            {
+                "claims": len(claims),
+                "questions": len(questions),
+                "p_yes": len(p_yes),
+                "sources": len(sources),
+                "claim_spans": len(claim_spans),
+            },
         )
     if any(not (isinstance(p, int | float) and 0.0 <= p <= 1.0) for p in p_yes):
         raise ApplicationError("Every P(yes) must be a probability between 0 and 1.", {"field": "p_yes"})
+    unknown = sorted({str(source) for source in sources} - set(SOURCES))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown verdict source(s) {', '.join(unknown)}; each is one of {', '.join(SOURCES)}.",
+            {"field": "sources"},
+        )
+    spans = [_claim_span(span, text=response.text, index=k) for k, span in enumerate(claim_spans)]
     feedback, _ = AIFeedback.objects.update_or_create(
         response=response,
         labeler_model=labeler_model,
@@ -504,7 +559,47 @@ def ai_feedback_record(
             "questions": list(questions),
             "p_yes": [float(p) for p in p_yes],
             "score": float(score) if score is not None else ai_answer_score(p_yes),
+            "sources": [str(source) for source in sources],
+            "claim_spans": spans,
+            "rewrite": {},
         },
     )
     preference_pairs_refresh(item=Item.objects.select_related("project").get(pk=response.item_id))
+    return feedback
+
+
+def _claim_span(span: Sequence[int] | None, *, text: str, index: int) -> list[int] | None:
+    """A claim's span as stored: `[start, end]` inside `text`, or None; ApplicationError naming the claim."""
+    if span is None:
+        return None
+    if (
+        not isinstance(span, list | tuple)
+        or len(span) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in span)
+        or not 0 <= span[0] < span[1] <= len(text)
+    ):
+        raise ApplicationError(
+            f"Claim {index + 1}'s span {span!r} is not a [start, end) span of the answer ({len(text)} characters).",
+            {"field": "claim_spans", "claim": index + 1},
+        )
+    return [span[0], span[1]]
+
+
+@transaction.atomic
+def ai_feedback_rewrite_record(*, feedback: AIFeedback, text: str | None) -> AIFeedback:
+    """Keep the labeler's HA-DPO rewrite of the response on its verdict (None or a text that changes only
+    whitespace: no rewrite) and re-derive the item's pairs, which include the rewrite pair."""
+    original = feedback.response.text
+    written = (text or "").strip()
+    if written and not pair_rules.same_answer(written, original):
+        original_spans, rewrite_spans = pair_rules.changed_spans(original, written)
+        feedback.rewrite = {
+            "text": written,
+            "original_spans": [list(span) for span in original_spans],
+            "rewrite_spans": [list(span) for span in rewrite_spans],
+        }
+    else:
+        feedback.rewrite = {}
+    feedback.save(update_fields=["rewrite"])
+    preference_pairs_refresh(item=Item.objects.select_related("project").get(pk=feedback.response.item_id))
     return feedback

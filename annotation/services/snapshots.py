@@ -56,7 +56,7 @@ from django.utils import dateparse, timezone
 
 from annotation.formats.common import provenance_of
 from annotation.models import DatasetSnapshot, Item, PairSource, PreferencePair, Project, ProjectKind
-from annotation.pair_rules import length_balance_keeps, length_balance_ratio
+from annotation.pair_rules import is_rewrite_pair, length_balance_keeps, length_balance_ratio
 from annotation.services.preference_pairs import (
     FeedbackScope,
     feedback_load,
@@ -87,7 +87,12 @@ class SnapshotFilter:
     `min_agreement` and `min_margin` apply to pairs. `balance_ai_lengths` runs RLAIF-V's length balancing
     over all AI pairs that pass the rest of the filter (other sources are left as they are), so chosen
     answers are not simply the shorter ones. `split_by` is `item` or `response` (module docstring); None
-    (the default) takes the project's: `response` for rating projects, else `item`.
+    (the default) takes the project's: `response` for rating projects, else `item`. `ai_rewrite_pairs`
+    keeps the AI labeler's HA-DPO rewrite pairs (rewrite chosen, original rejected, changed spans; they are
+    AI pairs); None (the default) takes the project's: on in correction projects, where a rewrite is the
+    same kind of data the annotators make (a corrected answer with its changed spans), off elsewhere, where
+    a pair nobody compared would stand beside pairs that people judged as whole answers. Rewrite pairs are
+    not length-balanced: their length change is the correction itself, as in a person's correction.
     """
 
     sources: tuple[str, ...] = ()
@@ -102,6 +107,7 @@ class SnapshotFilter:
     sft_threshold: float | None = None
     balance_ai_lengths: bool = True
     split_by: str | None = None
+    ai_rewrite_pairs: bool | None = None
 
     def __post_init__(self) -> None:
         if self.split_by not in (None, *SPLIT_BY):
@@ -150,6 +156,7 @@ class SnapshotFilter:
             "seed": self.seed,
             "test_fraction": self.test_fraction,
             "split_by": self.split_by,
+            "ai_rewrite_pairs": self.ai_rewrite_pairs,
         }
 
 
@@ -246,6 +253,9 @@ def _stored_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> I
     )
     if snapshot_filter.sources:
         pairs = pairs.filter(source__in=snapshot_filter.sources)
+    if not snapshot_filter.ai_rewrite_pairs:
+        # A rewrite pair's chosen side is the labeler's text, not a stored response.
+        pairs = pairs.exclude(source=PairSource.AI, chosen_response__isnull=True)
     # Content columns first and the id last: rows equal in content may come in either order.
     pairs = pairs.order_by(
         "item__external_id", "source", "chosen_text", "rejected_text", "margin", "agreement", "n_votes", "id"
@@ -284,6 +294,8 @@ def _derived_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> 
             margin = row.margin if row.margin is not None else 1.0
             agreement = row.agreement if row.agreement is not None else 1.0
             if margin < snapshot_filter.min_margin or agreement < snapshot_filter.min_agreement:
+                continue
+            if not snapshot_filter.ai_rewrite_pairs and is_rewrite_pair(row):
                 continue
             by_item.setdefault(row.item_key, []).append(
                 _pair_row(
@@ -374,7 +386,8 @@ def _length_balanced(
     rows: Iterable[dict[str, Any]], *, project: Project, snapshot_filter: SnapshotFilter, stats: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """`rows` with the AI pairs that RLAIF-V's length balancing drops left out, the balancing taken over
-    every AI pair of the snapshot: a first pass reads only their lengths, so memory stays small."""
+    every AI score pair of the snapshot (rewrite pairs are neither counted nor dropped: see
+    `SnapshotFilter`): a first pass reads only their lengths, so memory stays small."""
     if not snapshot_filter.balance_ai_lengths or (
         snapshot_filter.sources and PairSource.AI not in snapshot_filter.sources
     ):
@@ -382,11 +395,15 @@ def _length_balanced(
         return
     only_ai = replace(snapshot_filter, sources=(PairSource.AI.value,))
     ai_rows = _pair_rows(project=project, snapshot_filter=only_ai)
-    ratio = length_balance_ratio((row["chosen"], row["rejected"]) for row in ai_rows)
-    if ratio is not None:  # None: the snapshot has no AI pairs
+    ratio = length_balance_ratio((row["chosen"], row["rejected"]) for row in ai_rows if not is_rewrite_pair(row))
+    if ratio is not None:  # None: the snapshot has no AI score pairs
         stats["ai_length_balance_ratio"] = ratio
     for row in rows:
-        if row["source"] != PairSource.AI or length_balance_keeps(row["chosen"], row["rejected"], ratio):
+        if (
+            row["source"] != PairSource.AI
+            or is_rewrite_pair(row)
+            or length_balance_keeps(row["chosen"], row["rejected"], ratio)
+        ):
             yield row
 
 
@@ -455,6 +472,8 @@ def _snapshot_rows(
         split_stats[split] += 1
         if pair_stats is not None:
             pair_stats.add(row)
+            if is_rewrite_pair(row):
+                stats["ai_rewrite_pairs"] = stats.get("ai_rewrite_pairs", 0) + 1
         yield row
     empty = [side for side in ("train", "test") if split_stats[side] == 0]
     if fraction > 0 and empty and split_stats["train"] + split_stats["test"]:
@@ -486,6 +505,8 @@ def snapshot_create(
     snapshot_filter = snapshot_filter or SnapshotFilter()
     if snapshot_filter.split_by is None:
         snapshot_filter = replace(snapshot_filter, split_by=split_by_default(project))
+    if snapshot_filter.ai_rewrite_pairs is None:
+        snapshot_filter = replace(snapshot_filter, ai_rewrite_pairs=project.kind == ProjectKind.CORRECTION)
     snapshots_dir = Path(settings.SNAPSHOTS_DIR)
     snapshots_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps(snapshot_filter.as_dict(), sort_keys=True).encode())

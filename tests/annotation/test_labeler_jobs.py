@@ -472,8 +472,17 @@ def test_a_rewrite_job_keeps_each_rejected_answers_rewrite_for_the_correction_pa
             config=LabelerConfig(max_new_tokens=12),
         )
         assert feedback.rewrite == (
-            {"text": expected.text, "original_spans": [list(s) for s in expected.original_spans]} if expected else {}
+            {
+                "text": expected.text,
+                "original_spans": [list(s) for s in expected.original_spans],
+                "rewrite_spans": [list(s) for s in expected.rewrite_spans],
+            }
+            if expected
+            else {}
         )
+        # Each verdict's source (a local model: its logits) and each claim's span in the answer are kept.
+        assert feedback.sources == ["logits"] * len(feedback.claims)
+        assert [feedback.response.text[start:end] for start, end in feedback.claim_spans] == feedback.claims
         rewrites[feedback.response_id] = feedback.rewrite.get("text")
     assert any(rewrites.values())
 

@@ -1,5 +1,6 @@
 """`manage.py snapshot --project SLUG [filters]` freezes the project's rows and prints the snapshot id."""
 
+import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -34,6 +35,12 @@ class Command(BaseCommand):
             action="store_false",
             help="Keep every AI pair (by default RLAIF-V's length balancing runs over the snapshot's AI pairs).",
         )
+        parser.add_argument(
+            "--ai-rewrite-pairs",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="Keep (or leave out) the AI labeler's rewrite pairs (default: kept in correction projects only).",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--test-fraction", type=float, default=0.1)
         parser.add_argument(
@@ -60,6 +67,7 @@ class Command(BaseCommand):
                 seed=options["seed"],
                 test_fraction=options["test_fraction"],
                 split_by=options["split_by"],
+                ai_rewrite_pairs=options["ai_rewrite_pairs"],
             )
             snapshot = services.snapshot_create(project=project, created_by=None, snapshot_filter=snapshot_filter)
         except ApplicationError as error:

@@ -11,31 +11,60 @@ export function isTyping(target) {
   return Boolean(target.closest && target.closest("input, textarea, select"));
 }
 
-// The answer's text with the claims the labeler doubted (P(yes) <= 0.5) marked, their P(yes) in the title:
-// a copy inside the suggestion box, so the annotator's own marks on the answer stay theirs.
+// "P(yes) 0.12, from logits": a claim's probability and where the labeler read it (logits, logprobs, or
+// the answer's text parsed), so a certainty from a parsed "No" is not taken for a calibrated one.
+export function pYesText(claim) {
+  if (claim.p_yes === null || claim.p_yes === undefined) return "";
+  return `P(yes) ${claim.p_yes.toFixed(2)}${claim.source ? `, from ${claim.source}` : ""}`;
+}
+
+const isDoubted = (claim) => claim.p_yes !== null && claim.p_yes !== undefined && claim.p_yes <= 0.5;
+
+// Code-point spans [start, end) of the doubted claims: the span the labeler stored, else where the claim's
+// text is found after the claim before it (feedback stored before spans were). Offsets count code points,
+// as Python does.
+function doubtedSpans(text, claims) {
+  const cps = Array.from(text);
+  const spans = [];
+  let at = 0;
+  for (const claim of claims) {
+    let start;
+    let end;
+    if (Array.isArray(claim.span)) {
+      [start, end] = claim.span;
+    } else {
+      const found = text.indexOf(claim.claim, cps.slice(0, at).join("").length);
+      if (found < 0) continue; // a claim the labeler reworded: it stays in the list below
+      start = Array.from(text.slice(0, found)).length;
+      end = start + Array.from(claim.claim).length;
+    }
+    at = Math.max(at, end);
+    if (isDoubted(claim) && start >= 0 && end <= cps.length && start < end) spans.push({ start, end, claim });
+  }
+  spans.sort((a, b) => a.start - b.start);
+  return spans;
+}
+
+// The answer's text with the claims the labeler doubted (P(yes) <= 0.5) marked by their spans, their P(yes)
+// and its source beside them: a copy inside the suggestion box, so the annotator's own marks stay theirs.
 function markedAnswer(text, claims) {
+  const cps = Array.from(text);
   const out = document.createElement("p");
   out.className = "ai-marked";
   let at = 0;
-  for (const claim of claims) {
-    const start = text.indexOf(claim.claim, at);
-    if (start < 0) continue; // a claim the labeler reworded: it stays in the list below
-    if (claim.p_yes === null || claim.p_yes > 0.5) {
-      out.append(document.createTextNode(text.slice(at, start + claim.claim.length)));
-      at = start + claim.claim.length;
-      continue;
-    }
-    out.append(document.createTextNode(text.slice(at, start)));
+  for (const { start, end, claim } of doubtedSpans(text, claims)) {
+    if (start < at) continue; // overlapping claims: the first one is marked
+    out.append(document.createTextNode(cps.slice(at, start).join("")));
     const mark = document.createElement("mark");
     mark.className = "ai-doubted";
-    mark.title = `P(yes) ${claim.p_yes.toFixed(2)}`;
-    mark.textContent = claim.claim;
+    mark.title = pYesText(claim);
+    mark.textContent = cps.slice(start, end).join("");
     const p = document.createElement("sup");
-    p.textContent = ` P(yes) ${claim.p_yes.toFixed(2)}`;
+    p.textContent = ` ${pYesText(claim)}`;
     out.append(mark, p);
-    at = start + claim.claim.length;
+    at = end;
   }
-  out.append(document.createTextNode(text.slice(at)));
+  out.append(document.createTextNode(cps.slice(at).join("")));
   return out;
 }
 
@@ -179,22 +208,38 @@ export class Annotator {
       const part = document.createElement("div");
       part.className = "ai-verdict";
       const head = document.createElement("p");
-      const rejected = verdict.claims.filter((claim) => claim.p_yes !== null && claim.p_yes <= 0.5).length;
+      const rejected = verdict.claims.filter(isDoubted).length;
       head.textContent = `${this.labelOf(task, response.id)}: score ${Number(verdict.score).toFixed(2)}, ` +
         `${rejected} of ${verdict.claims.length} claims doubted (${verdict.labeler_model})`;
       part.append(head, markedAnswer(response.text, verdict.claims));
       if (verdict.rewrite) {
         const rewrite = document.createElement("p");
         rewrite.className = "ai-rewrite";
-        rewrite.textContent = `Suggested correction: ${verdict.rewrite}`;
+        const written = document.createElement("span");
+        written.className = "ai-rewrite-text";
+        written.textContent = verdict.rewrite;
+        rewrite.append("Suggested correction: ", written);
         part.append(rewrite);
+        // The correction page takes it as marked segments the annotator then edits ("Use it", key U).
+        if (this.handler.useRewrite && verdict.rewrite_segments && verdict.rewrite_segments.length) {
+          const use = document.createElement("button");
+          use.type = "button";
+          use.id = "btn-use-rewrite";
+          use.append("Use it ");
+          const key = document.createElement("kbd");
+          key.textContent = "U";
+          use.append(key);
+          use.title = "Mark the suggested correction's changes as segments, to edit before you submit";
+          use.addEventListener("click", () => this.handler.useRewrite());
+          rewrite.append(" ", use);
+        }
       }
       const list = document.createElement("ul");
       for (const claim of verdict.claims) {
         const item = document.createElement("li");
-        const doubted = claim.p_yes !== null && claim.p_yes <= 0.5;
-        item.className = doubted ? "doubted" : "";
-        item.textContent = `${claim.claim}${claim.p_yes === null ? "" : ` — P(yes) ${claim.p_yes.toFixed(2)}`}`;
+        item.className = isDoubted(claim) ? "doubted" : "";
+        const p = pYesText(claim);
+        item.textContent = `${claim.claim}${p ? ` — ${p}` : ""}`;
         list.append(item);
       }
       part.append(list);

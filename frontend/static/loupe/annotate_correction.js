@@ -10,7 +10,9 @@ const root = el("answer-text");
 const cpLength = (text) => Array.from(text).length;
 const isSpace = (ch) => /\s/u.test(ch);
 
-const state = { text: "", cps: [], segments: [], editing: null, saved: [] };
+// rewrite: the labeler's suggested correction of this answer as segments (null: none offered);
+// rewriteUsed: the annotator took it ("Use it"), which the submit reports beside the segments.
+const state = { text: "", cps: [], segments: [], editing: null, saved: [], rewrite: null, rewriteUsed: false };
 
 function slice(start, end) {
   return state.cps.slice(start, end).join("");
@@ -211,6 +213,27 @@ function markSelection(type) {
   openEditor({ start: span.start, end: span.end, type });
 }
 
+// "Use it": the labeler's rewrite becomes the marked segments (its diff from the answer, typed as the
+// scale's last type, "other" by default), replacing any marks; the annotator edits them, then submits.
+function useRewrite() {
+  if (!state.rewrite) {
+    annotator.setStatus("The AI labeler suggested no correction for this answer.", "error");
+    return;
+  }
+  const replaced = state.segments.length;
+  state.segments = state.rewrite.map(({ start, end, replacement, original }) =>
+    ({ start, end, replacement, original, type: TYPES[TYPES.length - 1] }));
+  state.rewriteUsed = true;
+  state.editing = null;
+  el("editor").hidden = true;
+  renderAll();
+  root.focus();
+  const n = state.segments.length;
+  annotator.setStatus(
+    `Took the suggested correction: ${n} segment${n > 1 ? "s" : ""} marked${replaced ? " (your marks were replaced)" : ""}. ` +
+    "Check each, edit or remove any that are wrong, then Ctrl+Enter to submit.", "ok");
+}
+
 function payload() {
   return state.segments.map(({ start, end, type, replacement, original }) => ({ start, end, type, replacement, original }));
 }
@@ -222,7 +245,9 @@ function submitCorrection() {
     annotator.setStatus("Nothing is marked: mark the hallucinated spans, or press N if there are none.", "error");
     return;
   }
-  annotator.submit({ segments: payload() }, `${state.segments.length} segment${state.segments.length > 1 ? "s" : ""} corrected.`);
+  const body = { segments: payload() };
+  if (state.rewriteUsed) body.ai_rewrite_used = true;
+  annotator.submit(body, `${state.segments.length} segment${state.segments.length > 1 ? "s" : ""} corrected.`);
 }
 
 function submitNone() {
@@ -230,7 +255,9 @@ function submitNone() {
     annotator.setStatus("Some spans are marked; remove them first, or submit the correction.", "error");
     return;
   }
-  annotator.submit({ segments: [] }, "No hallucination.");
+  const body = { segments: [] };
+  if (state.rewriteUsed) body.ai_rewrite_used = true;
+  annotator.submit(body, "No hallucination.");
 }
 
 const handler = {
@@ -240,11 +267,16 @@ const handler = {
     state.segments = answer ? answer.segments.map((s) => ({ ...s })) : [];
     state.saved = JSON.stringify(state.segments);
     state.editing = null;
+    const verdicts = task.ai_suggestion && task.ai_suggestion.responses;
+    const verdict = verdicts && verdicts[String(task.responses[0].id)];
+    state.rewrite = verdict && verdict.rewrite_segments && verdict.rewrite_segments.length ? verdict.rewrite_segments : null;
+    state.rewriteUsed = false;
     el("editor").hidden = true;
     renderAll();
     root.focus();
     placeCaret(0);
   },
+  useRewrite,
   dirty: () => JSON.stringify(state.segments) !== state.saved || state.editing !== null,
   submitKey: submitCorrection,
   onKey(event) {
@@ -275,6 +307,11 @@ const handler = {
         return true;
       }
       return false;
+    }
+    if ((event.key === "u" || event.key === "U") && state.rewrite) {
+      event.preventDefault();
+      useRewrite();
+      return true;
     }
     if (event.key === "n" || event.key === "N") {
       event.preventDefault();
