@@ -1,4 +1,5 @@
-"""REST API for training runs (`/api/v1/training-runs/`), methods and models (`/api/v1/models/`): staff only."""
+"""REST API for training runs (`/api/v1/training-runs/`), methods, models (`/api/v1/models/`) and rounds runs
+(`/api/v1/rounds/`): staff only."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -6,11 +7,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
-from annotation.permissions import access_snapshot
+from annotation.permissions import access_project_for_management, access_snapshot
 from loupe.errors import ApplicationError
 from training import selectors, services
 from training.models import ArtifactKind, ModelArtifact
-from training.permissions import access_model_artifact, access_training, access_training_run
+from training.permissions import access_model_artifact, access_rounds_run, access_training, access_training_run
+from training.rounds import (
+    rounds_run_cancel,
+    rounds_run_resume,
+    rounds_run_start,
+    rounds_runs_reap_dead,
+)
 
 
 class ModelArtifactOutputSerializer(serializers.Serializer):
@@ -159,3 +166,108 @@ class ModelArtifactMergeApi(APIView):
         artifact: ModelArtifact = access_model_artifact(user=request.user, artifact_id=artifact_id)
         merged_name = services.model_artifact_merge(artifact=artifact)
         return ApiResponse({"queued": True, "merged_name": merged_name}, status=status.HTTP_202_ACCEPTED)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rounds (RLAIF-V's generate → label → snapshot → DPO loop, `training.rounds`)
+
+
+class RoundOutputSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    policy = ModelArtifactOutputSerializer()
+    items = serializers.SerializerMethodField()
+    generated_at = serializers.DateTimeField(allow_null=True)
+    labeler_job = serializers.IntegerField(source="labeler_job_id", allow_null=True)
+    labeler_job_status = serializers.CharField(source="labeler_job.status", allow_null=True, default=None)
+    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
+    training_run = serializers.IntegerField(source="training_run_id", allow_null=True)
+    training_run_status = serializers.CharField(source="training_run.status", allow_null=True, default=None)
+    model = ModelArtifactOutputSerializer(allow_null=True)
+    figures = serializers.DictField()
+
+    def get_items(self, round_) -> int:  # noqa: ANN001
+        return len(round_.item_ids)
+
+
+class RoundsRunOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.CharField(source="project.slug")
+    base_artifact = serializers.IntegerField(source="base_artifact_id")
+    base_model = serializers.CharField(source="base_artifact.name")
+    n_rounds = serializers.IntegerField()
+    config = serializers.DictField()
+    status = serializers.CharField()
+    current_round = serializers.IntegerField()
+    step = serializers.CharField()
+    steps_done = serializers.IntegerField()
+    steps_total = serializers.IntegerField()
+    cancel_requested = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RoundsRunDetailOutputSerializer(RoundsRunOutputSerializer):
+    rounds = RoundOutputSerializer(many=True)
+    log_tail = serializers.CharField()
+
+
+def _rounds_run_detail(run) -> dict:  # noqa: ANN001
+    body = dict(RoundsRunOutputSerializer(run).data)
+    body["rounds"] = RoundOutputSerializer(selectors.rounds_of_run(rounds_run=run), many=True).data
+    body["log_tail"] = run.log[-20000:]
+    return body
+
+
+class RoundsRunListApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        project = serializers.SlugField(help_text="The project whose items' prompts every round samples.")
+        base_model = serializers.CharField(help_text="A registered model's name or id, or a folder or hub name.")
+        n_rounds = serializers.IntegerField(min_value=1, max_value=100)
+        config = serializers.DictField(required=False, default=dict, help_text="RoundsConfig fields.")
+
+    @extend_schema(responses=RoundsRunOutputSerializer(many=True))
+    def get(self, request: Request) -> ApiResponse:
+        access_training(user=request.user)
+        rounds_runs_reap_dead()
+        return ApiResponse(RoundsRunOutputSerializer(selectors.rounds_run_list()[:200], many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: RoundsRunOutputSerializer})
+    def post(self, request: Request) -> ApiResponse:
+        """Start K rounds of generate → label → snapshot → DPO on a project (a worker on `training` runs them)."""
+        access_training(user=request.user)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = access_project_for_management(user=request.user, project_slug=data.validated_data["project"])
+        run = rounds_run_start(
+            project=project,
+            base_model=data.validated_data["base_model"],
+            n_rounds=data.validated_data["n_rounds"],
+            config=data.validated_data["config"],
+            created_by=request.user,
+        )
+        return ApiResponse(RoundsRunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class RoundsRunDetailApi(APIView):
+    @extend_schema(responses=RoundsRunDetailOutputSerializer)
+    def get(self, request: Request, rounds_run_id: int) -> ApiResponse:
+        access_training(user=request.user)
+        rounds_runs_reap_dead()
+        return ApiResponse(_rounds_run_detail(access_rounds_run(user=request.user, rounds_run_id=rounds_run_id)))
+
+
+class RoundsRunCancelApi(APIView):
+    @extend_schema(request=None, responses=RoundsRunOutputSerializer)
+    def post(self, request: Request, rounds_run_id: int) -> ApiResponse:
+        run = rounds_run_cancel(rounds_run=access_rounds_run(user=request.user, rounds_run_id=rounds_run_id))
+        return ApiResponse(RoundsRunOutputSerializer(run).data)
+
+
+class RoundsRunResumeApi(APIView):
+    @extend_schema(request=None, responses=RoundsRunOutputSerializer)
+    def post(self, request: Request, rounds_run_id: int) -> ApiResponse:
+        """Resume a failed or cancelled run at the step that stopped it (finished steps are not redone)."""
+        rounds_runs_reap_dead()
+        run = rounds_run_resume(rounds_run=access_rounds_run(user=request.user, rounds_run_id=rounds_run_id))
+        return ApiResponse(RoundsRunOutputSerializer(run).data)

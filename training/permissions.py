@@ -3,7 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
-from training.models import ModelArtifact, TrainingRun
+from training.models import ModelArtifact, RoundsRun, TrainingRun
 
 
 def access_training(*, user: AbstractBaseUser | AnonymousUser) -> None:
@@ -26,3 +26,11 @@ def access_model_artifact(*, user: AbstractBaseUser | AnonymousUser, artifact_id
     if artifact is None:
         raise Http404("No such model.")
     return artifact
+
+
+def access_rounds_run(*, user: AbstractBaseUser | AnonymousUser, rounds_run_id: int) -> RoundsRun:
+    access_training(user=user)
+    run = RoundsRun.objects.select_related("project", "base_artifact").filter(pk=rounds_run_id).first()
+    if run is None:
+        raise Http404("No such rounds run.")
+    return run

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from training.models import ModelArtifact, RunMetric, RunStatus, TrainingRun
+from training.models import ModelArtifact, Round, RoundsRun, RunMetric, RunStatus, TrainingRun
 
 ETA_WINDOW = 20  # steps whose timing predicts the rest
 
@@ -41,6 +41,17 @@ def training_run_eta_seconds(*, run: TrainingRun) -> float | None:
     if last_step <= first_step or seconds <= 0:
         return None
     return (run.max_steps - run.step) * seconds / (last_step - first_step)
+
+
+def rounds_run_list() -> QuerySet[RoundsRun]:
+    return RoundsRun.objects.select_related("project", "base_artifact").order_by("-id")
+
+
+def rounds_of_run(*, rounds_run: RoundsRun) -> QuerySet[Round]:
+    """A rounds run's rounds, first first, with what each kept."""
+    return Round.objects.filter(rounds_run=rounds_run).select_related(
+        "policy", "model", "labeler_job", "snapshot", "training_run"
+    )
 
 
 def model_artifact_list() -> QuerySet[ModelArtifact]:

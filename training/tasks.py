@@ -18,10 +18,19 @@ def model_artifact_merge_task(artifact_id: int) -> None:
     model_artifact_merge_execute(artifact_id=artifact_id)
 
 
+@shared_task(name="training.rounds_run_execute", ignore_result=True)
+def rounds_run_execute_task(rounds_run_id: int) -> None:
+    from training.rounds import rounds_run_execute
+
+    rounds_run_execute(rounds_run_id=rounds_run_id)
+
+
 @worker_ready.connect
 def _reap_runs_of_dead_workers(**_: object) -> None:
     # On the embedded broker a task whose worker was killed is never redelivered; a fresh worker is the
     # moment to mark such runs failed so they can be resumed.
+    from training.rounds import rounds_runs_reap_dead
     from training.services import training_runs_reap_dead
 
     training_runs_reap_dead()
+    rounds_runs_reap_dead()

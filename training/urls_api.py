@@ -12,4 +12,8 @@ urlpatterns = [
     path("training-methods/", api.TrainingMethodListApi.as_view(), name="training-method-list"),
     path("models/", api.ModelArtifactListApi.as_view(), name="model-artifact-list"),
     path("models/<int:artifact_id>/merge/", api.ModelArtifactMergeApi.as_view(), name="model-artifact-merge"),
+    path("rounds/", api.RoundsRunListApi.as_view(), name="rounds-run-list"),
+    path("rounds/<int:rounds_run_id>/", api.RoundsRunDetailApi.as_view(), name="rounds-run-detail"),
+    path("rounds/<int:rounds_run_id>/cancel/", api.RoundsRunCancelApi.as_view(), name="rounds-run-cancel"),
+    path("rounds/<int:rounds_run_id>/resume/", api.RoundsRunResumeApi.as_view(), name="rounds-run-resume"),
 ]
