@@ -1,6 +1,8 @@
-"""Speed of the benchmark core: CHAIR over 100k captions and POPE parsing + metrics over 100k answers.
+"""Speed of the benchmarks: CHAIR over 100k captions, POPE parsing + metrics over 100k answers, and POPE
+questions per second answered by the tiny VLM with batched scoring (batch 1 vs 8 vs 16).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/benchmarks.py [--captions 100000] [--answers 100000]
+        [--pope-questions 96] [--batch-sizes 1,8,16] [--no-model]
 
 Prints JSON lines, one per measurement, the last a summary (goal: CHAIR over 100k captions under 10 s on 2 cores).
 Captions are made up from COCO words with plurals, two-word objects and punctuation, so the matcher meets what
@@ -67,6 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions", type=int, default=100_000)
     parser.add_argument("--answers", type=int, default=100_000)
+    parser.add_argument("--pope-questions", type=int, default=96, help="questions the tiny VLM answers per batch size")
+    parser.add_argument("--batch-sizes", default="1,8,16")
+    parser.add_argument("--no-model", action="store_true", help="skip the tiny VLM measurement")
     args = parser.parse_args()
 
     t0 = time.perf_counter()
@@ -93,9 +98,53 @@ def main() -> None:
     print(json.dumps({"bench": "pope_parse_and_metrics", "answers": args.answers, "seconds": round(pope_s, 3),
                       "answers_per_s": round(args.answers / pope_s), "accuracy": round(metrics.accuracy, 4),
                       "yes_ratio": round(metrics.yes_ratio, 4)}))  # fmt: skip
+    model_rates = (
+        {}
+        if args.no_model
+        else pope_with_the_tiny_vlm(
+            n_questions=args.pope_questions, batch_sizes=[int(b) for b in args.batch_sizes.split(",")]
+        )
+    )
     print(json.dumps({"summary": True, "chair_100k_goal_s": 10, "chair_s": round(chair_s, 3),
                       "chair_within_goal": chair_s * 100_000 / max(len(captions), 1) < 10,
-                      "pope_s": round(pope_s, 3)}))  # fmt: skip
+                      "pope_s": round(pope_s, 3),
+                      "pope_tiny_vlm_questions_per_s": model_rates}))  # fmt: skip
+
+
+def pope_with_the_tiny_vlm(*, n_questions: int, batch_sizes: list[int]) -> dict[str, float]:
+    """POPE questions per second on shapes-world scenes, the tiny VLM answering greedily (16 new tokens at most,
+    as a POPE run does) ``batch`` questions per generate call; one line per batch size. Answers must not depend
+    on the batch size (left padding), which each line checks against batch 1."""
+    import tempfile
+
+    import torch
+
+    from evaluation import runners
+    from training.tiny_models import make_tiny_model
+
+    torch.manual_seed(0)
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pope-") as scratch:
+        model = make_tiny_model(kind="vlm", out_dir=Path(scratch) / "vlm")
+        images = Path(scratch) / "images"
+        questions = runners.pope_shapes_questions(
+            n_images=n_questions // 2, seed=0, image_dir=images, settings=["random"]
+        )
+        answer = runners.model_answerer(model=str(model), image_dir=images, max_new_tokens=16)
+        runners.pope_run(questions={"random": questions["random"][:4]}, generate_fn=answer, batch_size=4)  # warm-up
+        reference = None
+        for batch in batch_sizes:
+            t0 = time.perf_counter()
+            outcome = runners.pope_run(questions=questions, generate_fn=answer, batch_size=batch)
+            seconds = time.perf_counter() - t0
+            answers = [e["answer"] for e in outcome.examples]
+            reference = answers if reference is None else reference
+            rates[str(batch)] = round(len(answers) / seconds, 2)
+            print(json.dumps({"bench": "pope_tiny_vlm", "batch_size": batch, "questions": len(answers),
+                              "seconds": round(seconds, 3), "questions_per_s": rates[str(batch)],
+                              "same_answers_as_first": answers == reference,
+                              "torch_threads": torch.get_num_threads()}))  # fmt: skip
+    return rates
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ class Benchmark(models.TextChoices):
     POPE = "pope", "POPE"
     CHAIR = "chair", "CHAIR"
     CAPTIONS = "captions", "Caption metrics"
+    OBJECT_HALBENCH = "object_halbench", "Object HalBench"
+    MMHAL = "mmhal", "MMHal (judged)"
+    SHR = "shr", "SHR (sentence hallucination ratio)"
+    HUMAN_EVAL = "human_eval", "Human evaluation"
+    HUMOR = "humor", "Humor win-rate"
 
 
 class BenchmarkRun(models.Model):

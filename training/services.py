@@ -9,6 +9,7 @@ before anything is queued and never imports torch.
 import dataclasses
 import importlib
 import json
+import re
 import shlex
 import subprocess
 import threading
@@ -96,6 +97,8 @@ def method_config_build(*, method: str, config: dict[str, Any]) -> Any:
     if not isinstance(config, dict):
         raise ApplicationError("The config must be a JSON object of setting names and values.", {"field": "config"})
     config_class = METHOD_CONFIGS[method]
+    # Benchmarks to queue when the run succeeds are not a method setting (training_run_create checks them).
+    config = {k: v for k, v in config.items() if k != "benchmarks"}
     known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(config) - known)
     if unknown:
@@ -105,8 +108,10 @@ def method_config_build(*, method: str, config: dict[str, Any]) -> Any:
         )
     try:
         return config_class(**config)
-    except (TypeError, ValueError) as error:
-        raise ApplicationError(f"Invalid {method} config: {error}", {"field": "config"}) from error
+    except (TypeError, ValueError, OverflowError) as error:
+        # The configs' messages start with the setting at fault ("max_steps must be ..."): name it.
+        named = next((name for name in sorted(known, key=len, reverse=True) if str(error).startswith(name)), None)
+        raise ApplicationError(f"Invalid {method} config: {error}", {"field": named or "config"}) from error
 
 
 @transaction.atomic
@@ -125,6 +130,10 @@ def training_run_create(
     is used and which becomes the output's lineage).
     """
     built = method_config_build(method=method, config=config or {})
+    if "benchmarks" in (config or {}):
+        from evaluation.services import benchmarks_after_training_check
+
+        benchmarks_after_training_check(benchmarks=config["benchmarks"])
     if base_artifact is not None:
         if base_artifact.is_adapter:
             raise ApplicationError(
@@ -156,7 +165,10 @@ def training_run_create(
         base_model=base_model.strip(),
         base_artifact=base_artifact,
         snapshot=snapshot,
-        config=dataclasses.asdict(built),
+        config={
+            **dataclasses.asdict(built),
+            **({"benchmarks": config["benchmarks"]} if (config or {}).get("benchmarks") else {}),
+        },
         max_steps=getattr(built, "max_steps", 0),
         created_by=created_by,
     )
@@ -409,7 +421,7 @@ def _finish(*, run: TrainingRun, result: Any) -> None:
             where = result.output_dir / BEST_OF_N_FILE
         else:
             where = result.output_dir
-            ModelArtifact.objects.update_or_create(
+            artifact, _ = ModelArtifact.objects.update_or_create(
                 name=f"run-{run_id}-{run.method}",
                 defaults={
                     "location": str(result.output_dir),
@@ -425,6 +437,10 @@ def _finish(*, run: TrainingRun, result: Any) -> None:
             status=RunStatus.SUCCEEDED, finished_at=timezone.now(), step=result.steps
         )
         _append_log(run_id, f"[loupe] succeeded after {result.steps} steps; output in {where}\n")
+        if kind is not None and run.config.get("benchmarks"):
+            from evaluation.services import benchmark_runs_after_training
+
+            _append_log(run_id, benchmark_runs_after_training(run=run, artifact=artifact))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -443,6 +459,7 @@ def model_artifact_register(
     """Register a model Loupe did not train (a hub name or a folder) so runs, sampling and benchmarks can use it."""
     if not name.strip() or not location.strip():
         raise ApplicationError("A model needs a name and a location (hub name or folder).")
+    model_name_check(name=name.strip())
     if ModelArtifact.objects.filter(name=name.strip()).exists():
         raise ApplicationError(f"A model named {name.strip()!r} already exists.", {"field": "name"})
     artifact = ModelArtifact(
@@ -458,6 +475,49 @@ def model_artifact_register(
     return artifact
 
 
+# A model's name is also the name of its folder under MODELS_DIR (a merged adapter's output): one path
+# segment of letters, digits, '.', '_' and '-', starting with a letter or digit (so never '..' or '/x').
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+MODEL_NAME_MAX_LENGTH = ModelArtifact._meta.get_field("name").max_length
+MODEL_NAME_HELP = (
+    f"Letters, digits, '.', '_' and '-', starting with a letter or digit; at most {MODEL_NAME_MAX_LENGTH} characters."
+)
+
+
+def model_name_check(*, name: str, field: str = "name") -> str:
+    """`name` if it can name a model (and its folder), else ApplicationError naming `field`."""
+    if not isinstance(name, str) or not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise ApplicationError(f"{name!r:.80} cannot name a model: {MODEL_NAME_HELP}", {"field": field})
+    if len(name) > MODEL_NAME_MAX_LENGTH:
+        raise ApplicationError(
+            f"A model name has at most {MODEL_NAME_MAX_LENGTH} characters, not {len(name)}.", {"field": field}
+        )
+    return name
+
+
+def model_name_from_reference(*, reference: str) -> str:
+    """A valid model name for a folder or hub name (`/data/models/tiny-vlm` → `tiny-vlm`,
+    `org/model` → `org-model`), unique among registered models."""
+    cleaned = reference.strip().rstrip("/")
+    last = cleaned.rsplit("/", 1)[-1] if cleaned.startswith((".", "/", "~")) else cleaned.replace("/", "-")
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", last).lstrip("._-")[: MODEL_NAME_MAX_LENGTH - 12] or "model"
+    name, number = base, 1
+    while ModelArtifact.objects.filter(name=name).exists():
+        number += 1
+        name = f"{base}-{number}"
+    return name
+
+
+def model_dir(*, name: str) -> Path:
+    """The folder of model `name` under MODELS_DIR, refused (ApplicationError) if it would resolve elsewhere."""
+    model_name_check(name=name)
+    root = Path(settings.MODELS_DIR).resolve()
+    path = (root / name).resolve()
+    if path.parent != root:  # a symlink planted in the models folder cannot redirect a write either
+        raise ApplicationError(f"The model folder for {name!r} would lie outside {root}.", {"field": "name"})
+    return path
+
+
 def _merged_name(artifact: ModelArtifact) -> str:
     return f"{artifact.name}-merged"
 
@@ -466,6 +526,7 @@ def model_artifact_merge(*, artifact: ModelArtifact) -> str:
     """Queue the merge of a LoRA adapter artifact into a full model; returns the name the merged model will get."""
     if not artifact.is_adapter:
         raise ApplicationError(f"{artifact.name} is a full model already; only LoRA adapters are merged.")
+    model_dir(name=_merged_name(artifact))  # refused now, not in the worker, when the name cannot be a folder
     if ModelArtifact.objects.filter(name=_merged_name(artifact)).exists():
         raise ApplicationError(f"{artifact.name} has been merged already, as {_merged_name(artifact)}.")
     from training.tasks import model_artifact_merge_task
@@ -481,7 +542,7 @@ def model_artifact_merge_execute(*, artifact_id: int) -> ModelArtifact:
     artifact = ModelArtifact.objects.get(pk=artifact_id)
     if not artifact.is_adapter:
         raise ApplicationError(f"{artifact.name} is not a LoRA adapter.")
-    out_dir = Path(settings.MODELS_DIR) / _merged_name(artifact)
+    out_dir = model_dir(name=_merged_name(artifact))
     merge_adapter(adapter_dir=Path(artifact.location), output_dir=out_dir, base_model=artifact.base_name or None)
     merged, _ = ModelArtifact.objects.update_or_create(
         name=_merged_name(artifact),

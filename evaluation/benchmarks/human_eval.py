@@ -21,22 +21,25 @@ class HumanEvalResult:
     n_segments: dict[str, int]
 
 
-def human_eval_rates(segment_types: Sequence[Sequence[str]]) -> HumanEvalResult:
-    """Per-type rates from one list of marked segment types per judged answer (an empty list: a clean answer)."""
+def human_eval_rates(
+    segment_types: Sequence[Sequence[str]], types: Sequence[str] = HALLUCINATION_TYPES
+) -> HumanEvalResult:
+    """Per-type rates from one list of marked segment types per judged answer (an empty list: a clean answer).
+
+    ``types`` are the types people could mark (a project's own list, e.g. "position/relation" for "position").
+    """
     n = len(segment_types)
-    with_type = dict.fromkeys(HALLUCINATION_TYPES, 0)
-    n_segments = dict.fromkeys(HALLUCINATION_TYPES, 0)
+    with_type = dict.fromkeys(types, 0)
+    n_segments = dict.fromkeys(types, 0)
     any_count = 0
-    for types in segment_types:
-        for kind in types:
+    for marked in segment_types:
+        for kind in marked:
             if kind not in with_type:
-                raise ValueError(
-                    f"unknown hallucination type {kind!r}; expected one of {', '.join(HALLUCINATION_TYPES)}"
-                )
+                raise ValueError(f"unknown hallucination type {kind!r}; expected one of {', '.join(types)}")
             n_segments[kind] += 1
-        for kind in set(types):
+        for kind in set(marked):
             with_type[kind] += 1
-        any_count += bool(types)
+        any_count += bool(marked)
     rates = {kind: (count / n if n else 0.0) for kind, count in with_type.items()}
     rates["any"] = any_count / n if n else 0.0
     return HumanEvalResult(rates=rates, n_answers=n, n_segments=n_segments)

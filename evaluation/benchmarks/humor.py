@@ -202,3 +202,45 @@ def elo(comparisons: Sequence[Comparison], *, k: float = 32.0, start: float = 10
         ratings[c.a] = ra + k * (score_a - expected_a)
         ratings[c.b] = rb - k * (score_a - expected_a)
     return ratings
+
+
+# ------------------------------------------------------------------------------------------------ judge model
+
+JUDGE_PROMPT_VERSION = "humor-v1"
+# What a judge model reads for one ordered pair; str.format(contest description, caption A, caption B). A new
+# wording gets a new constant and version, never an edit of this one.
+JUDGE_PROMPT_V1 = (
+    "You judge a cartoon caption contest. The cartoon: {0}\n"
+    "Caption A: {1}\n"
+    "Caption B: {2}\n"
+    "Which caption is funnier? Answer with one letter, A or B."
+)
+JUDGE_PROMPTS: dict[str, str] = {JUDGE_PROMPT_VERSION: JUDGE_PROMPT_V1}
+
+
+def parse_verdict(reply: str) -> str | None:
+    """ "A", "B" or None from a judge's reply: its first word that is exactly A or B (any case, punctuation off)."""
+    for word in reply.replace("\n", " ").split(" "):
+        word = word.strip(" .,:;!?\"'()*").upper()
+        if word in ("A", "B"):
+            return word
+    return None
+
+
+def verdicts_in_both_orders(
+    pairs: Sequence[tuple[str, str, str]],
+    replies_of: Callable[[list[str]], list[str]],
+    version: str = JUDGE_PROMPT_VERSION,
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]], int]:
+    """(model-first, model-second) verdicts per (description, model caption, human caption) pair, the judge's
+    replies in the same shape, and how many replies named neither caption (read as a tie)."""
+    template = JUDGE_PROMPTS[version]
+    prompts = []
+    for description, model, human in pairs:
+        prompts += [template.format(description, model, human), template.format(description, human, model)]
+    replies = replies_of(prompts)
+    verdicts = [parse_verdict(reply) for reply in replies]
+    unparsed = sum(v is None for v in verdicts)
+    read = ["tie" if v is None else v for v in verdicts]
+    judgments = [(read[i], read[i + 1]) for i in range(0, len(read), 2)]
+    return judgments, [(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)], unparsed

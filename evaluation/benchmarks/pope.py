@@ -101,6 +101,13 @@ def images_from_shapes(scenes: Iterable, *, image_names: Sequence[str] | None = 
     return out
 
 
+def shapes_vocabulary() -> list[str]:
+    """Every object the shapes world can draw, "<colour> <shape>" (what a shapes "no" may ask about)."""
+    from annotation.shapes_world import COLOURS, SHAPES  # pure Pillow module, no Django
+
+    return [f"{colour} {shape}" for colour in COLOURS for shape in SHAPES]
+
+
 def read_questions(path: str | Path) -> list[PopeQuestion]:
     """Read a published POPE file (JSON lines with question_id, image, text, label)."""
     questions = []
@@ -147,14 +154,24 @@ def _question_text(template: str, obj: str) -> str:
 
 
 def build_questions(
-    images: Sequence[ImageObjects], setting: str, config: PopeConfig | None = None
+    images: Sequence[ImageObjects],
+    setting: str,
+    config: PopeConfig | None = None,
+    *,
+    vocabulary: Sequence[str] = (),
 ) -> list[PopeQuestion]:
-    """POPE questions in one setting (see the module docstring); ids count from 1 as in the published files."""
+    """POPE questions in one setting (see the module docstring); ids count from 1 as in the published files.
+
+    ``vocabulary`` adds objects no image holds to those a "no" may ask about (after the images' objects, in the
+    given order): a world whose whole vocabulary is known (the shapes world's colour x shape pairs) asks about
+    objects absent from every image, which a handful of images alone cannot offer. COCO-built questions leave it
+    empty, as the repository does.
+    """
     config = config or PopeConfig()
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, not {setting!r}")
     images = [image for image in images if len(image.objects) >= config.sample_num]
-    vocabulary = object_frequencies(images)
+    vocabulary = list(dict.fromkeys([*object_frequencies(images), *vocabulary]))
     together = co_occurrence(images) if setting == "adversarial" else {}
     rng = random.Random(config.seed)
     questions: list[PopeQuestion] = []

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 from annotation.models import JobStatus
 from evaluation import services
@@ -100,9 +101,26 @@ def test_pope_and_chair_runs_on_a_real_worker_store_summary_examples_and_failure
         {"benchmark": "pope", "model_path": str(empty), "config": {"shapes": {"n_images": 3, "seed": 2}}},
         format="json",
     )
-    ids = [pope.json()["id"], chair.json()["id"], broken.json()["id"]]
+    shr = client.post(
+        "/api/v1/benchmark-runs/",
+        {
+            "benchmark": "shr",
+            "model": artifact.pk,
+            "config": {"shapes": {"n_images": 2, "seed": 3}, "max_new_tokens": 8},
+        },
+        format="json",
+    )
+    assert shr.status_code == 201, shr.content
+    ids = [pope.json()["id"], chair.json()["id"], broken.json()["id"], shr.json()["id"]]
     runs = [wait_for(lambda i=i: _finished(i), timeout=180, message=f"run {i}") for i in ids]
-    pope_run, chair_run, broken_run = runs
+    pope_run, chair_run, broken_run, shr_run = runs
+    assert shr_run.status == JobStatus.SUCCEEDED, shr_run.log
+    assert shr_run.summary["n_descriptions"] == 2 and shr_run.summary["judge_prompt_version"] == "shapes-ground-truth"
+    assert shr_run.done == shr_run.total == 2 and shr_run.examples.count() == 2
+    browser = Client()
+    browser.force_login(admin_user)
+    image = browser.get(f"/benchmarks/{shr_run.pk}/examples/0/image")  # the scene the model described
+    assert image.status_code == 200 and b"".join(image.streaming_content).startswith(b"\x89PNG")
     assert pope_run.status == JobStatus.SUCCEEDED, pope_run.log + benchmark_worker.log_path.read_text()[-3000:]
     assert set(pope_run.summary) == {"random", "popular", "adversarial"}
     for metrics in pope_run.summary.values():
@@ -159,8 +177,8 @@ def test_execute_is_idempotent_and_a_cancelled_run_stores_nothing(db, chair_conf
 
 
 def test_a_run_whose_input_went_bad_fails_with_the_file_named(db, chair_config, tmp_path):
-    """An input that breaks between start and execution fails the run with the file in its error; shapes scenes
-    too few for POPE's negatives fail with that reason (before any model is loaded)."""
+    """An input that breaks between start and execution fails the run with the file in its error; a folder that
+    holds no model fails the run with that reason."""
     run = services.benchmark_run_start(benchmark="chair", config=chair_config)
     Path(chair_config["annotations"][0]).write_text("{broken")
     services.benchmark_run_execute(run_id=run.pk)
@@ -173,10 +191,10 @@ def test_a_run_whose_input_went_bad_fails_with_the_file_named(db, chair_config, 
     )
     services.benchmark_run_execute(run_id=one_scene.pk)
     one_scene.refresh_from_db()
+    # One scene is enough for POPE's "no"s (the whole shapes world's objects), so the run gets to the model,
+    # and this folder holds none.
     assert one_scene.status == JobStatus.FAILED
-    assert one_scene.error == (
-        "shapes world: image 'pope-shapes-0-0.png': no object left to ask about as a 'no'; draw more images (n_images)"
-    )
+    assert "config.json" in one_scene.error and "no object left" not in one_scene.error
 
 
 # --------------------------------------------------------------------------------------------------- API
@@ -219,7 +237,7 @@ def test_staff_get_clear_400s_for_bad_configs(db, admin_user, api_client_for, ch
         assert response.status_code == 400, response.content
         return response.json()
 
-    assert "benchmark" in start({"benchmark": "mmhal", "config": {}})["extra"]["fields"]
+    assert "benchmark" in start({"benchmark": "vqa", "config": {}})["extra"]["fields"]
     missing = {**chair_config, "captions": str(tmp_path / "none.json")}
     assert start({"benchmark": "chair", "config": missing}) == {
         "message": "config.captions must be the path of an existing file.",

@@ -31,6 +31,11 @@ for (const benchmark of board.benchmarks) {
     const settings = [...new Set(rows.flatMap((row) => Object.keys(row.results.pope.metrics)))]
       .filter((key) => key.startsWith("f1_"));
     traces = settings.map((key) => ({ type: "bar", name: key.slice(3), x: models, y: rows.map((r) => value(r, key)) }));
+  } else if (benchmark.name === "human_eval") {
+    // People's rates per hallucination type next to "any" (the number of answers judged is in the table's run).
+    const types = [...new Set(rows.flatMap((row) => Object.keys(row.results.human_eval.metrics)))]
+      .filter((key) => key !== "n_answers");
+    traces = types.map((key) => ({ type: "bar", name: key, x: models, y: rows.map((r) => value(r, key)) }));
   } else {
     traces = [{ type: "bar", name: benchmark.headline, x: models, y: rows.map((r) => value(r, benchmark.headline)) }];
   }
