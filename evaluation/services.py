@@ -27,7 +27,6 @@ Configs (paths are on the server):
 """
 
 import json
-import threading
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -42,7 +41,7 @@ from annotation.models import DEFAULT_HALLUCINATION_TYPES, Item, JobStatus, Proj
 from evaluation import runners, selectors
 from evaluation.models import Benchmark, BenchmarkExample, BenchmarkRun
 from evaluation.runners import BenchmarkOutcome, Cancelled, InputError
-from loupe.db import log_appended
+from loupe.db import Heartbeat, log_appended
 from loupe.errors import ApplicationError
 from training.models import ModelArtifact
 
@@ -334,25 +333,6 @@ def benchmark_runs_reap_dead() -> int:
     )
 
 
-class _Heartbeat(threading.Thread):
-    """Beats while a batch runs, so a slow batch (a large model) is not taken for a dead worker."""
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(daemon=True)
-        self.run_id, self.stopped = run_id, threading.Event()
-        self.every = max(0.2, min(10.0, settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS / 4))
-
-    def run(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self.stopped.wait(self.every):
-                BenchmarkRun.objects.filter(pk=self.run_id, status=JobStatus.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()
-
 
 def _log(run_id: int, text: str) -> None:
     BenchmarkRun.objects.filter(pk=run_id).update(log=log_appended(text))
@@ -495,7 +475,7 @@ def benchmark_run_execute(*, run_id: int) -> None:
         return
     run = BenchmarkRun.objects.select_related("model").get(pk=run_id)
     _log(run_id, f"[loupe] starting {run.benchmark} on {run.model_label or 'files'}\n")
-    heartbeat = _Heartbeat(run_id)
+    heartbeat = Heartbeat(BenchmarkRun.objects.filter(pk=run_id, status=JobStatus.RUNNING))
     heartbeat.start()
     try:
         outcome = _outcome(run)

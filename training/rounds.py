@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -63,7 +62,7 @@ from annotation.services.labeler import (
     labeler_jobs_reap_dead,
 )
 from annotation.services.snapshots import AI_ANNOTATOR_PREFIX, SnapshotFilter, snapshot_create
-from loupe.db import log_appended
+from loupe.db import Heartbeat, log_appended
 from loupe.errors import ApplicationError
 from training.models import (
     ArtifactKind,
@@ -340,23 +339,6 @@ def _log(run_id: int, text: str) -> None:
     RoundsRun.objects.filter(pk=run_id).update(log=log_appended(text))
 
 
-class _Heartbeat(threading.Thread):
-    """Beats while a long step runs, so a live run is not taken for one whose worker died."""
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(daemon=True)
-        self.run_id, self.stopped = run_id, threading.Event()
-        self.every = max(0.2, min(10.0, settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS / 4))
-
-    def run(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self.stopped.wait(self.every):
-                RoundsRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-        finally:
-            connection.close()
-
 
 def rounds_run_execute(*, rounds_run_id: int) -> None:
     """Run a queued rounds run to its end in this process (a worker on the `training` queue). Safe to deliver
@@ -367,7 +349,7 @@ def rounds_run_execute(*, rounds_run_id: int) -> None:
     if not claimed:
         return
     run = RoundsRun.objects.select_related("project", "base_artifact").get(pk=rounds_run_id)
-    heartbeat = _Heartbeat(run.pk)
+    heartbeat = Heartbeat(RoundsRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING))
     heartbeat.start()
     try:
         config = rounds_config_check(config=run.config)
