@@ -333,12 +333,15 @@ class SubmitRequest(models.Model):
 
 class CrowdParticipant(models.Model):
     """An anonymous rater of a public project: an inactive user (no password, cannot log in) known by a
-    signed cookie, so their assignments and ratings live in the same tables as everyone else's."""
+    random token in a cookie, so their assignments and ratings live in the same tables as everyone else's."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="crowd_participant")
     first_project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="+")
     # A keyed hash of the address it came from: enough to limit sign-ups per address, useless to read back.
     address_hash = models.CharField(max_length=64, db_index=True)
+    # SHA-256 of the random token in the participant's cookie (the cookie is "<user id>.<token>"); null for
+    # participants from before tokens, whose signed cookies no longer authenticate.
+    token_hash = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

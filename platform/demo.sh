@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 platform/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false
+# Demo mode: without DJANGO_SECRET_KEY, a random key is generated once into the data folder (secret_key).
+export LOUPE_DEMO=1
 PORT=${PORT:-8000}
 DATA_DIR=${LOUPE_DATA_DIR:-$(pwd)/var}
 mkdir -p "$DATA_DIR/logs"

@@ -139,8 +139,13 @@ class TrainingMethodListApi(APIView):
 
 class ModelArtifactListApi(APIView):
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField()
-        location = serializers.CharField()
+        name = serializers.RegexField(
+            rf"^{services.MODEL_NAME_PATTERN}\Z",
+            max_length=services.MODEL_NAME_MAX_LENGTH,
+            help_text=services.MODEL_NAME_HELP,
+            error_messages={"invalid": services.MODEL_NAME_HELP},
+        )
+        location = serializers.CharField(max_length=ModelArtifact._meta.get_field("location").max_length)
         kind = serializers.ChoiceField(choices=ArtifactKind.choices, default=ArtifactKind.POLICY)
         is_adapter = serializers.BooleanField(default=False)
 

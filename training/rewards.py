@@ -5,8 +5,9 @@ A reward source scores answers::
     scorer(prompts=[...], completions=[...], images=[[PIL.Image, ...], ...] or None) -> [float, ...]
 
 Two kinds exist: a reward model (``RewardModelScorer``: a folder written by ``train_reward``, or any text
-sequence-classification reward model), and a Python function named ``"package.module:function"`` with the
-same signature; ``"labeler:<model>"`` names the AI labeler's score (``labeler_scorer``).
+sequence-classification reward model), and a Python function with the same signature that the admin
+registered (``LOUPE_REWARD_FUNCTIONS``: a name for ``"package.module:function"``; nothing else is
+imported); ``"labeler:<model>"`` names the AI labeler's score (``labeler_scorer``).
 ``trl_reward_function`` adapts a scorer to the reward-function signature trl's GRPO and RLOO trainers call.
 """
 
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from training.core import encode_texts, message_text, render_text
-from training.methods.configs import LABELER_REWARD_PREFIX
+from training.methods.configs import LABELER_REWARD_PREFIX, registered_reward_function
 
 
 class RewardScorer(Protocol):
@@ -67,7 +68,7 @@ class RewardModelScorer:
 
 
 def import_reward_function(spec: str) -> Callable[..., list[float]]:
-    """The function named by ``"package.module:function"``."""
+    """The function named by ``"package.module:function"``; call it only with a registered value."""
     module_name, _, name = spec.partition(":")
     if not module_name or not name:
         raise ValueError(f"a reward function is named 'package.module:function', not {spec!r}")
@@ -75,6 +76,16 @@ def import_reward_function(spec: str) -> Callable[..., list[float]]:
     if not callable(function):
         raise ValueError(f"{spec}: {module_name} has no function {name!r}")
     return function
+
+
+def registered_reward_function_load(reward_function: str) -> Callable[..., list[float]]:
+    """The registered reward function `reward_function` names (its name or exact value in the admin's
+    LOUPE_REWARD_FUNCTIONS). Anything else is refused before any import: a queued config was checked in the
+    web process, but the registry may have changed since, and the worker imports only what it lists."""
+    spec = registered_reward_function(reward_function)
+    if spec is None:
+        raise ValueError(f"reward_function {reward_function.strip()[:100]!r} is not a registered reward function")
+    return import_reward_function(spec)
 
 
 def labeler_scorer(model: str, *, device: torch.device | str | None = None) -> RewardScorer:
@@ -89,13 +100,13 @@ def labeler_scorer(model: str, *, device: torch.device | str | None = None) -> R
 def load_reward_scorer(
     *, reward_model: str = "", reward_function: str = "", device: torch.device | str | None = None
 ) -> RewardScorer:
-    """The reward source a config names: a reward model folder/hub name, or a ``module:function`` scorer."""
+    """The reward source a config names: a reward model folder/hub name, the labeler, or a registered scorer."""
     if reward_model.strip():
         return RewardModelScorer(reward_model.strip(), device=device)
     if reward_function.strip().startswith(LABELER_REWARD_PREFIX):
         return labeler_scorer(reward_function.strip().removeprefix(LABELER_REWARD_PREFIX).strip(), device=device)
     if reward_function.strip():
-        return import_reward_function(reward_function.strip())
+        return registered_reward_function_load(reward_function)
     raise ValueError("no reward source: set reward_model or reward_function")
 
 

@@ -339,7 +339,6 @@ def _log(run_id: int, text: str) -> None:
     RoundsRun.objects.filter(pk=run_id).update(log=log_appended(text))
 
 
-
 def rounds_run_execute(*, rounds_run_id: int) -> None:
     """Run a queued rounds run to its end in this process (a worker on the `training` queue). Safe to deliver
     twice: only the delivery that claims the queued row runs it."""

@@ -12,7 +12,6 @@ import json
 import re
 import shlex
 import subprocess
-import threading
 import traceback
 from collections.abc import Callable
 from datetime import timedelta
@@ -28,7 +27,7 @@ from django.utils import timezone
 from annotation.models import DatasetSnapshot
 from annotation.selectors import snapshot_rows
 from annotation.services.snapshots import snapshot_kind
-from loupe.db import log_appended
+from loupe.db import Heartbeat, log_appended
 from loupe.errors import ApplicationError
 from training.methods.configs import (
     BestOfNConfig,
@@ -264,24 +263,6 @@ class DatabaseHooks:
         _append_log(self.run_id, line.rstrip("\n") + "\n")
 
 
-class _Heartbeat(threading.Thread):
-    """Beats several times per heartbeat timeout while a step runs, so a long step is not taken for a dead worker."""
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(daemon=True)
-        self.run_id, self.stopped = run_id, threading.Event()
-        self.every = max(0.2, min(10.0, settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS / 4))
-
-    def run(self) -> None:
-        from django.db import connection
-
-        try:
-            while not self.stopped.wait(self.every):
-                TrainingRun.objects.filter(pk=self.run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now())
-        finally:
-            connection.close()
-
-
 def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path, with_images: bool) -> tuple[Path, Path | None]:
     """The snapshot's train and test rows as TRL JSONL (images as absolute paths, for a VLM): preference rows
     for a pairs snapshot, prompt/completion rows for an sft one."""
@@ -381,7 +362,7 @@ def training_run_execute(*, run_id: int) -> None:
     output_dir = Path(run.output_dir)
     resume = _has_progress(output_dir / "model")
     _append_log(run_id, f"[loupe] {'resuming' if resume else 'starting'} {run.method} on {run.base_model}\n")
-    heartbeat = _Heartbeat(run_id)
+    heartbeat = Heartbeat(TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING))
     heartbeat.start()
     try:
         from training.core import is_vision_model
@@ -459,7 +440,13 @@ def model_artifact_register(
     """Register a model Loupe did not train (a hub name or a folder) so runs, sampling and benchmarks can use it."""
     if not name.strip() or not location.strip():
         raise ApplicationError("A model needs a name and a location (hub name or folder).")
-    model_name_check(name=name.strip())
+    if name.strip() != location.strip():
+        # A model registered under its own folder or hub name (rounds register their base model so) keeps
+        # that name; it never names a folder (merging such a model is refused by `model_dir`). Every other
+        # name must be one that can (the API and CLI accept no other).
+        model_name_check(name=name.strip())
+    elif len(name.strip()) > MODEL_NAME_MAX_LENGTH:
+        raise ApplicationError(f"A model name has at most {MODEL_NAME_MAX_LENGTH} characters.", {"field": "name"})
     if ModelArtifact.objects.filter(name=name.strip()).exists():
         raise ApplicationError(f"A model named {name.strip()!r} already exists.", {"field": "name"})
     artifact = ModelArtifact(

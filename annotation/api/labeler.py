@@ -12,6 +12,8 @@ from annotation.permissions import access_labeler_job, access_project_for_manage
 from annotation.services.labeler import labeler_job_cancel, labeler_job_resume, labeler_job_start
 from loupe.errors import ApplicationError
 
+MAX_ID = 2**63 - 1
+
 
 class LabelerJobOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -63,8 +65,13 @@ class LabelerJobStartApi(APIView):
         prompt_version = serializers.CharField(max_length=50, required=False, default="v1")
         config = serializers.DictField(required=False, default=dict)
         rewrite = serializers.BooleanField(required=False, default=False)
-        item_ids = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
-        snapshot = serializers.IntegerField(required=False, allow_null=True, default=None)
+        # Ids are database keys: bounded, so a huge number is a 400, not an overflow in the query.
+        item_ids = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list
+        )
+        snapshot = serializers.IntegerField(
+            min_value=1, max_value=MAX_ID, required=False, allow_null=True, default=None
+        )
 
     @extend_schema(request=InputSerializer, responses={202: LabelerJobOutputSerializer})
     def post(self, request: Request, slug: str) -> ApiResponse:

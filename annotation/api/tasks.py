@@ -1,7 +1,7 @@
 """REST API: the task queue — next task, submit (every kind; also amends), skip, going back, progress.
 
 These endpoints also accept anonymous crowd participants of public projects: the first `next` from a
-browser without an account creates one (`annotation.services.crowd`) and sets its signed cookie; later
+browser without an account creates one (`annotation.services.crowd`) and sets its cookie (a random token); later
 calls authenticate by that cookie, with the same CSRF check as a session.
 """
 
@@ -14,7 +14,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
-from rest_framework.parsers import FormParser, JSONParser
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
@@ -27,15 +27,15 @@ from annotation.permissions import access_project
 from annotation.services.crowd import (
     COOKIE_MAX_AGE,
     PARTICIPANT_COOKIE,
-    participant_cookie_value,
     participant_from_cookie,
 )
 from annotation.services.queue import SUBMITTERS, queue_empty_reason, quota_left
 from loupe.errors import ApplicationError
+from loupe.parsers import CheckedJSONParser
 
 
 class ParticipantAuthentication(SessionAuthentication):
-    """An anonymous crowd participant, by the signed cookie set on their first task; CSRF-checked like a
+    """An anonymous crowd participant, by the random-token cookie set on their first task; CSRF-checked like a
     session, since a browser sends the cookie by itself."""
 
     def authenticate(self, request: Request) -> tuple[Any, None] | None:
@@ -133,9 +133,8 @@ class TaskNextApi(APIView):
                 raise exceptions.NotAuthenticated()
             # Creating an account from a cookie-less browser is a state change: it must come from our page.
             ParticipantAuthentication().enforce_csrf(request)
-            user = new_participant = services.participant_create(
-                project=project, address=request.META.get("REMOTE_ADDR", "")
-            )
+            new_participant = services.participant_create(project=project, address=request.META.get("REMOTE_ADDR", ""))
+            user = new_participant.user
         assignment = services.assignment_next(project=project, annotator=user)
         response = (
             _empty(project, user) if assignment is None else ApiResponse(task_payload(assignment, project=project))
@@ -143,7 +142,7 @@ class TaskNextApi(APIView):
         if new_participant is not None:
             response.set_cookie(
                 PARTICIPANT_COOKIE,
-                participant_cookie_value(new_participant),
+                new_participant.cookie_value,
                 max_age=COOKIE_MAX_AGE,
                 httponly=True,
                 samesite="Lax",
@@ -211,7 +210,7 @@ class TaskSubmitApi(APIView):
 
     authentication_classes = TASK_AUTHENTICATION
     permission_classes = [IsAuthenticated]
-    parser_classes = [JSONParser, FormParser]
+    parser_classes = [CheckedJSONParser, FormParser]
 
     class InputSerializer(serializers.Serializer):
         client_request_id = serializers.CharField(max_length=64)

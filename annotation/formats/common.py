@@ -223,9 +223,12 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text)
+                value = json.loads(text)
             except json.JSONDecodeError as error:
                 raise FormatError(f"invalid JSON: {error.msg} (column {error.colno})", line=number) from None
+            except RecursionError:
+                raise FormatError("invalid JSON: nested too deeply", line=number) from None
+            yield number, value
 
 
 _WHITESPACE = re.compile(r"\s*")

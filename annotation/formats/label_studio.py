@@ -72,7 +72,7 @@ def label_config(
             '  <Text name="text2" value="$text2"/>\n'
             '  <Choices name="verdict" toName="text1" choice="single">\n'
             '    <Choice value="tie"/>\n    <Choice value="both_bad"/>\n  </Choices>\n'
-            '  <Number name="strength" toName="text1" min="1" max="3"/>\n'
+            '  <Number name="strength" toName="text1" min="1" max="2"/>\n'
             '  <TextArea name="reason" toName="text1"/>\n'
         )
     elif kind == "rating":

@@ -1,9 +1,11 @@
 """Anonymous crowd participants of public projects (New Yorker-style rating needs no account).
 
 A participant is an inactive Django user with an unusable password (it can never log in, through any
-form, token or admin) plus a `CrowdParticipant` row. The browser holds a signed cookie naming that user;
-`participant_from_cookie` turns it back into the user, and only for participant accounts, so a stolen or
-forged value cannot become anyone else. Assignments and ratings then live in the same tables as members'.
+form, token or admin) plus a `CrowdParticipant` row. The browser holds a cookie "<user id>.<random token>";
+only the token's SHA-256 is stored, and `participant_from_cookie` compares it in constant time, so a cookie
+cannot be guessed or forged, even by someone who knows the server's SECRET_KEY or a participant's id, and
+it only ever names a participant account, never anyone else. Assignments and ratings then live in the
+same tables as members'.
 New participants per address and hour are limited (`LOUPE_CROWD_SIGNUPS_PER_HOUR`), so clearing cookies
 to dodge the per-participant quota is slow.
 """
@@ -11,12 +13,12 @@ to dodge the per-participant quota is slow.
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,7 +27,6 @@ from annotation.services.queue import RateLimited
 from loupe.errors import ApplicationError
 
 PARTICIPANT_COOKIE = "loupe_participant"
-_SALT = "loupe.crowd-participant"
 COOKIE_MAX_AGE = 365 * 24 * 3600
 
 
@@ -34,8 +35,20 @@ def address_hash(address: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), address.encode(), hashlib.sha256).hexdigest()
 
 
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewParticipant:
+    """A participant just created, with the value of its cookie (its token exists nowhere else)."""
+
+    user: AbstractBaseUser
+    cookie_value: str
+
+
 @transaction.atomic
-def participant_create(*, project: Project, address: str) -> AbstractBaseUser:
+def participant_create(*, project: Project, address: str) -> NewParticipant:
     """A new anonymous participant who came to `project` (which must be public) from `address`."""
     if project.visibility != Visibility.PUBLIC:
         raise ApplicationError("This project is not open to the public.")
@@ -48,27 +61,24 @@ def participant_create(*, project: Project, address: str) -> AbstractBaseUser:
     user = user_model(username=f"crowd-{secrets.token_hex(8)}", is_active=False)
     user.set_unusable_password()
     user.save()
-    CrowdParticipant.objects.create(user=user, first_project=project, address_hash=hashed)
-    return user
-
-
-def participant_cookie_value(user: AbstractBaseUser) -> str:
-    return signing.dumps({"user": user.pk}, salt=_SALT, compress=True)
+    token = secrets.token_urlsafe(32)
+    CrowdParticipant.objects.create(
+        user=user, first_project=project, address_hash=hashed, token_hash=_token_hash(token)
+    )
+    return NewParticipant(user=user, cookie_value=f"{user.pk}.{token}")
 
 
 def participant_from_cookie(value: str | None) -> AbstractBaseUser | None:
-    """The participant a cookie names, or None for a missing, forged or expired cookie, or one that names
-    an account that is not a crowd participant."""
-    if not value:
+    """The participant a cookie names, or None for a missing or wrong cookie, an old signed one, or one
+    that names an account that is not a crowd participant."""
+    if not value or len(value) > 200:
         return None
-    try:
-        data = signing.loads(value, salt=_SALT, max_age=COOKIE_MAX_AGE)
-    except signing.BadSignature:
+    user_id, _, token = value.partition(".")
+    if not user_id.isascii() or not user_id.isdigit() or not token:
         return None
-    user_id = data.get("user") if isinstance(data, dict) else None
-    if not isinstance(user_id, int):
+    participant = CrowdParticipant.objects.select_related("user").filter(user_id=int(user_id)).first()
+    if participant is None or not participant.token_hash or participant.user.is_active:
         return None
-    participant = CrowdParticipant.objects.select_related("user").filter(user_id=user_id).first()
-    if participant is None or participant.user.is_active:
+    if not hmac.compare_digest(participant.token_hash, _token_hash(token)):
         return None
     return participant.user

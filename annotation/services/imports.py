@@ -38,8 +38,12 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import http.client
 import json
 import re
+import urllib.error
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -53,11 +57,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from annotation.assignment import MAX_REASON_CHARS
 from annotation.formats import FORMAT_READERS
 from annotation.formats.caption_contest import ContestReadNotes
 from annotation.formats.common import FormatError, ItemRecord, is_parquet, json_text
 from annotation.images import CheckedImage, ImageRejected, ImageSource, ImageStaging, image_check, url_fetch_checked
 from annotation.models import (
+    DEFAULT_HALLUCINATION_TYPES,
     Correction,
     Item,
     PairwiseJudgment,
@@ -71,6 +77,7 @@ from annotation.pair_rules import HUMOR_SCALE, PAIRWISE_CHOICES, RATING_SUMMARY_
 from annotation.services.preference_pairs import preference_pairs_rebuild, rating_scale
 from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
+from loupe.jsonchecks import json_text_problem, json_value_problem
 
 IMPORT_FORMATS = tuple(FORMAT_READERS)
 # The project kinds each format's items can be tasks of (formats not named fit any kind, item by item:
@@ -135,7 +142,10 @@ class _ImageLoader:
     """Resolves an item's image (bytes embedded in the file, a relative path, or a URL) to checked bytes."""
 
     def __init__(self, *, base: Path) -> None:
-        self.source = ImageSource(base)
+        try:
+            self.source = ImageSource(base)
+        except _ARCHIVE_ERRORS as error:
+            raise ImageRejected(f"the image archive cannot be read ({_reason(error)})") from error
 
     def load(self, record: ItemRecord) -> CheckedImage:
         limits = {"max_bytes": settings.LOUPE_MAX_IMAGE_BYTES, "max_pixels": settings.LOUPE_MAX_IMAGE_PIXELS}
@@ -143,12 +153,41 @@ class _ImageLoader:
             return image_check(record.image_bytes, **limits, name=record.image or "embedded image")
         reference = record.image or ""
         if reference.startswith(("http://", "https://")):
-            data = url_fetch_checked(
-                reference, max_bytes=settings.LOUPE_MAX_IMAGE_BYTES, allow_private=settings.LOUPE_ALLOW_PRIVATE_URLS
-            )
+            try:
+                data = url_fetch_checked(
+                    reference,
+                    max_bytes=settings.LOUPE_MAX_IMAGE_BYTES,
+                    allow_private=settings.LOUPE_ALLOW_PRIVATE_URLS,
+                )
+            except ImageRejected:
+                raise
+            # A malformed URL (bad port, bad IPv6 literal: ValueError), an HTTP error status, a host that
+            # does not route or answer, a broken response: the user's data, so a 400 naming the image.
+            except (ValueError, OSError, http.client.HTTPException) as error:
+                raise ImageRejected(f"image URL {reference[:200]} cannot be fetched ({_reason(error)})") from error
         else:
-            data = self.source.read(reference, max_bytes=settings.LOUPE_MAX_IMAGE_BYTES)
+            try:
+                data = self.source.read(reference, max_bytes=settings.LOUPE_MAX_IMAGE_BYTES)
+            except ImageRejected:
+                raise
+            except _ARCHIVE_ERRORS as error:  # a corrupt member, an encrypted archive, an unknown compression
+                raise ImageRejected(
+                    f"image {reference[:200]} cannot be read from the archive ({_reason(error)})"
+                ) from error
         return image_check(data, **limits, name=reference)
+
+
+# What reading a damaged, encrypted or unsupported zip archive raises (zipfile: BadZipFile, RuntimeError
+# "File is encrypted", NotImplementedError for a compression method, zlib.error, EOFError, OSError).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, OSError, ValueError)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)[:200]
+    return (str(error) or type(error).__name__)[:200]
 
 
 def _normal_level(name: str) -> str:
@@ -182,8 +221,86 @@ def _records(path: Path, *, import_format: str, options: dict[str, Any]) -> Iter
         raise _import_error(error, line=error.line or 0) from error
 
 
-def record_check(record: ItemRecord, *, levels: LevelMap) -> None:
-    """Check the record's annotations against its responses and the project's scale (FormatError)."""
+# What a file's values must fit: the columns they go to, and what a database can store (`_text_check`).
+EXTERNAL_ID_MAX_LENGTH = Item._meta.get_field("external_id").max_length
+MODEL_NAME_MAX_LENGTH = Response._meta.get_field("model_name").max_length
+IMAGE_REFERENCE_MAX_LENGTH = 4096
+MAX_STRENGTH = 2  # 1 slightly, 2 clearly better (PairwiseJudgment.strength)
+MAX_RATING_COUNT = 10**9
+# The type readers give segments their source leaves untyped (e.g. RLHF-V's diffs): accepted in any project.
+UNTYPED_SEGMENT = "hallucination"
+
+
+def _text_check(value: str, *, line: int, field: str, max_length: int | None = None) -> None:
+    problem = json_text_problem(value)
+    if problem:
+        raise FormatError(problem, line=line, field=field)
+    if max_length is not None and len(value) > max_length:
+        raise FormatError(f"is {len(value)} characters long; at most {max_length} fit", line=line, field=field)
+
+
+def _json_check(value: Any, *, line: int, field: str) -> None:
+    problem = json_value_problem(value)
+    if problem:
+        raise FormatError(problem.replace("$", field, 1), line=line, field=field)
+
+
+def record_values_check(record: ItemRecord) -> None:
+    """Every text of the record storable (no NUL, no lone surrogate) and within its column, every metadata
+    value finite and not too deep, every count a sane whole number (FormatError naming the field)."""
+    line = record.line
+    _text_check(record.external_id, line=line, field="external_id", max_length=EXTERNAL_ID_MAX_LENGTH)
+    _text_check(record.prompt, line=line, field="prompt")
+    if record.image:
+        _text_check(record.image, line=line, field="image", max_length=IMAGE_REFERENCE_MAX_LENGTH)
+    if record.meta:
+        _json_check(record.meta, line=line, field="meta")
+    for index, response in enumerate(record.responses):
+        where = f"responses[{index}]"
+        _text_check(response.text, line=line, field=f"{where}.text")
+        _text_check(response.model, line=line, field=f"{where}.model", max_length=MODEL_NAME_MAX_LENGTH)
+        if response.meta:
+            _json_check(response.meta, line=line, field=f"{where}.meta")
+        for level, count in (response.rating_counts or {}).items():
+            _text_check(str(level), line=line, field=f"{where}.rating_counts")
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_RATING_COUNT:
+                raise FormatError(
+                    f"count of {str(level)[:40]!r} must be a whole number from 0 to {MAX_RATING_COUNT}, "
+                    f"not {count!r:.40}",
+                    line=line,
+                    field=f"{where}.rating_counts",
+                )
+    annotations = (
+        [(f"pairwise[{i}]", a) for i, a in enumerate(record.pairwise)]
+        + [(f"corrections[{i}]", a) for i, a in enumerate(record.corrections)]
+        + [(f"ratings[{i}]", a) for i, a in enumerate(record.ratings)]
+        + [(f"rankings[{i}]", a) for i, a in enumerate(record.rankings)]
+    )
+    for where, annotation in annotations:
+        _text_check(annotation.annotator, line=line, field=f"{where}.annotator")
+        _text_check(annotation.source_id, line=line, field=f"{where}.source_id")
+    for index, judgment in enumerate(record.pairwise):
+        _text_check(judgment.reason, line=line, field=f"pairwise[{index}].reason", max_length=MAX_REASON_CHARS)
+    for index, correction in enumerate(record.corrections):
+        _text_check(correction.corrected_text, line=line, field=f"corrections[{index}].corrected_text")
+        for number, segment in enumerate(correction.segments):
+            for part in segment[2:]:
+                if isinstance(part, str):
+                    _text_check(part, line=line, field=f"corrections[{index}].segments[{number}]")
+    for index, rating in enumerate(record.ratings):
+        _text_check(str(rating.level), line=line, field=f"ratings[{index}].level")
+
+
+def segment_types(project: Project) -> list[str]:
+    """The correction types a file's segments may have in `project`: its list (correction projects), else the
+    default list (a project of another kind keeps imported corrections too, with Loupe's usual types)."""
+    return list(project.hallucination_types or DEFAULT_HALLUCINATION_TYPES)
+
+
+def record_check(record: ItemRecord, *, levels: LevelMap, types: Sequence[str] | None = None) -> None:
+    """Check the record's values (`record_values_check`) and its annotations against its responses, the
+    project's scale and (when given) its hallucination types (FormatError)."""
+    record_values_check(record)
     if not (record.pairwise or record.corrections or record.ratings or record.rankings) and all(
         response.rating_counts is None for response in record.responses
     ):
@@ -202,6 +319,13 @@ def record_check(record: ItemRecord, *, levels: LevelMap) -> None:
             raise FormatError("compares a response with itself", line=line, field=where)
         if judgment.choice not in PAIRWISE_CHOICES:
             raise FormatError(f"choice must be one of {PAIRWISE_CHOICES}", line=line, field=f"{where}.choice")
+        strength = judgment.strength
+        if isinstance(strength, bool) or not isinstance(strength, int | float) or not 1 <= strength <= MAX_STRENGTH:
+            raise FormatError(
+                f"strength must be from 1 (slightly better) to {MAX_STRENGTH} (clearly better), not {strength!r:.40}",
+                line=line,
+                field=f"{where}.strength",
+            )
     for index, correction in enumerate(record.corrections):
         where = f"corrections[{index}]"
         response_index(correction.response, f"{where}.response")
@@ -209,6 +333,16 @@ def record_check(record: ItemRecord, *, levels: LevelMap) -> None:
             segments_check(record.responses[correction.response].text, correction.segments)
         except ValueError as error:
             raise FormatError(str(error), line=line, field=f"{where}.segments") from None
+        if types is not None:
+            allowed = {*types, UNTYPED_SEGMENT}
+            for number, segment in enumerate(correction.segments):
+                if segment[3] not in allowed:
+                    raise FormatError(
+                        f"type {str(segment[3])[:40]!r} is not one of the project's hallucination types "
+                        f"({', '.join(types)})",
+                        line=line,
+                        field=f"{where}.segments[{number}].type",
+                    )
     for index, rating in enumerate(record.ratings):
         response_index(rating.response, f"ratings[{index}].response")
         if levels.index(rating.level) is None:
@@ -222,6 +356,12 @@ def record_check(record: ItemRecord, *, levels: LevelMap) -> None:
             response_index(position, f"rankings[{index}].order")
         if len(set(ranking.order)) != len(ranking.order):
             raise FormatError("names a response twice", line=line, field=f"rankings[{index}].order")
+        if len(ranking.order) != n:
+            raise FormatError(
+                f"orders {len(ranking.order)} of the item's {n} responses; a ranking orders every one of them",
+                line=line,
+                field=f"rankings[{index}].order",
+            )
     for index, response in enumerate(record.responses):
         if response.rating_counts is None:
             continue
@@ -379,7 +519,7 @@ def items_import(
             progress(0, total)
         report = _items_store(
             project=project,
-            records=_checked(records, loader, levels, staging, kind=project.kind),
+            records=_checked(records, loader, levels, staging, kind=project.kind, types=segment_types(project)),
             levels=levels,
             staging=staging,
             existing_hint=hint,
@@ -427,7 +567,13 @@ def _collector_paused() -> Iterator[Callable[[], None]]:
 
 
 def _checked(
-    records: Iterator[ItemRecord], loader: _ImageLoader, levels: LevelMap, staging: ImageStaging, *, kind: str
+    records: Iterator[ItemRecord],
+    loader: _ImageLoader,
+    levels: LevelMap,
+    staging: ImageStaging,
+    *,
+    kind: str,
+    types: Sequence[str],
 ) -> Iterator[tuple[ItemRecord, str]]:
     """Each record checked against the project, with its image checked and staged (its storage name).
 
@@ -436,7 +582,7 @@ def _checked(
     """
     for record in records:
         try:
-            record_check(record, levels=levels)
+            record_check(record, levels=levels, types=types)
             record_fits_project(record, kind=kind)
         except FormatError as error:
             raise _import_error(error, line=record.line) from error

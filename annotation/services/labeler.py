@@ -39,6 +39,7 @@ from annotation.models import AIFeedback, DatasetSnapshot, Item, JobStatus, Labe
 from annotation.services.preference_pairs import ai_feedback_record, ai_feedback_rewrite_record
 from loupe.db import log_appended
 from loupe.errors import ApplicationError
+from loupe.jsonchecks import dataclass_types_check
 
 # LabelerConfig fields a job may set (prompt_version has its own column).
 CONFIG_FIELDS = tuple(f.name for f in fields(LabelerConfig) if f.name != "prompt_version")
@@ -58,9 +59,12 @@ def labeler_config_check(*, prompt_version: str, config: dict[str, Any]) -> Labe
     if unknown:
         raise ApplicationError(f"Unknown labeler settings: {', '.join(unknown)}.", {"fields": unknown})
     try:
-        return LabelerConfig(prompt_version=prompt_version, **config)
+        built = LabelerConfig(prompt_version=prompt_version, **config)
+        dataclass_types_check(built)  # `batch_size: 2.5` or 1e300 would fail in the worker, not here
+        return built
     except (TypeError, ValueError) as error:
-        raise ApplicationError(f"Invalid labeler settings: {error}", {"field": "config"}) from error
+        named = next((name for name in CONFIG_FIELDS if str(error).startswith(name)), None)
+        raise ApplicationError(f"Invalid labeler settings: {error}", {"field": named or "config"}) from error
 
 
 def labeler_base_url_check(*, base_url: str) -> str:

@@ -44,7 +44,7 @@ from annotation.models import (
     Rating,
     Response,
 )
-from annotation.services.imports import ImportedAnnotators, LevelMap, record_check
+from annotation.services.imports import ImportedAnnotators, LevelMap, record_check, segment_types
 from annotation.services.preference_pairs import preference_pairs_rebuild, rating_scale
 from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
@@ -364,7 +364,7 @@ def labelstudio_pull(*, project: Project, url: str, api_key: str, ls_project_id:
             records = list(read_label_studio_json(export, scale=rating_scale(project)))
             # Everything is checked before anything is stored.
             for record in records:
-                record_check(record, levels=levels)
+                record_check(record, levels=levels, types=segment_types(project))
         except FormatError as error:
             raise ApplicationError(f"Label Studio's annotations do not fit this project: {error}") from error
     items = {

@@ -6,17 +6,19 @@ filesystem that needs no server, media on local disk. `DATABASE_URL` switches to
 `CELERY_BROKER_URL` to Redis.
 """
 
-import importlib.util
 from pathlib import Path
 
 import dj_database_url
 
-from loupe.env import env_bool, env_float, env_int, env_list, env_path, env_str
+from loupe.env import demo_secret_key, env_bool, env_dict, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = env_path("LOUPE_DATA_DIR", BASE_DIR / "var")
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", "loupe-embedded-insecure-key-change-me-in-production")
+# The embedded demo (`platform/demo.sh` sets LOUPE_DEMO=1) runs without configuration.
+LOUPE_DEMO = env_bool("LOUPE_DEMO", False)
+SECRET_KEY_FILE = DATA_DIR / "secret_key"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "").strip() or demo_secret_key(SECRET_KEY_FILE, create=LOUPE_DEMO)
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -102,11 +104,13 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = env_path("LOUPE_STATIC_ROOT", DATA_DIR / "static")
-# plotly.js is served from the plotly wheel itself (found without importing plotly), not copied into the repo.
-_PLOTLY_SPEC = importlib.util.find_spec("plotly")
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
-if _PLOTLY_SPEC and _PLOTLY_SPEC.origin:
-    STATICFILES_DIRS.append(("vendor/plotly", str(Path(_PLOTLY_SPEC.origin).parent / "package_data")))
+# plotly.min.js is served from the plotly wheel itself (found without importing plotly), not copied into the repo.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "loupe.staticfiles.PlotlyFinder",
+]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env_path("LOUPE_MEDIA_ROOT", DATA_DIR / "media")
 # Model weights, snapshots and exports live beside media, never under it: media is served to browsers.
@@ -116,9 +120,11 @@ EXPORTS_DIR = env_path("LOUPE_EXPORTS_DIR", DATA_DIR / "exports")
 RUNS_DIR = env_path("LOUPE_RUNS_DIR", DATA_DIR / "runs")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # Hashed names and gzip copies, written by `collectstatic` (demo.sh runs it; so must a deployment): WhiteNoise
+    # serves them compressed and cached for a year. Served from the finders instead, plotly.min.js went out as
+    # 4.8 MB uncompressed with a 60 s cache on every run page.
+    "staticfiles": {"BACKEND": "loupe.staticfiles.HashedStaticFilesStorage"},
 }
-WHITENOISE_USE_FINDERS = True
 
 # Uploads: an import may carry images, so its limit is larger than Django's default form limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -135,6 +141,10 @@ LOUPE_HEARTBEAT_TIMEOUT_SECONDS = env_int("LOUPE_HEARTBEAT_TIMEOUT_SECONDS", 120
 # How a training worker launches a run: empty trains in the worker process; a launcher command runs it in
 # child processes, e.g. "accelerate launch --multi_gpu --num_processes 4" or "torchrun --nproc_per_node 4".
 LOUPE_TRAIN_LAUNCHER = env_str("LOUPE_TRAIN_LAUNCHER", "")
+# Reward functions training configs may name in `reward_function` (name -> "package.module:function"). Only
+# the admin sets them here: a run's config names one of them (by name or by its exact value), never any
+# other importable path (a config naming "os:system" is refused, and the worker imports nothing else).
+LOUPE_REWARD_FUNCTIONS = env_dict("LOUPE_REWARD_FUNCTIONS", {})
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -142,6 +152,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON with a depth limit, finite numbers and storable strings: bad bodies are a 400, never a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "loupe.parsers.CheckedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "loupe.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",

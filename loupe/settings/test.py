@@ -4,11 +4,27 @@ The SQLite test database is a file, not `:memory:`, because the tests start real
 that must see the same rows.
 """
 
+import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("LOUPE_DATA_DIR", tempfile.mkdtemp(prefix="loupe-test-"))
+# A random key per test session, inherited by the worker and server processes the tests start.
+os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+# The scorers the tests train with, registered as an admin registers reward functions (in the environment,
+# so plain-Python child processes, e.g. torchrun's, see the same registry).
+os.environ.setdefault(
+    "LOUPE_REWARD_FUNCTIONS",
+    json.dumps(
+        {
+            "word_count": "tests.training.scorers:word_count",
+            "recording": "tests.training.scorers:recording",
+            "mentions_red": "tests.training.scorers:mentions_red",
+        }
+    ),
+)
 
 from loupe.settings.base import *  # noqa: E402, F403
 from loupe.settings.base import DATA_DIR, DATABASES  # noqa: E402
@@ -16,5 +32,8 @@ from loupe.settings.base import DATA_DIR, DATABASES  # noqa: E402
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(Path(DATA_DIR) / "test-loupe.sqlite3")}
 Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # noqa: F405 (whitenoise warns without it)
+# Pages name static files unhashed, served from the finders by the live server, so no test needs collectstatic
+# first; tests/browser/test_static_files.py collects with the production storage and checks what WhiteNoise serves.
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEBUG = False

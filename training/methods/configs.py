@@ -13,9 +13,12 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from loupe.jsonchecks import dataclass_types_check
 
 if TYPE_CHECKING:
     from trl import DPOConfig as TrlDPOConfig
@@ -142,6 +145,7 @@ class TrainingConfig:
     )
 
     def __post_init__(self) -> None:
+        dataclass_types_check(self)
         _positive(self, "learning_rate")
         _at_least_one(self, "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps")
         _at_least_one(self, "save_steps", "logging_steps")
@@ -245,16 +249,46 @@ class TrainingConfig:
 LABELER_REWARD_PREFIX = "labeler:"
 
 
-def check_reward_source(reward_model: str, reward_function: str) -> None:
-    """Exactly one reward source: a reward model (hub name or folder) or a ``module:function`` scorer.
+def _reward_functions_from_environment() -> Mapping[str, str]:
+    from loupe.env import env_dict
 
-    A folder that does not exist and a module that cannot be found are refused here, before a run is
-    queued; whether the model loads is only known in the worker.
+    return env_dict("LOUPE_REWARD_FUNCTIONS", {})
+
+
+# Where the registry of reward functions comes from: the Django app points it at the admin's setting
+# LOUPE_REWARD_FUNCTIONS (`training.apps`); plain-Python processes (e.g. a launcher's children without
+# Django) read the same environment variable the setting comes from. Nothing else is ever importable.
+_reward_function_registry: Callable[[], Mapping[str, str]] = _reward_functions_from_environment
+
+
+def reward_function_registry_use(registry: Callable[[], Mapping[str, str]]) -> None:
+    """Read the registered reward functions (name -> "package.module:function") from `registry` from now on."""
+    global _reward_function_registry  # noqa: PLW0603 - one registry per process, set once at start-up
+    _reward_function_registry = registry
+
+
+def registered_reward_function(reward_function: str) -> str | None:
+    """The "package.module:function" a config's `reward_function` stands for: a registered name, or exactly
+    one of the registered values; None for anything else. Imports nothing."""
+    registry = dict(_reward_function_registry())
+    value = reward_function.strip()
+    if value in registry:
+        return registry[value]
+    return value if value in registry.values() else None
+
+
+def check_reward_source(reward_model: str, reward_function: str) -> None:
+    """Exactly one reward source: a reward model (hub name or folder), the AI labeler, or a registered
+    reward function.
+
+    A folder that does not exist and a function nobody registered are refused here, before a run is
+    queued, without importing anything (the web process validates configs; a config must never make it
+    import, let alone run, a module). Whether the model loads is only known in the worker.
     """
     if bool(reward_model.strip()) == bool(reward_function.strip()):
         raise ValueError(
             "set exactly one of reward_model (a reward model's hub name or folder, e.g. a reward run's "
-            "artifact) and reward_function (a 'module:function' scorer, e.g. the AI labeler's)"
+            "artifact) and reward_function (a registered reward function, or 'labeler:<model>')"
         )
     if reward_model.strip():
         path = Path(reward_model)
@@ -266,16 +300,13 @@ def check_reward_source(reward_model: str, reward_function: str) -> None:
             raise ValueError("reward_function 'labeler:' needs the labeler model's folder or hub name after it")
         if (Path(model).is_absolute() or model.startswith(".")) and not Path(model).is_dir():
             raise ValueError(f"the labeler model folder {model} does not exist")
-    else:
-        module, _, name = reward_function.partition(":")
-        if not module or not name:
-            raise ValueError(f"reward_function must look like 'package.module:function', not {reward_function!r}")
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            raise ValueError(f"reward_function's module {module!r} cannot be found")
+    elif registered_reward_function(reward_function) is None:
+        names = ", ".join(sorted(_reward_function_registry())) or "none"
+        raise ValueError(
+            f"reward_function {reward_function.strip()[:100]!r} cannot be found among the registered reward "
+            f"functions ({names}); an admin registers one in the LOUPE_REWARD_FUNCTIONS setting, or use "
+            "'labeler:<model>' or a reward_model"
+        )
 
 
 REWARD_MODEL_HELP = (
@@ -283,8 +314,9 @@ REWARD_MODEL_HELP = (
     "Leave empty when reward_function is set."
 )
 REWARD_FUNCTION_HELP = (
-    "Instead of a reward model, a Python scorer 'package.module:function' called as "
-    "f(prompts=[...], completions=[...], images=[...] or None) -> list of floats; or 'labeler:<model folder>' "
+    "Instead of a reward model, a scorer registered by the admin (LOUPE_REWARD_FUNCTIONS: its name, or its "
+    "'package.module:function'), called as f(prompts=[...], completions=[...], images=[...] or None) -> list "
+    "of floats; or 'labeler:<model folder>' "
     "for the AI labeler's score (minus its rejected claims) with that model run locally."
 )
 
@@ -617,6 +649,7 @@ class BestOfNConfig:
     seed: int = field(default=0, metadata={"help": "Seed of the sampling."})
 
     def __post_init__(self) -> None:
+        dataclass_types_check(self)
         check_reward_source(self.reward_model, self.reward_function)
         _at_least_one(self, "n", "max_completion_length", "batch_size")
         _positive(self, "temperature")
