@@ -3,6 +3,10 @@
 A user who may not see a project gets the same 404 as for a project that does not exist, so project slugs
 do not leak. A public crowd project may be annotated by anyone signed in, anonymous crowd participants
 included (`annotation.services.crowd`); managing it still takes a manager.
+
+Someone who may see a project but not manage it gets `ManagerRequired`, a 404 to the API (whose answers
+stay as they were) that pages turn into a 403 naming the missing role (`loupe.urls.page_not_found`): the
+project's existence is no secret to its own members or to anyone for a public project.
 """
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -12,6 +16,10 @@ from django.http import Http404
 from annotation.models import DatasetSnapshot, LabelerJob, Membership, Project, Role, Visibility
 
 MANAGE_ROLES = (Role.MANAGER,)
+
+
+class ManagerRequired(Http404):
+    """The user may see the project but managing it takes the manager role (or staff)."""
 
 
 def _membership(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> Membership | None:
@@ -45,7 +53,7 @@ def access_project_for_management(*, user: AbstractBaseUser | AnonymousUser, pro
     """The project, if `user` may import into it, snapshot it and export it (manager, or staff)."""
     project = access_project(user=user, project_slug=project_slug)
     if not is_manager(user=user, project=project):
-        raise Http404("No such project.")
+        raise ManagerRequired(f"Managing {project.name} takes the project's manager role.")
     return project
 
 

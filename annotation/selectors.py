@@ -21,9 +21,11 @@ from annotation.models import (
     CrowdParticipant,
     DatasetSnapshot,
     Item,
+    Membership,
     Project,
     ProjectKind,
     Response,
+    Role,
     Visibility,
 )
 from annotation.models import annotation_model_for as annotation_model
@@ -49,6 +51,24 @@ def project_progress(*, project: Project, user: AbstractBaseUser) -> dict[str, i
         "total": units.count(),
         "mine": Assignment.objects.filter(project=project, annotator=user, status=AssignmentStatus.SUBMITTED).count(),
     }
+
+
+def project_overview(*, project: Project, user: AbstractBaseUser) -> dict[str, Any]:
+    """What the project list shows per project: `project_progress`, the percent finished and the time of the
+    last submitted answer by anyone (None before the first)."""
+    progress = project_progress(project=project, user=user)
+    last = Assignment.objects.filter(project=project, status=AssignmentStatus.SUBMITTED).aggregate(
+        last=Max("submitted_at")
+    )["last"]
+    percent = round(100 * progress["done"] / progress["total"]) if progress["total"] else 0
+    return {**progress, "percent": percent, "last_activity": last}
+
+
+def project_members(*, project: Project) -> list[Membership]:
+    """The project's members with their accounts, managers first, then by username."""
+    order = {Role.MANAGER: 0, Role.REVIEWER: 1, Role.ANNOTATOR: 2}
+    members = list(Membership.objects.filter(project=project).select_related("user"))
+    return sorted(members, key=lambda member: (order.get(member.role, 3), member.user.get_username()))
 
 
 def task_texts(*, item_id: int, response_ids: list[int]) -> tuple[str, str, list[tuple[int, str]]]:

@@ -6,15 +6,17 @@ from pathlib import Path
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_POST
 
 from annotation import assignment as rules
 from annotation import selectors, services
-from annotation.models import Item, Project, ProjectKind, Visibility
+from annotation.models import Item, Project, ProjectKind, Role, Visibility
 from annotation.permissions import access_project, access_project_for_management, is_manager
 from annotation.selectors_labeler import labeler_agreement
 from annotation.services.crowd import PARTICIPANT_COOKIE, participant_from_cookie
@@ -33,7 +35,8 @@ def home(request: HttpRequest) -> HttpResponse:
     projects = list(selectors.project_list_for_user(user=request.user))
     managed = {project.pk for project in projects if is_manager(user=request.user, project=project)}
     public = [project for project in selectors.public_projects() if project not in projects]
-    return render(request, "annotation/home.html", {"projects": projects, "managed": managed, "public": public})
+    rows = [(project, selectors.project_overview(project=project, user=request.user)) for project in projects]
+    return render(request, "annotation/home.html", {"rows": rows, "managed": managed, "public": public})
 
 
 @login_required
@@ -120,7 +123,12 @@ class ProjectForm(forms.Form):
     kind = forms.ChoiceField(choices=ProjectKind.choices)
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
     overlap = forms.IntegerField(min_value=1, max_value=1000, initial=1, help_text="Distinct annotators per task.")
-    visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.MEMBERS)
+    visibility = forms.ChoiceField(
+        choices=Visibility.choices,
+        initial=Visibility.MEMBERS,
+        help_text="Members only: its members (below) and staff. Public: also anyone, without an account, at "
+        "/crowd/SLUG/ (a crowd rating project).",
+    )
     show_ai_suggestions = forms.BooleanField(required=False, label="Show the AI labeler's suggestions")
     scale = forms.CharField(
         required=False,
@@ -130,6 +138,16 @@ class ProjectForm(forms.Form):
     )
     public_quota = forms.IntegerField(min_value=0, initial=200, help_text="Answers per crowd participant (0: none).")
     public_rate_per_minute = forms.IntegerField(min_value=0, initial=60, help_text="New tasks per minute (0: any).")
+    annotators = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Usernames or emails of existing accounts, one per line or comma-separated.",
+    )
+    managers = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 1}),
+        help_text="Also see the dashboard, import, export and add members (you are one already).",
+    )
 
 
 @login_required
@@ -146,6 +164,8 @@ def project_new(request: HttpRequest) -> HttpResponse:
                 created_by=request.user,
                 rating_levels=scale if values["kind"] == ProjectKind.RATING else None,
                 hallucination_types=scale if values["kind"] == ProjectKind.CORRECTION else None,
+                annotators=_lines(values.pop("annotators")),
+                managers=_lines(values.pop("managers")),
                 **values,
             )
         except ApplicationError as error:
@@ -201,5 +221,55 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             "import_formats": getattr(services, "IMPORT_FORMATS", ("loupe-jsonl",)),
             "max_scale": rules.MAX_SCALE_ENTRIES,
             "labeler_agreement": labeler_agreement(project=project),
+            "members": selectors.project_members(project=project),
+            "roles": Role.choices,
         },
     )
+
+
+class MemberForm(forms.Form):
+    """One member to add, or whose role to change (the dashboard's members card)."""
+
+    username_or_email = forms.CharField(max_length=254, label="Username or email")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANNOTATOR)
+
+
+def _back_to_members(request: HttpRequest, slug: str, *, error: str = "", done: str = "") -> HttpResponse:
+    """Back to the dashboard's members card, with what happened (shown there once)."""
+    if error:
+        messages.error(request, error)
+    if done:
+        messages.success(request, done)
+    return redirect(f"{redirect('dashboard', slug=slug).url}#members")
+
+
+@login_required
+@require_POST
+def member_add(request: HttpRequest, slug: str) -> HttpResponse:
+    """Add an account by username or email with a role, or change a member's role (managers only)."""
+    project = access_project_for_management(user=request.user, project_slug=slug)
+    form = MemberForm(request.POST)
+    if not form.is_valid():
+        problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+        return _back_to_members(request, slug, error=problems)
+    try:
+        membership = services.project_member_invite(project=project, **form.cleaned_data)
+    except ApplicationError as error:
+        return _back_to_members(request, slug, error=error.message)
+    name = membership.user.get_username()
+    return _back_to_members(request, slug, done=f"{name} is now {membership.get_role_display().lower()}.")
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, slug: str, user_id: int) -> HttpResponse:
+    """Take a member out of the project (managers only; the last manager stays)."""
+    project = access_project_for_management(user=request.user, project_slug=slug)
+    membership = next((m for m in selectors.project_members(project=project) if m.user_id == user_id), None)
+    if membership is None:
+        raise Http404("No such member.")
+    try:
+        services.project_member_remove(project=project, user=membership.user)
+    except ApplicationError as error:
+        return _back_to_members(request, slug, error=error.message)
+    return _back_to_members(request, slug, done=f"{membership.user.get_username()} was removed from the project.")

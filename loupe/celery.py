@@ -1,5 +1,6 @@
 """The Celery application. Configuration comes from Django settings (`CELERY_*`)."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loupe.settings.base")
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["annotation", "training", "evaluation"])
+
+
+class _FilesystemHostnameFilter(logging.Filter):
+    """Drops kombu's "No hostname was supplied. Reverting to default 'localhost'" for the embedded
+    filesystem broker, whose URL has no host by nature: every command that queued a task printed it. For a
+    network broker (redis:// without a host) the warning says something true and stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("No hostname was supplied"):
+            return True
+        return not str(app.conf.broker_url or "").startswith("filesystem://")
+
+
+logging.getLogger("kombu.connection").addFilter(_FilesystemHostnameFilter())
 
 
 def broker_folders_create() -> None:

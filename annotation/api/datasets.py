@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
+from django.utils import dateparse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -112,6 +113,18 @@ class SnapshotOutputSerializer(serializers.Serializer):
         return list((snapshot.stats or {}).get("warnings", []))
 
 
+def _iso_when(value: str | None) -> None:
+    """An ISO date or datetime that exists (2020-13-45 parses as a shape but is no day: a 400, not a 500)."""
+    if not value:
+        return
+    try:
+        parsed = dateparse.parse_datetime(value) or dateparse.parse_date(value)
+    except ValueError as error:
+        raise serializers.ValidationError(f"{value[:40]!r} is not a valid date: {error}.") from error
+    if parsed is None:
+        raise serializers.ValidationError("Give an ISO date (2026-12-01) or datetime (2026-12-01T14:00:00Z).")
+
+
 class SnapshotListApi(APIView):
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=services.SNAPSHOT_KINDS, default="pairs")
@@ -119,8 +132,8 @@ class SnapshotListApi(APIView):
         min_agreement = serializers.FloatField(required=False, default=0.0)
         min_margin = serializers.FloatField(required=False, default=0.0)
         annotators = serializers.ListField(child=serializers.CharField(), required=False, default=list)
-        date_from = serializers.CharField(required=False, allow_null=True, default=None)
-        date_to = serializers.CharField(required=False, allow_null=True, default=None)
+        date_from = serializers.CharField(required=False, allow_null=True, default=None, validators=[_iso_when])
+        date_to = serializers.CharField(required=False, allow_null=True, default=None, validators=[_iso_when])
         sft_threshold = serializers.FloatField(required=False, allow_null=True, default=None)
         balance_ai_lengths = serializers.BooleanField(required=False, default=True)
         ai_rewrite_pairs = serializers.BooleanField(
@@ -303,6 +316,7 @@ class ImportJobApi(APIView):
                 images=arguments["images"] if arguments["images"].is_file() else None,
                 image=arguments["image"],
                 created_by=request.user,
+                file_name=data.validated_data["file"].name,
             )
         return ApiResponse(DataJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 

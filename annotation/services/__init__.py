@@ -27,7 +27,15 @@ from annotation.services.preference_pairs import (
     preference_pairs_refresh,
     preference_pairs_refresh_project,
 )
-from annotation.services.projects import project_create, project_member_add, project_overlap_set, project_update
+from annotation.services.projects import (
+    project_create,
+    project_member_add,
+    project_member_invite,
+    project_member_remove,
+    project_overlap_set,
+    project_update,
+    user_find,
+)
 from annotation.services.queue import (
     assignment_next,
     assignment_skip,
@@ -68,8 +76,11 @@ __all__ = [
     "preference_pairs_refresh_project",
     "project_create",
     "project_member_add",
+    "project_member_invite",
+    "project_member_remove",
     "project_overlap_set",
     "project_update",
+    "user_find",
     "queue_units_sync",
     "ranking_submit",
     "rating_submit",

@@ -101,10 +101,12 @@ def data_job_import_start(
     images: Path | None = None,
     image: Path | None = None,
     created_by: AbstractBaseUser | None = None,
+    file_name: str | None = None,
 ) -> DataJob:
     """Queue an import of the file `source`. The file (and `images`, `image`) is moved into the job's
     folder, so the caller's copy may be temporary; a format unknown or unfit for the project's kind is
-    refused before anything is queued."""
+    refused before anything is queued. `file_name` is the name the user knows the file by (an upload's),
+    shown in job lists; by default the name of `source`."""
     import_format_check(project=project, import_format=import_format)
     job = DataJob.objects.create(
         kind=JobKind.IMPORT, project=project, params={"format": import_format}, created_by=created_by
@@ -112,7 +114,9 @@ def data_job_import_start(
     _cleanup_leftovers(job)
     folder = job_dir(job)
     folder.mkdir(parents=True, exist_ok=True)
-    params: dict[str, Any] = {"format": import_format, "file_name": Path(source).name}
+    # Only the last part of an upload's name, and not all of a pathological one.
+    shown_name = Path(str(file_name).replace("\\", "/")).name[:200] if file_name else ""
+    params: dict[str, Any] = {"format": import_format, "file_name": shown_name or Path(source).name}
     for key, path in (("source", source), ("images", images), ("image", image)):
         if path is None:
             continue

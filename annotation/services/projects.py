@@ -2,9 +2,10 @@
 
 from collections.abc import Sequence
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db.models import Case, Q, Value, When
 
 from annotation import assignment as rules
 from annotation.models import (
@@ -42,9 +43,12 @@ def project_create(
     hallucination_types: Sequence[str] | None = None,
     public_quota: int = 200,
     public_rate_per_minute: int = 60,
+    annotators: Sequence[str] = (),
+    managers: Sequence[str] = (),
 ) -> Project:
     """A new project, its creator its manager. Rating projects get the humor scale and correction projects
-    the RLHF-V hallucination types unless others are given; the kind cannot change later."""
+    the RLHF-V hallucination types unless others are given; the kind cannot change later. `annotators` and
+    `managers` (usernames or emails) become members; one that names no account creates no project."""
     if kind not in ProjectKind.values:
         raise ApplicationError(f"Unknown project kind {kind!r}; choose one of {', '.join(ProjectKind.values)}.")
     if visibility not in Visibility.values:
@@ -79,17 +83,77 @@ def project_create(
     project.save()
     if created_by is not None:
         Membership.objects.create(project=project, user=created_by, role=Role.MANAGER)
+    for field, role, names in (("annotators", Role.ANNOTATOR, annotators), ("managers", Role.MANAGER, managers)):
+        for name in names:
+            project_member_invite(project=project, username_or_email=name, role=role, field=field)
     return project
+
+
+LAST_MANAGER = "A project keeps at least one manager; make someone else manager first."
+
+
+def _is_last_manager(membership: Membership) -> bool:
+    others = Membership.objects.filter(project_id=membership.project_id, role=Role.MANAGER).exclude(pk=membership.pk)
+    return membership.role == Role.MANAGER and not others.exists()
 
 
 @transaction.atomic
 def project_member_add(*, project: Project, user: AbstractBaseUser, role: str = Role.ANNOTATOR) -> Membership:
+    """Make `user` a member with `role`, or change the role of a member (the last manager stays one)."""
     if role not in Role.values:
         raise ApplicationError(f"Unknown role {role!r}; choose one of {', '.join(Role.values)}.")
     if not user.is_active:
         raise ApplicationError("Inactive accounts (crowd participants, imported annotators) cannot be members.")
+    current = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if current is not None and role != Role.MANAGER and _is_last_manager(current):
+        raise ApplicationError(LAST_MANAGER, {"field": "role"})
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
+
+
+def user_find(*, username_or_email: str, field: str = "username_or_email") -> AbstractBaseUser:
+    """The active account with this username, else the one with this email (case-insensitive)."""
+    wanted = username_or_email.strip()
+    if not wanted:
+        raise ApplicationError("Give a username or an email.", {"field": field})
+    users = get_user_model().objects.filter(is_active=True)
+    user = users.filter(username=wanted).first()
+    if user is None and "@" in wanted:
+        matches = list(users.filter(Q(email__iexact=wanted))[:2])
+        if len(matches) > 1:
+            raise ApplicationError(
+                f"More than one account has the email {wanted}; give the username.",
+                {"field": field},
+            )
+        user = matches[0] if matches else None
+    if user is None:
+        raise ApplicationError(
+            f"No account with the username or email {wanted!r}; an admin creates accounts in the admin "
+            "(Users → Add) first.",
+            {"field": field},
+        )
+    return user
+
+
+@transaction.atomic
+def project_member_invite(
+    *, project: Project, username_or_email: str, role: str = Role.ANNOTATOR, field: str = "username_or_email"
+) -> Membership:
+    """Add the account named by username or email to the project with `role` (or change its role)."""
+    user = user_find(username_or_email=username_or_email, field=field)
+    return project_member_add(project=project, user=user, role=role)
+
+
+@transaction.atomic
+def project_member_remove(*, project: Project, user: AbstractBaseUser) -> None:
+    """Take `user` out of the project. Their answers stay; a project keeps at least one manager. Tasks they
+    hold come back to the queue when their leases expire."""
+    membership = Membership.objects.select_for_update().filter(project=project, user=user).first()
+    if membership is None:
+        raise ApplicationError(f"{user.get_username()} is not a member of {project.name}.", {"field": "user"})
+    if _is_last_manager(membership):
+        raise ApplicationError(LAST_MANAGER, {"field": "user"})
+    membership.delete()
 
 
 @transaction.atomic

@@ -1,6 +1,7 @@
 """The researcher's pages: the project dashboard's figures, creating a project and changing its settings
 from the page, and who may see them."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -47,11 +48,25 @@ def test_the_dashboard_counts_tasks_annotators_throughput_and_time(researcher, m
     assert b"dash-ann" in page.content and b"2.5 s" in page.content
 
 
-def test_only_managers_and_staff_see_the_dashboard(researcher, annotator, admin_user):
+def test_only_managers_and_staff_see_the_dashboard(researcher, annotator, outsider, admin_user):
+    """The project's annotator is told the dashboard takes the manager role (403, a styled page); someone
+    outside the project gets the same 404 as for a project that does not exist."""
     project = make_project(researcher, [annotator], items=1)
     client = Client()
     client.force_login(annotator)
-    assert client.get(f"/projects/{project.slug}/dashboard/").status_code == 404
+    refused = client.get(f"/projects/{project.slug}/dashboard/")
+    assert refused.status_code == 403
+    assert b"manager role" in refused.content and b"Back to your projects" in refused.content
+    client.force_login(outsider)
+    hidden = client.get(f"/projects/{project.slug}/dashboard/")
+    missing = client.get("/projects/no-such-project/dashboard/")
+    assert hidden.status_code == missing.status_code == 404
+
+    # The same page but for the path (and the log-out form's per-response CSRF token).
+    def page_text(response, slug: str) -> str:
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode().replace(slug, "SLUG"))
+
+    assert page_text(hidden, project.slug) == page_text(missing, "no-such-project")
     client.force_login(admin_user)
     assert client.get(f"/projects/{project.slug}/dashboard/").status_code == 200
 

@@ -4,6 +4,27 @@ import pytest
 
 
 @pytest.fixture
+def laptop_page(browser):
+    """A page the size of a common laptop screen (1366×768), where "above the fold" is checked."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def above_the_fold(page, selector: str) -> bool:
+    """Whether the element is wholly on screen without scrolling the page."""
+    return page.evaluate(
+        """(selector) => {
+            const box = document.querySelector(selector).getBoundingClientRect();
+            return window.scrollY === 0 && box.top >= 0 && box.bottom <= window.innerHeight && box.height > 0;
+        }""",
+        selector,
+    )
+
+
+@pytest.fixture
 def project_with(tmp_path, researcher, annotator):
     """A project of `kind` with the given items (dicts of Loupe JSONL), imported with shapes-world images;
     the annotator is a member. Items without an image get the first shapes scene's picture."""

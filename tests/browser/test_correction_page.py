@@ -84,3 +84,51 @@ def test_an_annotator_marks_segments_by_mouse_and_keyboard_and_the_server_stores
     clean = Correction.objects.get(response__text=CLEAN)
     assert clean.segments == [] and clean.corrected_text == CLEAN
     assert page.inner_text("#mine") == "2"
+
+
+def test_the_types_are_defined_and_unsaved_marks_survive_a_reload(
+    laptop_page, login, live_server, project_with, annotator, screenshot_dir
+):
+    """Each of the five types has a one-line definition beside its button; a marked span survives a reload
+    (a draft kept for this project and task), and submitting it drops the draft."""
+    project = project_with(
+        "correction", [{"external_id": "d1", "prompt": "Describe.", "responses": [{"text": ANSWER}]}]
+    )
+    page = laptop_page
+    login(page, annotator)
+    url = f"{live_server.url}/projects/{project.slug}/annotate/"
+    page.goto(url)
+    page.wait_for_selector("#task:not([hidden])")
+    definitions = page.inner_text("#type-help")
+    for type_, meaning in [
+        ("object", "not in the image"),
+        ("attribute", "colour"),
+        ("count", "wrong number"),
+        ("position/relation", "left of"),
+        ("other", "anything else"),
+    ]:
+        assert type_ in definitions and meaning in definitions
+    assert page.is_visible("#type-help")
+
+    mouse_select(page, "#answer-text", "two")
+    page.keyboard.press("3")
+    page.keyboard.type("three")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("mark.seg")
+    assignment = page.get_attribute("#task", "data-assignment")
+    key = f"loupe-draft:{project.slug}:{assignment}"
+    assert page.evaluate("(key) => localStorage.getItem(key) !== null", key)
+
+    page.reload()
+    page.wait_for_selector("#task:not([hidden])")
+    assert page.get_attribute("#task", "data-assignment") == assignment
+    page.wait_for_selector("mark.seg")
+    assert page.inner_text("mark.seg") == "two"
+    assert "three" in page.inner_text("#preview") and "Restored 1 unsaved mark" in page.inner_text("#status")
+    page.screenshot(path=str(screenshot_dir / "correction-draft-restored-1366x768.png"))
+
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#empty:not([hidden])")
+    stored = Correction.objects.get()
+    assert [(s["type"], s["replacement"]) for s in stored.segments] == [("count", "three")]
+    assert page.evaluate("(key) => localStorage.getItem(key)", key) is None

@@ -74,9 +74,10 @@ def test_a_manager_starts_watches_cancels_and_resumes_labeler_jobs(
 
 
 def test_the_labeler_page_is_for_managers_only(client, pairwise_project, annotator, researcher):
-    """The annotator gets the project's 404; the manager sees the page and the dashboard links to it."""
+    """The annotator is told it takes the manager role (403); the manager sees the page and the dashboard
+    links to it."""
     client.force_login(annotator)
-    assert client.get(f"/projects/{pairwise_project.slug}/labeler/").status_code == 404
+    assert client.get(f"/projects/{pairwise_project.slug}/labeler/").status_code == 403
     client.force_login(researcher)
     assert client.get(f"/projects/{pairwise_project.slug}/labeler/").status_code == 200
     assert (

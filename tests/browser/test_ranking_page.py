@@ -4,6 +4,7 @@ back to the answer amends it."""
 import pytest
 
 from annotation.models import Ranking, Response
+from tests.browser.conftest import above_the_fold
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -61,3 +62,31 @@ def test_an_annotator_orders_answers_by_drag_and_keys_and_amends_it(
     amended = [expected[1], expected[2], expected[0]]
     assert Ranking.objects.count() == 1
     assert Ranking.objects.get().order == [ids[t] for t in amended]
+
+
+def test_at_1366x768_submit_shows_with_the_instructions_open(
+    laptop_page, login, live_server, project_with, annotator, screenshot_dir
+):
+    """Four two-line answers beside the image, the instructions open: Submit is on screen without scrolling,
+    and clicking it stores the order shown."""
+    long = (
+        "A red cube sits left of two blue balls on a wooden table; behind them a green cone leans on a yellow cylinder"
+    )
+    texts = [f"{long}, seen from answer {n}." for n in range(4)]
+    project = project_with(
+        "ranking",
+        [{"external_id": "r4", "prompt": "Rank the descriptions.", "responses": [{"text": t} for t in texts]}],
+        instructions="Best description on top.\nCount the shapes; check colours and positions.\nDrag or use the keys.",
+    )
+    page = laptop_page
+    login(page, annotator)
+    page.goto(f"{live_server.url}/projects/{project.slug}/annotate/")
+    page.wait_for_selector("#ranking .rank-card")
+    assert page.is_visible("#instructions")
+    assert above_the_fold(page, "#btn-submit"), "Submit ranking is below the fold"
+    page.screenshot(path=str(screenshot_dir / "ranking-1366x768.png"))
+    shown = shown_texts(page)
+    page.click("#btn-submit")
+    page.wait_for_selector("#empty:not([hidden])")
+    ids = {r.text: r.pk for r in Response.objects.filter(item__project=project)}
+    assert Ranking.objects.get().order == [ids[t] for t in shown]

@@ -1,11 +1,15 @@
 // What every annotate page shares: the task loop (next -> answer -> next), skip, going back to amend an
 // earlier answer, progress, instructions, the zoomable image, the AI suggestion, empty-queue messages and
 // the common keys. Each kind's module passes a handler: render(task), collect() -> answer body or null,
-// onKey(event) -> true when it used the key.
+// onKey(event) -> true when it used the key, and optionally forget(task), called once the task is answered
+// or skipped (the correction page drops its draft there).
 // Every text that comes from a model, a caption or a person is inserted with textContent, never as HTML.
 import { apiCall, requestId } from "./api.js";
 
 export const el = (id) => document.getElementById(id);
+
+const ARROWS = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+const PAN_STEP = 12.5; // percent of the image per arrow press while zoomed
 
 export function isTyping(target) {
   return Boolean(target.closest && target.closest("input, textarea, select"));
@@ -90,6 +94,7 @@ export class Annotator {
     this.shownAt = 0;
     this.mine = Number(this.root.dataset.mine || 0);
     this.submitsSinceRefresh = 0;
+    this.zoomAt = { x: 50, y: 50 }; // the zoomed image's centre, in percent of its width and height
   }
 
   start() {
@@ -172,8 +177,8 @@ export class Annotator {
     el("amend").hidden = task.status !== "submitted";
     el("item-prompt").textContent = task.prompt;
     const image = el("item-image");
+    this.setZoom(false);
     const zoom = el("zoom");
-    zoom.classList.remove("zoomed");
     if (task.image_url) {
       if (image.getAttribute("src") !== task.image_url) image.src = task.image_url;
       zoom.hidden = false;
@@ -269,6 +274,7 @@ export class Annotator {
         time_spent_ms: Math.round(performance.now() - this.shownAt),
       });
       this.task = null; // answered: a second click has nothing left to send
+      if (this.handler.forget) this.handler.forget(task);
       if (task.status === "submitted") {
         this.setStatus(`Changed your earlier answer. ${doneMessage}`, "ok");
       } else {
@@ -300,6 +306,7 @@ export class Annotator {
     this.busy = true;
     try {
       await apiCall("POST", `${this.base}${this.task.assignment_id}/skip/`);
+      if (this.handler.forget) this.handler.forget(this.task);
       this.task = null;
       this.setStatus("Skipped; you will not get that task again.");
     } catch (error) {
@@ -336,19 +343,47 @@ export class Annotator {
     el("btn-instructions").setAttribute("aria-expanded", String(!panel.hidden));
   }
 
+  isZoomed() {
+    return el("zoom").classList.contains("zoomed");
+  }
+
+  // Zooming in by key starts at the middle; by click, at the point clicked.
+  setZoom(on, at = { x: 50, y: 50 }) {
+    el("zoom").classList.toggle("zoomed", on);
+    this.moveZoom(at);
+  }
+
+  moveZoom({ x, y }) {
+    this.zoomAt = { x: Math.max(0, Math.min(100, x)), y: Math.max(0, Math.min(100, y)) };
+    el("item-image").style.transformOrigin = `${this.zoomAt.x}% ${this.zoomAt.y}%`;
+  }
+
   toggleZoom(event) {
-    const zoom = el("zoom");
-    zoom.classList.toggle("zoomed");
+    this.setZoom(!this.isZoomed());
     if (event) this.panZoom(event);
   }
 
   panZoom(event) {
-    const zoom = el("zoom");
-    if (!zoom.classList.contains("zoomed")) return;
-    const box = zoom.getBoundingClientRect();
-    const x = ((event.clientX - box.left) / box.width) * 100;
-    const y = ((event.clientY - box.top) / box.height) * 100;
-    el("item-image").style.transformOrigin = `${x}% ${y}%`;
+    if (!this.isZoomed()) return;
+    const box = el("zoom").getBoundingClientRect();
+    this.moveZoom({ x: ((event.clientX - box.left) / box.width) * 100, y: ((event.clientY - box.top) / box.height) * 100 });
+  }
+
+  // While zoomed, plain arrows move around the image (before the page's own use of them) and Esc zooms out.
+  zoomKey(event) {
+    if (!this.isZoomed() || isTyping(event.target) || event.ctrlKey || event.metaKey || event.altKey || event.shiftKey) {
+      return false;
+    }
+    if (event.key === "Escape") {
+      event.preventDefault();
+      this.setZoom(false);
+      return true;
+    }
+    const arrow = ARROWS[event.key];
+    if (!arrow) return false;
+    event.preventDefault();
+    this.moveZoom({ x: this.zoomAt.x + arrow[0] * PAN_STEP, y: this.zoomAt.y + arrow[1] * PAN_STEP });
+    return true;
   }
 
   // Leaving a task with unsaved work (marked segments, a new order) takes a second press.
@@ -370,6 +405,7 @@ export class Annotator {
       this.handler.submitKey();
       return;
     }
+    if (this.zoomKey(event)) return;
     if (this.handler.onKey && this.handler.onKey(event)) return;
     if (event.key === "Escape" && isTyping(event.target)) {
       event.target.blur();

@@ -3,6 +3,8 @@
 // Offsets are counted in code points (as Python indexes strings), not UTF-16 units: Array.from(text).
 // The answer is a contenteditable element only so that the keyboard has a caret (Shift+arrows select);
 // every edit to it is refused (beforeinput), and all text goes in through textContent.
+// Marks not yet submitted are kept as a draft in localStorage (per project and task), so a reload or a
+// closed tab loses nothing; the draft is dropped once the task is submitted or skipped.
 import { Annotator, el, isTyping } from "./annotate.js";
 
 const TYPES = JSON.parse(el("scale-data").textContent);
@@ -12,7 +14,52 @@ const isSpace = (ch) => /\s/u.test(ch);
 
 // rewrite: the labeler's suggested correction of this answer as segments (null: none offered);
 // rewriteUsed: the annotator took it ("Use it"), which the submit reports beside the segments.
-const state = { text: "", cps: [], segments: [], editing: null, saved: [], rewrite: null, rewriteUsed: false };
+const state = {
+  text: "", cps: [], segments: [], editing: null, saved: [], rewrite: null, rewriteUsed: false, draftKey: null,
+};
+
+const draftKey = (task) => `loupe-draft:${el("annotator").dataset.project}:${task.assignment_id}`;
+
+// localStorage may be full or switched off: a draft is a nicety, never in the way of annotating.
+function readDraft(key) {
+  try {
+    return JSON.parse(window.localStorage.getItem(key) || "null");
+  } catch (error) {
+    return null;
+  }
+}
+
+function writeDraft() {
+  if (!state.draftKey) return;
+  try {
+    if (JSON.stringify(state.segments) === state.saved) window.localStorage.removeItem(state.draftKey);
+    else window.localStorage.setItem(state.draftKey, JSON.stringify({ text: state.text, segments: state.segments, rewriteUsed: state.rewriteUsed }));
+  } catch (error) {
+    /* not stored: the marks are still on the page */
+  }
+}
+
+function dropDraft(task) {
+  try {
+    window.localStorage.removeItem(draftKey(task));
+  } catch (error) {
+    /* nothing stored */
+  }
+}
+
+// A draft's segments if it was made on this very answer text and they still fit it without overlapping.
+function usableDraft(draft) {
+  if (!draft || draft.text !== state.text || !Array.isArray(draft.segments)) return null;
+  let end = 0;
+  for (const segment of draft.segments) {
+    const fits = Number.isInteger(segment.start) && Number.isInteger(segment.end) && segment.start >= end &&
+      segment.start < segment.end && segment.end <= state.cps.length && TYPES.includes(segment.type) &&
+      typeof segment.replacement === "string" && segment.original === slice(segment.start, segment.end);
+    if (!fits) return null;
+    end = segment.end;
+  }
+  return draft.segments;
+}
 
 function slice(start, end) {
   return state.cps.slice(start, end).join("");
@@ -132,6 +179,7 @@ function renderAll() {
   renderText();
   renderPreview();
   renderList();
+  writeDraft();
 }
 
 function openEditor({ index = -1, start, end, type }) {
@@ -271,11 +319,22 @@ const handler = {
     const verdict = verdicts && verdicts[String(task.responses[0].id)];
     state.rewrite = verdict && verdict.rewrite_segments && verdict.rewrite_segments.length ? verdict.rewrite_segments : null;
     state.rewriteUsed = false;
+    state.draftKey = draftKey(task);
+    const draft = readDraft(state.draftKey);
+    const drafted = usableDraft(draft);
+    if (drafted && JSON.stringify(drafted) !== state.saved) {
+      state.segments = drafted.map((s) => ({ ...s }));
+      state.rewriteUsed = Boolean(draft.rewriteUsed);
+      const n = drafted.length;
+      const what = n ? `${n} unsaved mark${n === 1 ? "" : "s"}` : "your unsaved removal of every mark";
+      annotator.setStatus(`Restored ${what} from your draft: check, then submit.`, "ok");
+    }
     el("editor").hidden = true;
     renderAll();
     root.focus();
     placeCaret(0);
   },
+  forget: dropDraft,
   useRewrite,
   dirty: () => JSON.stringify(state.segments) !== state.saved || state.editing !== null,
   submitKey: submitCorrection,

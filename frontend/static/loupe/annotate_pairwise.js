@@ -19,9 +19,23 @@ const handler = {
     el("answer-a").querySelector(".text").textContent = task.responses[0].text;
     el("answer-b").querySelector(".text").textContent = task.responses[1] ? task.responses[1].text : "";
     setStrength(answer ? answer.strength : 1);
+    el("choices").classList.remove("awaiting");
     el("reason").value = answer ? answer.reason : "";
     document.querySelectorAll("[data-choice]").forEach((button) =>
       button.classList.toggle("chosen", Boolean(answer) && button.dataset.choice === answer.choice));
+  },
+  // Ctrl+Enter (from the reason box, or anywhere): sends the choice already marked (when changing an earlier
+  // answer), else finishes the reason and asks for a choice key; the reason goes with that choice.
+  submitKey() {
+    const marked = document.querySelector("[data-choice].chosen");
+    if (marked) {
+      this.choose(marked.dataset.choice, false);
+      return;
+    }
+    el("reason").blur();
+    const kept = el("reason").value.trim() ? "Reason kept. " : "";
+    annotator.setStatus(`${kept}Now choose: 1 A better · 2 B better · 3 tie · 4 both bad.`);
+    el("choices").classList.add("awaiting");
   },
   choose(choice, clearly) {
     const chosenStrength = clearly ? 2 : strength();

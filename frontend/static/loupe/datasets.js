@@ -1,5 +1,7 @@
 // Datasets page: import files, freeze snapshots and start exports through the REST API, then follow the
 // jobs' progress until they finish (the download link appears when an export has succeeded).
+// The freeze form shows the fields of the chosen snapshot kind only, warns about a split that will leave
+// little or nothing on one side, and says what went wrong next to its button.
 import { api } from "./api.js";
 
 const root = document.getElementById("datasets");
@@ -28,7 +30,7 @@ function resultCell(job) {
   if (job.download_url) {
     const link = document.createElement("a");
     link.className = "button";
-    link.href = job.download_url;
+    link.href = root.dataset.download.replace(/\/0\/download\/$/, `/${job.id}/download/`);
     link.textContent = "Download zip";
     cell.append(link);
   } else if (job.status === "failed") {
@@ -113,30 +115,109 @@ document.querySelectorAll(".export-form").forEach((form) => {
   });
 });
 
-document.getElementById("snapshot-form").addEventListener("submit", async (event) => {
+const freezeForm = document.getElementById("snapshot-form");
+const freezeStatus = document.getElementById("freeze-status");
+const splitWarning = document.getElementById("split-warning");
+const FREEZE_NOTE = `loupe-freeze:${slug}`; // what the freeze said, shown again after the page reloads
+
+function sayFreeze(text, kind = "") {
+  freezeStatus.textContent = text;
+  freezeStatus.className = `status ${kind}`;
+}
+
+// The form's field `name` unless it is absent from this project's form or hidden for this kind.
+function field(name) {
+  const input = freezeForm.elements[name];
+  return input && !input.closest("[hidden]") ? input : null;
+}
+
+function syncKind() {
+  const kind = freezeForm.kind.value;
+  freezeForm.querySelectorAll("[data-kinds]").forEach((box) => {
+    box.hidden = !box.dataset.kinds.split(" ").includes(kind);
+  });
+  warnSplit();
+}
+
+const percent = (share) => `${Math.round(share * 100)}%`;
+
+// A split that leaves a side empty or nearly so: said before freezing, as the snapshot's warnings say after.
+function warnSplit() {
+  const fraction = Number(freezeForm.test_fraction.value || 0);
+  const by = freezeForm.split_by.value || freezeForm.dataset.splitDefault;
+  const items = Number(freezeForm.dataset.items);
+  let warning = "";
+  if (fraction === 0) {
+    warning = "Test fraction 0: every row goes to train and nothing is held out to evaluate on.";
+  } else if (fraction >= 0.5) {
+    warning = `Test fraction ${fraction}: ${percent(fraction)} of the rows go to test, leaving little to train on.`;
+  } else if (by === "item" && items > 0 && items * fraction < 1) {
+    warning = `Only ${items} item${items === 1 ? "" : "s"}: split by item puts each item's rows on one side, ` +
+      "so the test side will likely be empty (split by response instead).";
+  } else if (by === "response" && freezeForm.kind.value === "pairs") {
+    warning = "Split by response keeps a pair only when both its answers fall on one side: about " +
+      `${percent(fraction * fraction)} of the pairs go to test and ${percent(2 * fraction * (1 - fraction))} are dropped.`;
+  }
+  splitWarning.textContent = warning;
+  splitWarning.hidden = !warning;
+}
+
+// "Validation error" alone says nothing: name each field at fault and mark it.
+function freezeError(error) {
+  freezeForm.querySelectorAll("[aria-invalid]").forEach((input) => input.removeAttribute("aria-invalid"));
+  const extra = (error.data && error.data.extra) || {};
+  const fields = extra.fields || (extra.field ? { [extra.field]: [] } : {});
+  const named = Object.entries(fields).map(([name, problems]) => {
+    const input = freezeForm.elements[name];
+    if (input && input.setAttribute) input.setAttribute("aria-invalid", "true");
+    return problems.length ? `${name}: ${[].concat(problems).join(" ")}` : "";
+  }).filter(Boolean);
+  sayFreeze(named.length ? `Not frozen. ${named.join(" · ")}` : `Not frozen: ${error.message}`, "error");
+}
+
+freezeForm.kind.addEventListener("change", syncKind);
+freezeForm.test_fraction.addEventListener("input", warnSplit);
+freezeForm.split_by.addEventListener("change", warnSplit);
+syncKind();
+const note = sessionStorage.getItem(FREEZE_NOTE);
+if (note) {
+  sessionStorage.removeItem(FREEZE_NOTE);
+  const { text, kind } = JSON.parse(note);
+  sayFreeze(text, kind);
+}
+
+freezeForm.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const form = event.target;
-  const number = (name) => (form[name].value === "" ? null : Number(form[name].value));
+  const number = (name) => (field(name) && field(name).value !== "" ? Number(field(name).value) : null);
   const body = {
-    kind: form.kind.value,
-    sources: [...form.querySelectorAll("[name=sources]:checked")].map((box) => box.value),
-    min_agreement: number("min_agreement") ?? 0,
-    min_margin: number("min_margin") ?? 0,
-    annotators: form.annotators.value.split(",").map((name) => name.trim()).filter(Boolean),
-    date_from: form.date_from.value || null,
-    date_to: form.date_to.value || null,
-    sft_threshold: number("sft_threshold"),
+    kind: freezeForm.kind.value,
+    annotators: freezeForm.annotators.value.split(",").map((name) => name.trim()).filter(Boolean),
+    date_from: freezeForm.date_from.value || null,
+    date_to: freezeForm.date_to.value || null,
     seed: number("seed") ?? 0,
     test_fraction: number("test_fraction") ?? 0.1,
-    split_by: form.split_by.value || null,
+    split_by: freezeForm.split_by.value || null,
   };
+  if (field("min_agreement")) body.min_agreement = number("min_agreement") ?? 0;
+  if (field("min_margin")) body.min_margin = number("min_margin") ?? 0;
+  if (field("sft_threshold")) body.sft_threshold = number("sft_threshold");
+  const sources = freezeForm.querySelector("fieldset.sources");
+  if (sources && !sources.hidden) {
+    body.sources = [...sources.querySelectorAll("[name=sources]:checked")].map((box) => box.value);
+  }
+  const button = freezeForm.querySelector("button[type=submit]");
+  button.disabled = true;
+  sayFreeze("Freezing…");
   try {
     const snapshot = await api("POST", `/api/v1/projects/${slug}/snapshots/`, body);
-    // Warnings (e.g. a split that left a side empty) also show in the snapshot's row after the reload.
-    say(`Snapshot ${snapshot.id}: ${snapshot.n_rows} rows. ${snapshot.warnings.join(" ")}`, snapshot.warnings.length ? "error" : "ok");
+    // Said again after the reload, next to this button; warnings also stay in the snapshot's row.
+    const text = `Snapshot ${snapshot.id}: ${snapshot.n_rows} rows (${snapshot.n_train} train / ${snapshot.n_test} test). ` +
+      snapshot.warnings.join(" ");
+    sessionStorage.setItem(FREEZE_NOTE, JSON.stringify({ text, kind: snapshot.warnings.length ? "error" : "ok" }));
     window.location.reload();
   } catch (error) {
-    say(error.message, "error");
+    freezeError(error);
+    button.disabled = false;
   }
 });
 
