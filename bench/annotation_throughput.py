@@ -115,6 +115,7 @@ def _rss_mb(root_pid: int) -> float:
 def _setup_django(data_dir: Path) -> None:
     os.environ["LOUPE_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "loupe.settings.base"
+    os.environ.setdefault("LOUPE_DEMO", "1")  # a throwaway data folder: the demo's generated secret key
     os.environ.setdefault("LOUPE_LOG_LEVEL", "WARNING")
     sys.path.insert(0, str(REPO))
     import django

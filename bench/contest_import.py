@@ -48,6 +48,7 @@ def main() -> None:
         data_dir = Path(tmp)
         os.environ["LOUPE_DATA_DIR"] = str(data_dir)
         os.environ["DJANGO_SETTINGS_MODULE"] = "loupe.settings.base"
+        os.environ.setdefault("LOUPE_DEMO", "1")  # a throwaway data folder: the demo's generated secret key
         sys.path.insert(0, str(REPO))
         import django
 

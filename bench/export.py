@@ -45,6 +45,7 @@ PAIRS_PER_ITEM = 10
 def _django(data_dir: Path) -> None:
     os.environ["LOUPE_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "loupe.settings.base"
+    os.environ.setdefault("LOUPE_DEMO", "1")  # a throwaway data folder: the demo's generated secret key
     sys.path.insert(0, str(REPO))
     import django
 
