@@ -12,7 +12,7 @@ from django.shortcuts import render
 
 from annotation import services
 from annotation.api.datasets import access_data_job
-from annotation.models import DataJob, PairSource, ProjectKind
+from annotation.models import PairSource, ProjectKind
 from annotation.permissions import access_project_for_management
 from annotation.services.imports import FORMAT_PROJECT_KINDS
 from annotation.services.preference_pairs import rating_scale
@@ -34,14 +34,6 @@ MARGIN_HELP = {
     ProjectKind.RANKING: "how many places apart the two answers were ranked (1 = neighbours)",
     ProjectKind.CORRECTION: "always 1 for a corrected answer against the original",
 }
-
-
-def export_download_name(job: DataJob) -> str:
-    """A name that says what the zip holds: project, snapshot, format and split (not the file's hash)."""
-    options = job.params.get("options") or {}
-    split = options.get("split") or "all"
-    suffix = "" if split == "all" else f"-{split}"
-    return f"{job.project.slug}-snapshot-{job.snapshot_id}-{job.params['format']}{suffix}.zip"
 
 
 @login_required
@@ -95,4 +87,4 @@ def export_download(request: HttpRequest, slug: str, job_id: int) -> HttpRespons
         path = services.data_job_result_file(job=job)
     except ApplicationError as error:  # not an export, not finished, or its file is gone: say which
         return HttpResponse(error.message, status=400, content_type="text/plain; charset=utf-8")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=export_download_name(job))
+    return FileResponse(path.open("rb"), as_attachment=True, filename=services.data_job_download_name(job=job))

@@ -1,6 +1,7 @@
 """REST API for benchmark runs (`/api/v1/benchmark-runs/`) and the leaderboard: staff only (see permissions)."""
 
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
@@ -39,6 +40,8 @@ class BenchmarkRunDetailOutputSerializer(BenchmarkRunOutputSerializer):
 
 
 class BenchmarkRunListApi(APIView):
+    """Benchmark runs, newest first (the latest 500); start one on a registered model or a model folder."""
+
     @extend_schema_serializer(component_name="BenchmarkRunStartInput")
     class InputSerializer(serializers.Serializer):
         benchmark = serializers.ChoiceField(choices=Benchmark.choices)
@@ -71,6 +74,8 @@ class BenchmarkRunListApi(APIView):
 
 
 class BenchmarkRunDetailApi(APIView):
+    """One benchmark run: status, progress, summary figures, error and the log's tail."""
+
     @extend_schema(responses=BenchmarkRunDetailOutputSerializer)
     def get(self, request: Request, run_id: int) -> ApiResponse:
         access_benchmarks(user=request.user)
@@ -80,6 +85,8 @@ class BenchmarkRunDetailApi(APIView):
 
 
 class BenchmarkRunCancelApi(APIView):
+    """Cancel a queued or running benchmark run."""
+
     @extend_schema(request=None, responses=BenchmarkRunOutputSerializer)
     def post(self, request: Request, run_id: int) -> ApiResponse:
         run = services.benchmark_run_cancel(run=access_benchmark_run(user=request.user, run_id=run_id))
@@ -114,7 +121,7 @@ class BenchmarkExampleListApi(APIView):
 
 
 class LeaderboardApi(APIView):
-    @extend_schema(responses={200: dict})
+    @extend_schema(responses={200: OpenApiResponse(OpenApiTypes.OBJECT, description="Models, benchmarks and scores.")})
     def get(self, request: Request) -> ApiResponse:
         """Models x benchmarks: each model's latest succeeded run per benchmark, with its lineage."""
         access_benchmarks(user=request.user)

@@ -132,7 +132,9 @@ def test_the_admin_starts_a_run_through_the_same_checks(client, tmp_path, admin_
     refused = client.post("/admin/training/trainingrun/add/", form)
     assert refused.status_code == 200 and b"beta must be positive" in refused.content
     assert TrainingRun.objects.count() == 0
-    form["config"] = '{"max_steps": 2}'
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "config.json").write_text("{}", encoding="utf-8")  # the run checks want a model folder
+    form.update(config='{"max_steps": 2}', base_model=str(tmp_path / "base"))
     accepted = client.post("/admin/training/trainingrun/add/", form)
     assert accepted.status_code == 302
     run = TrainingRun.objects.get()

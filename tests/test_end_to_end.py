@@ -110,7 +110,8 @@ def test_import_judge_snapshot_export_and_train_with_a_real_worker(
 
 
 def test_a_run_that_crashes_is_failed_with_its_traceback(celery_worker_process, tmp_path, admin_user, api_client_for):
-    """A run on a base model that does not exist ends `failed`, and its log holds the traceback."""
+    """A base model that does not exist is refused before queuing; a run whose base model does not load ends
+    `failed`, its log holds the traceback and its detail the cause in one line."""
     from annotation import services
     from training.models import RunStatus, TrainingRun
 
@@ -125,10 +126,18 @@ def test_a_run_that_crashes_is_failed_with_its_traceback(celery_worker_process, 
         )
     assert Assignment.objects.filter(status="submitted").count() == 2
     snapshot = services.snapshot_create(project=project, created_by=admin_user)
-    started = api_client_for(admin_user).post(
+    api = api_client_for(admin_user)
+    missing = api.post(
         "/api/v1/training-runs/",
         {"method": "dpo", "snapshot": snapshot.pk, "base_model": str(tmp_path / "no-such-model")},
         format="json",
+    )
+    assert missing.status_code == 400 and "no-such-model" in missing.json()["message"]  # refused before queuing
+    broken = tmp_path / "broken-model"  # passes the check (a config.json) but no model loads from it
+    broken.mkdir()
+    (broken / "config.json").write_text("{}", encoding="utf-8")
+    started = api.post(
+        "/api/v1/training-runs/", {"method": "dpo", "snapshot": snapshot.pk, "base_model": str(broken)}, format="json"
     )
     assert started.status_code == 201
     run = wait_for(
@@ -137,4 +146,5 @@ def test_a_run_that_crashes_is_failed_with_its_traceback(celery_worker_process, 
         message="the run to fail",
     )
     assert "Traceback" in run.log
-    assert "no-such-model" in run.log
+    cause = api.get(f"/api/v1/training-runs/{run.pk}/").json()["failure_cause"]
+    assert "\n" not in cause and "Traceback" not in cause and "Error" in cause

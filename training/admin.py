@@ -15,7 +15,7 @@ class TrainingRunAddForm(forms.ModelForm):
     base_model = forms.CharField(
         required=False,
         max_length=500,
-        help_text="Hub name or local folder; leave empty when a base artifact is chosen.",
+        help_text="A local model folder or a registered model's name; leave empty when a base artifact is chosen.",
     )
 
     class Meta:
@@ -30,7 +30,12 @@ class TrainingRunAddForm(forms.ModelForm):
             raise ValidationError(error.message) from error
         artifact = data.get("base_artifact")
         if artifact is None and not (data.get("base_model") or "").strip():
-            raise ValidationError("Choose a base artifact or give a base model (hub name or folder).")
+            raise ValidationError("Choose a base artifact or give a base model (a folder or a registered name).")
+        if artifact is None:
+            try:  # the run checks' base-model test, shown on the form rather than failing in save_model
+                services.base_model_check(base_model=data["base_model"])
+            except ApplicationError as error:
+                raise ValidationError(error.message) from error
         if artifact is not None and artifact.is_adapter:
             raise ValidationError(f"{artifact.name} is a LoRA adapter; merge it into a full model first.")
         return data

@@ -1,7 +1,7 @@
 """REST API for training runs (`/api/v1/training-runs/`), methods, models (`/api/v1/models/`) and rounds runs
 (`/api/v1/rounds/`): staff only."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
@@ -53,6 +53,12 @@ class TrainingRunOutputSerializer(serializers.Serializer):
 
 class TrainingRunDetailOutputSerializer(TrainingRunOutputSerializer):
     eta_seconds = serializers.FloatField(allow_null=True)
+    failure_cause = serializers.CharField(
+        allow_null=True, help_text="A failed run's cause in one line (the log has the details); null otherwise."
+    )
+    last_checkpoint = serializers.CharField(
+        allow_null=True, help_text="The checkpoint a resume continues from (e.g. checkpoint-20); null for none."
+    )
     metrics = serializers.ListField(child=serializers.DictField())
     log_tail = serializers.CharField()
     artifacts = ModelArtifactOutputSerializer(many=True)
@@ -61,6 +67,8 @@ class TrainingRunDetailOutputSerializer(TrainingRunOutputSerializer):
 def _run_detail(run) -> dict:  # noqa: ANN001
     body = dict(TrainingRunOutputSerializer(run).data)
     body["eta_seconds"] = selectors.training_run_eta_seconds(run=run)
+    body["failure_cause"] = selectors.training_run_failure_cause(run=run)
+    body["last_checkpoint"] = selectors.training_run_last_checkpoint(run=run)
     body["metrics"] = selectors.training_run_metrics(run=run)
     body["log_tail"] = run.log[-20000:]
     body["artifacts"] = ModelArtifactOutputSerializer(run.artifacts.all(), many=True).data
@@ -68,21 +76,36 @@ def _run_detail(run) -> dict:  # noqa: ANN001
 
 
 class TrainingRunListApi(APIView):
+    """Training runs, newest first (the latest 200); start one (checked before anything is queued)."""
+
+    @extend_schema_serializer(component_name="TrainingRunCreateInput")
     class InputSerializer(serializers.Serializer):
-        method = serializers.CharField()
-        snapshot = serializers.IntegerField()
-        base_model = serializers.CharField(required=False, allow_blank=True, default="")
-        base_artifact = serializers.IntegerField(required=False, allow_null=True, default=None)
-        config = serializers.DictField(required=False, default=dict)
+        method = serializers.CharField(help_text="sft, reward, dpo, ddpo, ppo, grpo, rloo or best_of_n.")
+        snapshot = serializers.IntegerField(help_text="The snapshot to train on; its kind must suit the method.")
+        base_model = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            default="",
+            help_text="A local model folder (with config.json) or a registered model's name. Hub names are refused: "
+            "Loupe works offline; register a downloaded hub model first (POST /api/v1/models/).",
+        )
+        base_artifact = serializers.IntegerField(
+            required=False, allow_null=True, default=None, help_text="A registered model's id (instead of base_model)."
+        )
+        config = serializers.DictField(
+            required=False, default=dict, help_text="The method's settings (GET /api/v1/training-methods/)."
+        )
 
     @extend_schema(responses=TrainingRunOutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
+        """Training runs, newest first (the latest 200)."""
         access_training(user=request.user)
         services.training_runs_reap_dead()
         return ApiResponse(TrainingRunOutputSerializer(selectors.training_run_list()[:200], many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: TrainingRunOutputSerializer})
     def post(self, request: Request) -> ApiResponse:
+        """Queue a run: the method, the snapshot's kind, the base model and the config are checked first (400)."""
         access_training(user=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -92,7 +115,8 @@ class TrainingRunListApi(APIView):
             base_artifact = access_model_artifact(user=request.user, artifact_id=data.validated_data["base_artifact"])
         elif not data.validated_data["base_model"].strip():
             raise ApplicationError(
-                "Give a base_model (hub name or folder) or a base_artifact id.", {"field": "base_model"}
+                "Give a base_model (a model folder or a registered model's name) or a base_artifact id.",
+                {"field": "base_model"},
             )
         run = services.training_run_create(
             method=data.validated_data["method"],
@@ -106,6 +130,8 @@ class TrainingRunListApi(APIView):
 
 
 class TrainingRunDetailApi(APIView):
+    """One run: status, progress, ETA, metrics, the log's tail, a failed run's cause and its output models."""
+
     @extend_schema(responses=TrainingRunDetailOutputSerializer)
     def get(self, request: Request, run_id: int) -> ApiResponse:
         access_training(user=request.user)
@@ -115,6 +141,8 @@ class TrainingRunDetailApi(APIView):
 
 
 class TrainingRunCancelApi(APIView):
+    """Cancel a run: a queued one ends at once, a running one after its current step."""
+
     @extend_schema(request=None, responses=TrainingRunOutputSerializer)
     def post(self, request: Request, run_id: int) -> ApiResponse:
         run = services.training_run_cancel(run=access_training_run(user=request.user, run_id=run_id))
@@ -122,6 +150,8 @@ class TrainingRunCancelApi(APIView):
 
 
 class TrainingRunResumeApi(APIView):
+    """Queue a failed or cancelled run again: from its last checkpoint if it has one, else from the start."""
+
     @extend_schema(request=None, responses=TrainingRunOutputSerializer)
     def post(self, request: Request, run_id: int) -> ApiResponse:
         services.training_runs_reap_dead()
@@ -130,7 +160,16 @@ class TrainingRunResumeApi(APIView):
 
 
 class TrainingMethodListApi(APIView):
-    @extend_schema(responses=serializers.ListField(child=serializers.DictField()))
+    @extend_schema_serializer(component_name="TrainingMethodOutput")
+    class OutputSerializer(serializers.Serializer):
+        method = serializers.CharField()
+        description = serializers.CharField()
+        settings = serializers.ListField(
+            child=serializers.DictField(), help_text="Each setting: name, type, default and help."
+        )
+        defaults = serializers.DictField(help_text="Setting name -> default value.")
+
+    @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
         """Every training method with its settings: name, type, default and help text."""
         access_training(user=request.user)
@@ -138,6 +177,9 @@ class TrainingMethodListApi(APIView):
 
 
 class ModelArtifactListApi(APIView):
+    """The models Loupe knows (trained or registered), newest first; register one."""
+
+    @extend_schema_serializer(component_name="ModelArtifactRegisterInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.RegexField(
             rf"^{services.MODEL_NAME_PATTERN}\Z",
@@ -151,6 +193,7 @@ class ModelArtifactListApi(APIView):
 
     @extend_schema(responses=ModelArtifactOutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
+        """The models Loupe knows, newest first (the latest 500)."""
         access_training(user=request.user)
         return ApiResponse(ModelArtifactOutputSerializer(selectors.model_artifact_list()[:500], many=True).data)
 
@@ -165,7 +208,12 @@ class ModelArtifactListApi(APIView):
 
 
 class ModelArtifactMergeApi(APIView):
-    @extend_schema(request=None, responses={202: serializers.DictField()})
+    @extend_schema_serializer(component_name="ModelArtifactMergeOutput")
+    class OutputSerializer(serializers.Serializer):
+        queued = serializers.BooleanField()
+        merged_name = serializers.CharField(help_text="The name the merged model will be registered under.")
+
+    @extend_schema(request=None, responses={202: OutputSerializer})
     def post(self, request: Request, artifact_id: int) -> ApiResponse:
         """Queue merging a LoRA adapter into a full model, registered as `<name>-merged` when done."""
         artifact: ModelArtifact = access_model_artifact(user=request.user, artifact_id=artifact_id)
@@ -225,6 +273,9 @@ def _rounds_run_detail(run) -> dict:  # noqa: ANN001
 
 
 class RoundsRunListApi(APIView):
+    """Rounds runs (generate → label → snapshot → DPO), newest first; start one."""
+
+    @extend_schema_serializer(component_name="RoundsRunStartInput")
     class InputSerializer(serializers.Serializer):
         project = serializers.SlugField(help_text="The project whose items' prompts every round samples.")
         base_model = serializers.CharField(help_text="A registered model's name or id, or a folder or hub name.")
@@ -233,6 +284,7 @@ class RoundsRunListApi(APIView):
 
     @extend_schema(responses=RoundsRunOutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
+        """Rounds runs, newest first (the latest 200)."""
         access_training(user=request.user)
         rounds_runs_reap_dead()
         return ApiResponse(RoundsRunOutputSerializer(selectors.rounds_run_list()[:200], many=True).data)
@@ -255,6 +307,8 @@ class RoundsRunListApi(APIView):
 
 
 class RoundsRunDetailApi(APIView):
+    """One rounds run with each round's items, labeler job, snapshot, training run, model and figures."""
+
     @extend_schema(responses=RoundsRunDetailOutputSerializer)
     def get(self, request: Request, rounds_run_id: int) -> ApiResponse:
         access_training(user=request.user)
@@ -263,6 +317,8 @@ class RoundsRunDetailApi(APIView):
 
 
 class RoundsRunCancelApi(APIView):
+    """Cancel a rounds run; it stops at the end of its current step."""
+
     @extend_schema(request=None, responses=RoundsRunOutputSerializer)
     def post(self, request: Request, rounds_run_id: int) -> ApiResponse:
         run = rounds_run_cancel(rounds_run=access_rounds_run(user=request.user, rounds_run_id=rounds_run_id))

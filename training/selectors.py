@@ -1,7 +1,9 @@
 """Reads for the training app: runs, their metrics and ETA, model artifacts, and the methods' settings."""
 
 import dataclasses
+import re
 import typing
+from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
@@ -41,6 +43,46 @@ def training_run_eta_seconds(*, run: TrainingRun) -> float | None:
     if last_step <= first_step or seconds <= 0:
         return None
     return (run.max_steps - run.step) * seconds / (last_step - first_step)
+
+
+# The line the worker (or the reaper) writes when a run fails: its cause in one line, after the traceback.
+FAILURE_PREFIX = "[loupe] failed: "
+BEST_OF_N_FILE = "best.jsonl"
+
+
+def training_run_failure_cause(*, run: TrainingRun) -> str | None:
+    """A failed run's cause in one line (the log keeps the traceback); None unless the run failed.
+
+    The cause is the last `[loupe] failed:` line; a run that failed before that line existed shows its log's
+    last line (a traceback ends with the exception and its message)."""
+    if run.status != RunStatus.FAILED:
+        return None
+    lines = [line.strip() for line in run.log.splitlines() if line.strip()]
+    causes = [line.removeprefix(FAILURE_PREFIX) for line in lines if line.startswith(FAILURE_PREFIX)]
+    cause = causes[-1] if causes else (lines[-1] if lines else "The run failed without a message.")
+    return cause[:500]
+
+
+def checkpoint_in(model_dir: Path) -> str | None:
+    """What a resume continues from in a run's model folder: the latest `checkpoints/checkpoint-N` folder, or
+    best-of-N's answers file; None when an earlier attempt left nothing."""
+    numbered = []
+    checkpoints = model_dir / "checkpoints"
+    if checkpoints.is_dir():
+        for path in checkpoints.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+            if match and path.is_dir():
+                numbered.append((int(match.group(1)), path.name))
+    if numbered:
+        return max(numbered)[1]
+    return BEST_OF_N_FILE if (model_dir / BEST_OF_N_FILE).is_file() else None
+
+
+def training_run_last_checkpoint(*, run: TrainingRun) -> str | None:
+    """The checkpoint a resume of `run` would continue from (e.g. `checkpoint-20`), or None."""
+    if not run.output_dir:
+        return None
+    return checkpoint_in(Path(run.output_dir) / "model")
 
 
 def rounds_run_list() -> QuerySet[RoundsRun]:

@@ -40,6 +40,7 @@ from training.methods.configs import (
     SFTConfig,
 )
 from training.models import ArtifactKind, ModelArtifact, RunMetric, RunStatus, TrainingRun
+from training.selectors import BEST_OF_N_FILE, FAILURE_PREFIX, checkpoint_in, training_run_last_checkpoint
 
 # Method name -> its config dataclass (torch-free, so the web process can validate a config).
 METHOD_CONFIGS: dict[str, type] = {
@@ -75,7 +76,6 @@ METHOD_SNAPSHOT_KINDS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(("reward", "dpo", "ddpo"), ("pairs",)),
     **dict.fromkeys(("sft", "ppo", "grpo", "rloo", "best_of_n"), ("pairs", "sft")),
 }
-BEST_OF_N_FILE = "best.jsonl"
 
 
 def _train_function(method: str) -> Callable[..., Any]:
@@ -123,16 +123,21 @@ def training_run_create(
     config: dict[str, Any] | None,
     created_by: AbstractBaseUser | None,
 ) -> TrainingRun:
-    """Validate and queue a training run; a bad config is refused before anything is queued.
+    """Validate and queue a training run; the method, the config, the base model and the snapshot's kind are
+    checked, and a bad one is refused (ApplicationError naming the field) before anything is queued.
 
-    The base is a hub name or folder (`base_model`) or a registered model (`base_artifact`, whose location
-    is used and which becomes the output's lineage).
+    The base is a registered model (`base_artifact`, or its name in `base_model`: its location is used and it
+    becomes the output's lineage) or a local model folder (`base_model`); see `base_model_check`.
     """
     built = method_config_build(method=method, config=config or {})
     if "benchmarks" in (config or {}):
         from evaluation.services import benchmarks_after_training_check
 
         benchmarks_after_training_check(benchmarks=config["benchmarks"])
+    if base_artifact is None:
+        base_artifact = base_model_check(base_model=base_model)
+    if base_artifact is None:  # a local folder: absolute, so the worker finds it whatever its working folder
+        base_model = str(Path(base_model.strip()).expanduser().absolute())
     if base_artifact is not None:
         if base_artifact.is_adapter:
             raise ApplicationError(
@@ -144,10 +149,6 @@ def training_run_create(
                 {"field": "base_model"},
             )
         base_model = base_artifact.location
-    if not base_model.strip():
-        raise ApplicationError(
-            "A base model (hub name, local folder or model artifact) is required.", {"field": "base_model"}
-        )
     kind = snapshot_kind(snapshot)
     if kind not in METHOD_SNAPSHOT_KINDS[method]:
         raise ApplicationError(
@@ -179,6 +180,47 @@ def training_run_create(
     return run
 
 
+def base_model_check(*, base_model: str) -> ModelArtifact | None:
+    """The registered model `base_model` names (by name, else by location), or None when it is a local model
+    folder (one with a config.json); anything else is refused, naming `base_model`.
+
+    A hub name is refused unless it is registered: a worker trains offline and cannot download it, so the run
+    would fail on its first line. Registering a model (`POST /api/v1/models/`, the admin's Model artifacts) is
+    the admin saying it is there (in the worker's hub cache, say)."""
+    reference = base_model.strip()
+    if not reference:
+        raise ApplicationError(
+            "A base model is required: a model folder, or a registered model (base_artifact or its name).",
+            {"field": "base_model"},
+        )
+    registered = (
+        ModelArtifact.objects.filter(name=reference).first()
+        or ModelArtifact.objects.filter(location=reference, is_adapter=False).order_by("id").first()
+    )
+    if registered is not None:
+        return registered
+    folder = Path(reference).expanduser()
+    if (folder / "config.json").is_file():
+        return None
+    if (folder / "adapter_config.json").is_file():
+        raise ApplicationError(
+            f"{reference} is a LoRA adapter, not a full model: register it as an adapter (POST /api/v1/models/ "
+            "with is_adapter) and merge it on /models/ first.",
+            {"field": "base_model"},
+        )
+    if folder.is_dir():
+        raise ApplicationError(
+            f"{reference} has no config.json: it is not a model folder (from_pretrained could not load it).",
+            {"field": "base_model"},
+        )
+    raise ApplicationError(
+        f"No model folder {reference} and no registered model of that name. Give a local folder with "
+        "config.json, or a registered model; hub names are refused because training runs offline: download "
+        "the model and give its folder, or register it (POST /api/v1/models/ or the admin's Model artifacts).",
+        {"field": "base_model"},
+    )
+
+
 def _enqueue(run: TrainingRun) -> None:
     from training.tasks import training_run_execute_task
 
@@ -203,7 +245,8 @@ def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
 
 @transaction.atomic
 def training_run_resume(*, run: TrainingRun) -> TrainingRun:
-    """Queue a failed or cancelled run again; it continues from its last checkpoint."""
+    """Queue a failed or cancelled run again: it continues from its last checkpoint, or starts again from the
+    beginning when it has none (the log says which)."""
     run = TrainingRun.objects.select_for_update().get(pk=run.pk)
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise ApplicationError(f"Only failed or cancelled runs can be resumed; this one is {run.status}.")
@@ -211,7 +254,9 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
     run.cancel_requested = False
     run.finished_at = None
     run.save(update_fields=["status", "cancel_requested", "finished_at"])
-    TrainingRun.objects.filter(pk=run.pk).update(log=log_appended("[loupe] resume requested\n"))
+    checkpoint = training_run_last_checkpoint(run=run)
+    where = f"from {checkpoint}" if checkpoint else "from the beginning (no checkpoint was saved)"
+    TrainingRun.objects.filter(pk=run.pk).update(log=log_appended(f"[loupe] resume requested: {where}\n"))
     _enqueue(run)
     return run
 
@@ -226,12 +271,14 @@ def training_runs_reap_dead() -> int:
     dead = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
     count = 0
     for run in dead:
+        checkpoint = training_run_last_checkpoint(run=run)
+        resume = f"Resume continues from {checkpoint}." if checkpoint else "No checkpoint: resume starts again."
         count += TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
             status=RunStatus.FAILED,
             finished_at=timezone.now(),
             log=log_appended(
                 f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died at step "
-                f"{run.step}. Resume continues from the last checkpoint.\n"
+                f"{run.step}. {resume}\n{FAILURE_PREFIX}the worker stopped at step {run.step} (no heartbeat).\n"
             ),
         )
     return count
@@ -296,8 +343,14 @@ def _write_training_files(*, snapshot: DatasetSnapshot, run_dir: Path, with_imag
 
 def _has_progress(model_dir: Path) -> bool:
     """Whether an earlier attempt of this run left something to continue from."""
-    checkpoints = model_dir / "checkpoints"
-    return (checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))) or (model_dir / BEST_OF_N_FILE).is_file()
+    return checkpoint_in(model_dir) is not None
+
+
+def failure_cause(error: BaseException) -> str:
+    """An exception in one line for the run page: its type and the first line of its message."""
+    message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    cause = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return cause[:300]
 
 
 def _data_paths(output_dir: Path) -> tuple[Path, Path | None]:
@@ -377,10 +430,13 @@ def training_run_execute(*, run_id: int) -> None:
             result = _train_with_launcher(run=run, launcher=launcher, resume=resume)
         else:
             result, _ = training_run_train(run_id=run_id, resume=resume, hooks=DatabaseHooks(run_id))
-    except BaseException:
+    except BaseException as error:
         heartbeat.stopped.set()
         TrainingRun.objects.filter(pk=run_id).update(
-            status=RunStatus.FAILED, finished_at=timezone.now(), log=log_appended(traceback.format_exc())
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            # The traceback for whoever debugs it, then the cause in one line for the run page.
+            log=log_appended(f"{traceback.format_exc()}{FAILURE_PREFIX}{failure_cause(error)}\n"),
         )
         raise
     heartbeat.stopped.set()
@@ -395,7 +451,9 @@ def _finish(*, run: TrainingRun, result: Any) -> None:
     with transaction.atomic():
         if result.stopped_early:
             TrainingRun.objects.filter(pk=run_id).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
-            _append_log(run_id, f"[loupe] cancelled at step {result.steps}; the last checkpoint is kept\n")
+            checkpoint = training_run_last_checkpoint(run=run)
+            kept = f"{checkpoint} is kept" if checkpoint else "no checkpoint was saved yet"
+            _append_log(run_id, f"[loupe] cancelled at step {result.steps}; {kept}\n")
             return
         kind = METHOD_OUTPUT_KIND[run.method]
         if kind is None:

@@ -1,8 +1,10 @@
 """Pages for admins: start and watch training runs (the run page polls the REST API), and the models list."""
 
 import json
+from pathlib import Path
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -17,8 +19,20 @@ from training.models import ArtifactKind
 from training.permissions import access_model_artifact, access_training, access_training_run
 
 
+def _example_model_folder() -> str:
+    """A model folder that exists, for the base-model field's placeholder: the demo's tiny LM when it is there,
+    else the first folder with a config.json under MODELS_DIR; empty when there is none."""
+    root = Path(settings.MODELS_DIR)
+    preferred = root / "tiny-lm"
+    if (preferred / "config.json").is_file():
+        return str(preferred)
+    found = sorted(path.parent for path in root.glob("*/config.json")) if root.is_dir() else []
+    return str(found[0]) if found else ""
+
+
 def _run_form_context(form: dict[str, str], error: str = "") -> dict:
     return {
+        "example_model_folder": _example_model_folder(),
         "runs": selectors.training_run_list()[:200],
         "methods": selectors.training_methods(),
         "snapshots": DatasetSnapshot.objects.select_related("project").order_by("-id")[:200],
@@ -67,10 +81,21 @@ def run_list_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def run_page(request: HttpRequest, run_id: int) -> HttpResponse:
+    """A run's status, curves and log (polled by run.js); a failed run's cause above the log; Resume names the
+    checkpoint it continues from, or says the run starts again when there is none."""
     access_training(user=request.user)
     services.training_runs_reap_dead()
     run = access_training_run(user=request.user, run_id=run_id)
-    return render(request, "training/run.html", {"run": run, "artifacts": run.artifacts.all()})
+    return render(
+        request,
+        "training/run.html",
+        {
+            "run": run,
+            "artifacts": run.artifacts.all(),
+            "failure_cause": selectors.training_run_failure_cause(run=run),
+            "last_checkpoint": selectors.training_run_last_checkpoint(run=run),
+        },
+    )
 
 
 @login_required

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import FileResponse
 from django.urls import reverse
 from django.utils import dateparse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -42,6 +42,8 @@ _UPLOAD_NAMES = {
 
 
 class ImportInputSerializer(serializers.Serializer):
+    """A file to import (multipart)."""
+
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=services.IMPORT_FORMATS, default="loupe-jsonl")
     images = serializers.FileField(required=False, help_text="A zip archive the file's image paths are inside.")
@@ -82,7 +84,22 @@ class ItemImportApi(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={201: None})
+    @extend_schema_serializer(component_name="ImportReportOutput")
+    class OutputSerializer(serializers.Serializer):
+        """What the import stored (nothing, when it is refused: a 400 naming the line and field)."""
+
+        created = serializers.IntegerField(help_text="Items created.")
+        unchanged = serializers.IntegerField(help_text="Items the project had already, with the same content.")
+        annotations = serializers.IntegerField(help_text="Feedback records imported with the items.")
+        pairs = serializers.IntegerField(help_text="Preference pairs the imported feedback made.")
+        self_pairs_dropped = serializers.IntegerField(help_text="Pairs dropped: the same answer on both sides.")
+        warnings = serializers.ListField(child=serializers.CharField())
+        skipped_rows = serializers.ListField(
+            child=serializers.DictField(), help_text="Caption-contest rows left out: {line, field, reason}."
+        )
+        disagreeing_rows = serializers.IntegerField()
+
+    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={201: OutputSerializer})
     def post(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = ImportInputSerializer(data=request.data)
@@ -126,6 +143,9 @@ def _iso_when(value: str | None) -> None:
 
 
 class SnapshotListApi(APIView):
+    """The project's snapshots, newest first; freeze a new one from its preference pairs (managers only)."""
+
+    @extend_schema_serializer(component_name="SnapshotCreateInput")
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=services.SNAPSHOT_KINDS, default="pairs")
         sources = serializers.ListField(child=serializers.CharField(), required=False, default=list)
@@ -154,11 +174,13 @@ class SnapshotListApi(APIView):
 
     @extend_schema(responses=SnapshotOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
+        """The project's snapshots, newest first."""
         project = access_project_for_management(user=request.user, project_slug=slug)
         return ApiResponse(SnapshotOutputSerializer(project.snapshots.order_by("-id"), many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: SnapshotOutputSerializer})
     def post(self, request: Request, slug: str) -> ApiResponse:
+        """Freeze the project's pairs (or SFT rows, or ratings) that pass the filter, split into train and test."""
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -183,6 +205,8 @@ class SnapshotListApi(APIView):
 
 
 class SnapshotDetailApi(APIView):
+    """One snapshot: its filter, counts per source, split sizes and warnings."""
+
     @extend_schema(responses=SnapshotOutputSerializer)
     def get(self, request: Request, snapshot_id: int) -> ApiResponse:
         snapshot = access_snapshot(user=request.user, snapshot_id=snapshot_id)
@@ -273,7 +297,7 @@ class DataJobOutputSerializer(serializers.Serializer):
 
 
 class ExportJobInputSerializer(serializers.Serializer):
-    format = serializers.CharField()
+    format = serializers.CharField(help_text="An export format, e.g. trl-jsonl (see the README for all).")
     split = serializers.ChoiceField(choices=("all", "train", "test"), default="all")
     conversational = serializers.BooleanField(required=False, default=False)
     images_once = serializers.BooleanField(required=False, default=False)
@@ -322,6 +346,8 @@ class ImportJobApi(APIView):
 
 
 class ProjectJobListApi(APIView):
+    """The project's data jobs (imports and exports), newest first (the latest 50)."""
+
     @extend_schema(responses=DataJobOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
@@ -330,6 +356,8 @@ class ProjectJobListApi(APIView):
 
 
 class DataJobDetailApi(APIView):
+    """One data job: its status, progress, log and result (and the download link of a finished export)."""
+
     @extend_schema(responses=DataJobOutputSerializer)
     def get(self, request: Request, job_id: int) -> ApiResponse:
         job = access_data_job(user=request.user, job_id=job_id)
@@ -337,6 +365,8 @@ class DataJobDetailApi(APIView):
 
 
 class DataJobCancelApi(APIView):
+    """Stop a queued or running data job; a cancelled import stores nothing."""
+
     @extend_schema(request=None, responses=DataJobOutputSerializer)
     def post(self, request: Request, job_id: int) -> ApiResponse:
         job = access_data_job(user=request.user, job_id=job_id)
@@ -344,11 +374,13 @@ class DataJobCancelApi(APIView):
 
 
 class DataJobDownloadApi(APIView):
+    """The zip a finished export job wrote, named after the project, the snapshot and the format."""
+
     @extend_schema(responses={(200, "application/zip"): bytes})
     def get(self, request: Request, job_id: int) -> FileResponse:
         job = access_data_job(user=request.user, job_id=job_id)
         path = services.data_job_result_file(job=job)
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name)
+        return FileResponse(path.open("rb"), as_attachment=True, filename=services.data_job_download_name(job=job))
 
 
 def access_data_job(*, user, job_id: int):

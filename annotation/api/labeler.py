@@ -90,6 +90,8 @@ class LabelerJobStartApi(APIView):
 
 
 class LabelerJobDetailApi(APIView):
+    """One labeler job: its settings, status, counts, progress and log."""
+
     @extend_schema(responses=LabelerJobOutputSerializer)
     def get(self, request: Request, job_id: int) -> ApiResponse:
         job = access_labeler_job(user=request.user, job_id=job_id)
@@ -97,6 +99,8 @@ class LabelerJobDetailApi(APIView):
 
 
 class LabelerJobCancelApi(APIView):
+    """Stop a queued or running labeler job; the verdicts stored so far are kept."""
+
     @extend_schema(request=None, responses=LabelerJobOutputSerializer)
     def post(self, request: Request, job_id: int) -> ApiResponse:
         job = access_labeler_job(user=request.user, job_id=job_id)
@@ -104,6 +108,8 @@ class LabelerJobCancelApi(APIView):
 
 
 class LabelerJobResumeApi(APIView):
+    """Queue a failed or cancelled labeler job again; it judges only the answers it has not judged."""
+
     @extend_schema(request=None, responses={202: LabelerJobOutputSerializer})
     def post(self, request: Request, job_id: int) -> ApiResponse:
         job = access_labeler_job(user=request.user, job_id=job_id)

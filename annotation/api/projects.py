@@ -3,7 +3,8 @@
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
@@ -30,6 +31,9 @@ class ProjectOutputSerializer(serializers.Serializer):
 
 
 class ProjectListApi(APIView):
+    """The projects you may see (members see theirs; staff see all); staff create projects."""
+
+    @extend_schema_serializer(component_name="ProjectCreateInput")
     class InputSerializer(serializers.Serializer):
         slug = serializers.SlugField(max_length=80)
         kind = serializers.ChoiceField(choices=ProjectKind.values)
@@ -45,11 +49,13 @@ class ProjectListApi(APIView):
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
+        """The projects you are a member of (staff: every project)."""
         projects = selectors.project_list_for_user(user=request.user)
         return ApiResponse(ProjectOutputSerializer(projects, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
     def post(self, request: Request) -> ApiResponse:
+        """Create a project (staff only); you become its manager."""
         if not request.user.is_staff:
             raise PermissionDenied("Only staff create projects.")
         data = self.InputSerializer(data=request.data)
@@ -59,6 +65,9 @@ class ProjectListApi(APIView):
 
 
 class ProjectDetailApi(APIView):
+    """One project's settings and progress; its managers change the settings."""
+
+    @extend_schema_serializer(component_name="ProjectUpdateInput")
     class UpdateSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False)
         instructions = serializers.CharField(required=False, allow_blank=True)
@@ -70,6 +79,7 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(responses=ProjectOutputSerializer)
     def get(self, request: Request, slug: str) -> ApiResponse:
+        """The project's settings, with `progress` (tasks done, total, and how many you submitted)."""
         project = access_project(user=request.user, project_slug=slug)
         body = ProjectOutputSerializer(project).data
         body["progress"] = selectors.project_progress(project=project, user=request.user)
@@ -89,7 +99,14 @@ class ProjectStatsApi(APIView):
     """The dashboard's figures: task progress, annotations per hour, time per task, per annotator, and the AI
     labeler's agreement with people beside people's with each other (`labeler_agreement`, null for none)."""
 
-    @extend_schema(responses={200: OpenApiResponse(description="Dashboard figures")})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="Progress, per annotator, per hour, time per task, and `labeler_agreement`.",
+            )
+        }
+    )
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
         from annotation.selectors_labeler import labeler_agreement_data
@@ -103,11 +120,19 @@ class ProjectStatsApi(APIView):
 
 
 class ProjectMemberAddApi(APIView):
+    """Add a user to the project with a role (managers only); adding a member again changes their role."""
+
+    @extend_schema_serializer(component_name="ProjectMemberAddInput")
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField()
+        username = serializers.CharField(help_text="The username of an existing account.")
         role = serializers.ChoiceField(choices=Role.values, default=Role.ANNOTATOR)
 
-    @extend_schema(request=InputSerializer, responses={201: None})
+    @extend_schema_serializer(component_name="ProjectMemberOutput")
+    class OutputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.ChoiceField(choices=Role.values)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = self.InputSerializer(data=request.data)
@@ -131,6 +156,8 @@ class ItemOutputSerializer(serializers.Serializer):
 
 
 class ItemListApi(APIView):
+    """The project's items in import order, paginated (`limit`, `offset`); managers only."""
+
     @extend_schema(responses=ItemOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)

@@ -10,7 +10,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.drainage import set_override
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
@@ -65,6 +67,25 @@ class QuickTokenAuthentication(TokenAuthentication):
 
 TASK_AUTHENTICATION = [QuickTokenAuthentication, SessionAuthentication, ParticipantAuthentication]
 
+# The schema: QuickTokenAuthentication takes the same `Authorization: Token …` header as DRF's own, so it is
+# the one `tokenAuth` scheme (drf-spectacular's TokenScheme matches subclasses), not a second component.
+set_override(QuickTokenAuthentication, "suppress_collision_warning", True)
+
+
+class ParticipantCookieScheme(OpenApiAuthenticationExtension):
+    """The crowd participant's cookie, as a security scheme of the task endpoints."""
+
+    target_class = ParticipantAuthentication
+    name = "participantCookie"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": PARTICIPANT_COOKIE,
+            "description": "Set by the first `tasks/next/` of a public project from a browser without an account.",
+        }
+
 
 class ResponseShownSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -72,6 +93,8 @@ class ResponseShownSerializer(serializers.Serializer):
 
 
 class TaskOutputSerializer(serializers.Serializer):
+    """A task as the annotate page shows it."""
+
     assignment_id = serializers.IntegerField()
     kind = serializers.CharField()
     status = serializers.CharField()
@@ -121,7 +144,14 @@ class TaskNextApi(APIView):
     authentication_classes = TASK_AUTHENTICATION
     permission_classes = [AllowAny]  # checked below: members, or anyone for a public project
 
-    @extend_schema(request=None, responses={200: TaskOutputSerializer, 204: None, 429: None})
+    @extend_schema(
+        request=None,
+        responses={
+            200: TaskOutputSerializer,
+            204: OpenApiResponse(description="No task left for you; `X-Queue-Reason` and `X-Queue-Message` say why."),
+            429: OpenApiResponse(description="A crowd participant over the project's rate limit."),
+        },
+    )
     def post(self, request: Request, slug: str) -> ApiResponse:
         user = request.user
         new_participant = None
@@ -174,7 +204,7 @@ class TaskPreviousApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("before", int, required=False, description="An assignment id of yours.")],
-        responses={200: TaskOutputSerializer, 204: None},
+        responses={200: TaskOutputSerializer, 204: OpenApiResponse(description="No earlier task of yours.")},
     )
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
@@ -190,10 +220,21 @@ class TaskPreviousApi(APIView):
 
 
 class TaskProgressApi(APIView):
+    """The project's progress and yours: tasks done, all tasks, how many you submitted, your quota left."""
+
     authentication_classes = TASK_AUTHENTICATION
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses={200: OpenApiResponse(description="done, total, mine, quota_left")})
+    @extend_schema_serializer(component_name="TaskProgressOutput")
+    class OutputSerializer(serializers.Serializer):
+        done = serializers.IntegerField(help_text="Tasks annotated as many times as the project's overlap.")
+        total = serializers.IntegerField()
+        mine = serializers.IntegerField(help_text="Tasks you submitted.")
+        quota_left = serializers.IntegerField(
+            allow_null=True, help_text="Answers you may still give; null where the project has no quota."
+        )
+
+    @extend_schema(responses=OutputSerializer)
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
         progress = selectors.project_progress(project=project, user=request.user)
@@ -212,8 +253,12 @@ class TaskSubmitApi(APIView):
     permission_classes = [IsAuthenticated]
     parser_classes = [CheckedJSONParser, FormParser]
 
+    @extend_schema_serializer(component_name="TaskSubmitInput")
     class InputSerializer(serializers.Serializer):
-        client_request_id = serializers.CharField(max_length=64)
+        client_request_id = serializers.CharField(
+            max_length=64,
+            help_text="Required: an id the client makes once per answer; a repeat stores nothing new.",
+        )
         time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
         choice = serializers.CharField(required=False, max_length=10)
         strength = serializers.IntegerField(required=False, default=1)
@@ -225,6 +270,20 @@ class TaskSubmitApi(APIView):
             required=False, default=False, help_text="Correction: the annotator took the AI labeler's rewrite."
         )
 
+    @extend_schema_serializer(component_name="TaskSubmitOutput")
+    class OutputSerializer(serializers.Serializer):
+        """The stored answer: the fields of the project's kind (as `answer` of a task)."""
+
+        id = serializers.IntegerField(help_text="The annotation's id.")
+        assignment_id = serializers.IntegerField()
+        choice = serializers.CharField(required=False, help_text="Pairwise.")
+        strength = serializers.IntegerField(required=False, help_text="Pairwise.")
+        reason = serializers.CharField(required=False, help_text="Pairwise.")
+        segments = serializers.ListField(child=serializers.DictField(), required=False, help_text="Correction.")
+        corrected_text = serializers.CharField(required=False, help_text="Correction: the answer with the fixes.")
+        level = serializers.IntegerField(required=False, help_text="Rating.")
+        order = serializers.ListField(child=serializers.IntegerField(), required=False, help_text="Ranking.")
+
     KIND_FIELDS = {
         ProjectKind.PAIRWISE: ("choice", "strength", "reason"),
         ProjectKind.CORRECTION: ("segments",),
@@ -232,7 +291,7 @@ class TaskSubmitApi(APIView):
         ProjectKind.RANKING: ("order",),
     }
 
-    @extend_schema(request=InputSerializer, responses={201: None})
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request, slug: str, assignment_id: int) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
         data = self.InputSerializer(data=request.data)
@@ -268,7 +327,12 @@ class TaskSkipApi(APIView):
     authentication_classes = TASK_AUTHENTICATION
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=None, responses={200: None})
+    @extend_schema_serializer(component_name="TaskSkipOutput")
+    class OutputSerializer(serializers.Serializer):
+        assignment_id = serializers.IntegerField()
+        status = serializers.CharField(help_text="skipped")
+
+    @extend_schema(request=None, responses={200: OutputSerializer})
     def post(self, request: Request, slug: str, assignment_id: int) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
         assignment = services.assignment_skip(assignment_id=assignment_id, annotator=request.user, project=project)

@@ -14,6 +14,7 @@ from annotation.services.exports import (
 from annotation.services.imports import IMPORT_FORMATS, ImportReport, items_import
 from annotation.services.jobs import (
     data_job_cancel,
+    data_job_download_name,
     data_job_execute,
     data_job_export_start,
     data_job_import_start,
@@ -58,6 +59,7 @@ __all__ = [
     "SnapshotFilter",
     "ai_feedback_record",
     "data_job_cancel",
+    "data_job_download_name",
     "data_job_execute",
     "data_job_export_start",
     "data_job_import_start",

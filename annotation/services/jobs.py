@@ -338,6 +338,15 @@ def data_jobs_reap_dead() -> int:
     return count
 
 
+def data_job_download_name(*, job: DataJob) -> str:
+    """The name a finished export downloads under (the datasets page and the API alike): what the zip holds,
+    project, snapshot, format and split, not the file's hash."""
+    options = job.params.get("options") or {}
+    split = options.get("split") or "all"
+    suffix = "" if split == "all" else f"-{split}"
+    return f"{job.project.slug}-snapshot-{job.snapshot_id}-{job.params['format']}{suffix}.zip"
+
+
 def data_job_result_file(*, job: DataJob) -> Path:
     """The finished export's zip, or ApplicationError saying why there is none yet."""
     if job.kind != JobKind.EXPORT:

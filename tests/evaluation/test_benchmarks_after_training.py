@@ -22,10 +22,10 @@ def snapshot(tmp_path):
     return build_pairs_snapshot(slug="after-training", image_dir=tmp_path / "images")
 
 
-def post_run(client, snapshot, benchmarks):
+def post_run(client, snapshot, benchmarks, base_model="/models/tiny"):
     return client.post(
         "/api/v1/training-runs/",
-        {"method": "dpo", "snapshot": snapshot.pk, "base_model": "/models/tiny",
+        {"method": "dpo", "snapshot": snapshot.pk, "base_model": base_model,
          "config": {"max_steps": 2, "benchmarks": benchmarks}},
         format="json",
     )  # fmt: skip
@@ -63,7 +63,7 @@ def test_a_succeeded_run_queues_its_benchmarks_on_the_model_it_produced(
 ):
     """The config keeps the benchmarks next to the method's settings (which still build); on success each is a
     queued run of the new artifact (lineage: produced by the training run), logged in the training run."""
-    response = post_run(api_client_for(admin_user), snapshot, POPE_AFTER)
+    response = post_run(api_client_for(admin_user), snapshot, POPE_AFTER, base_model=str(tiny_vlm_dir))
     assert response.status_code == 201, response.content
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.config["benchmarks"] == POPE_AFTER and run.config["beta"] == 0.1
@@ -90,7 +90,7 @@ def test_a_benchmark_whose_input_is_gone_is_logged_and_a_cancelled_run_queues_no
     captions.write_text("[]")
     asks = [{"benchmark": "mmhal", "config": {"questions": str(captions), "images": str(tmp_path),
                                               "judge": {"model": str(tiny_vlm_dir)}}}]  # fmt: skip
-    response = post_run(api_client_for(admin_user), snapshot, asks)
+    response = post_run(api_client_for(admin_user), snapshot, asks, base_model=str(tiny_vlm_dir))
     assert response.status_code == 201, response.content
     run = TrainingRun.objects.get(pk=response.json()["id"])
     captions.unlink()
@@ -99,6 +99,7 @@ def test_a_benchmark_whose_input_is_gone_is_logged_and_a_cancelled_run_queues_no
     assert run.status == RunStatus.SUCCEEDED and not BenchmarkRun.objects.exists()
     assert "benchmark mmhal not queued: config.questions must be the path of an existing file." in run.log
 
-    second = TrainingRun.objects.get(pk=post_run(api_client_for(admin_user), snapshot, POPE_AFTER).json()["id"])
+    second_run = post_run(api_client_for(admin_user), snapshot, POPE_AFTER, base_model=str(tiny_vlm_dir))
+    second = TrainingRun.objects.get(pk=second_run.json()["id"])
     training_services._finish(run=second, result=SimpleNamespace(stopped_early=True, steps=1, output_dir=tiny_vlm_dir))
     assert not BenchmarkRun.objects.exists()

@@ -51,6 +51,15 @@ def build_pairs_snapshot(*, slug: str, image_dir: Path, n_items: int = 12, test_
 
 
 @pytest.fixture
+def model_folder(tmp_path) -> str:
+    """A folder that passes the run checks' base-model test (it has a config.json), for runs that never train."""
+    folder = tmp_path / "base-model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    return str(folder)
+
+
+@pytest.fixture
 def pairs_snapshot(db, tmp_path):
     return build_pairs_snapshot(slug="shapes-train", image_dir=tmp_path / "images")
 

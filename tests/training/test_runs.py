@@ -47,7 +47,7 @@ def test_a_bad_config_is_refused_with_its_reason_and_nothing_is_queued(
 
 
 def test_a_good_config_is_stored_with_its_defaults_and_queued_once(
-    admin_user, api_client_for, pairs_snapshot, django_capture_on_commit_callbacks
+    admin_user, api_client_for, pairs_snapshot, django_capture_on_commit_callbacks, model_folder
 ):
     """A valid run is saved with every setting filled in, its planned steps known, and one task queued."""
     with django_capture_on_commit_callbacks() as queued:
@@ -55,7 +55,7 @@ def test_a_good_config_is_stored_with_its_defaults_and_queued_once(
             api_client_for(admin_user),
             method="reward",
             snapshot=pairs_snapshot.pk,
-            base_model="/models/tiny",
+            base_model=model_folder,
             config={"max_steps": 7},
         )
     assert response.status_code == 201, response.content
@@ -65,7 +65,7 @@ def test_a_good_config_is_stored_with_its_defaults_and_queued_once(
     assert len(queued) == 1
 
 
-def test_snapshot_kind_and_base_artifact_are_checked(admin_user, api_client_for, pairs_snapshot):
+def test_snapshot_kind_and_base_artifact_are_checked(admin_user, api_client_for, pairs_snapshot, model_folder):
     """DPO refuses a ratings snapshot; an adapter cannot be a base; a reward model cannot be a policy's base;
     a registered policy's location becomes the run's base model."""
     client = api_client_for(admin_user)
@@ -73,7 +73,7 @@ def test_snapshot_kind_and_base_artifact_are_checked(admin_user, api_client_for,
         project=pairs_snapshot.project, content_hash="r" * 64, filters={"kind": "ratings"}, n_rows=3, n_train=3,
         n_test=0, path="/nowhere.jsonl",
     )  # fmt: skip
-    refused = post_run(client, method="dpo", snapshot=ratings.pk, base_model="/models/tiny")
+    refused = post_run(client, method="dpo", snapshot=ratings.pk, base_model=model_folder)
     assert refused.status_code == 400 and "reads pairs snapshots" in refused.json()["message"]
 
     adapter = ModelArtifact.objects.create(name="lora", location="/models/lora", is_adapter=True)
@@ -99,7 +99,7 @@ def test_training_is_for_staff_only(researcher, api_client_for, pairs_snapshot, 
     assert client.get("/runs/").status_code == 404 and client.get("/models/").status_code == 404
 
 
-def test_the_run_form_starts_a_run_or_shows_why_not(admin_user, client, pairs_snapshot):
+def test_the_run_form_starts_a_run_or_shows_why_not(admin_user, client, pairs_snapshot, model_folder):
     """The runs page offers every method and the snapshot; bad JSON and a bad setting come back with the
     reason and the typed values; a good form lands on the new run's page."""
     client.force_login(admin_user)
@@ -108,12 +108,12 @@ def test_the_run_form_starts_a_run_or_shows_why_not(admin_user, client, pairs_sn
         assert f'<option value="{method}"' in page
     assert f'<option value="{pairs_snapshot.pk}"' in page
 
-    form = {"method": "dpo", "snapshot": pairs_snapshot.pk, "base_model": "/models/tiny", "config": '{"beta": '}
+    form = {"method": "dpo", "snapshot": pairs_snapshot.pk, "base_model": model_folder, "config": '{"beta": '}
     bad_json = client.post("/runs/", form)
     assert bad_json.status_code == 400 and "not valid JSON" in bad_json.content.decode()
     bad_value = client.post("/runs/", {**form, "config": '{"beta": -1}'})
     assert bad_value.status_code == 400
-    assert "beta must be positive" in bad_value.content.decode() and "/models/tiny" in bad_value.content.decode()
+    assert "beta must be positive" in bad_value.content.decode() and model_folder in bad_value.content.decode()
     assert TrainingRun.objects.count() == 0
 
     started = client.post("/runs/", {**form, "config": '{"max_steps": 3}'})

@@ -6,12 +6,12 @@ import pytest
 from training.models import TrainingRun
 
 
-def _post(client, snapshot, config, *, method="dpo", raw: str | None = None):
+def _post(client, snapshot, config, *, method="dpo", raw: str | None = None, base_model: str = "/models/tiny"):
     if raw is not None:
         body = '{"method": "M", "snapshot": S, "base_model": "/models/tiny", "config": RAW}'
         body = body.replace("M", method).replace("S", str(snapshot.pk)).replace("RAW", raw)
         return client.post("/api/v1/training-runs/", body, content_type="application/json")
-    body = {"method": method, "snapshot": snapshot.pk, "base_model": "/models/tiny", "config": config}
+    body = {"method": method, "snapshot": snapshot.pk, "base_model": base_model, "config": config}
     return client.post("/api/v1/training-runs/", body, format="json")
 
 
@@ -59,9 +59,10 @@ def test_the_cli_refuses_the_same_config(pairs_snapshot):
 
 
 def test_a_good_config_still_goes_through_with_ints_for_floats(
-    admin_user, api_client_for, pairs_snapshot, django_capture_on_commit_callbacks
+    admin_user, api_client_for, pairs_snapshot, django_capture_on_commit_callbacks, model_folder
 ):
     with django_capture_on_commit_callbacks() as queued:
-        response = _post(api_client_for(admin_user), pairs_snapshot, {"max_steps": 3, "beta": 1, "learning_rate": 1e-5})
+        config = {"max_steps": 3, "beta": 1, "learning_rate": 1e-5}
+        response = _post(api_client_for(admin_user), pairs_snapshot, config, base_model=model_folder)
     assert response.status_code == 201, response.content
     assert response.json()["max_steps"] == 3 and len(queued) == 1

@@ -39,7 +39,7 @@ def test_an_unregistered_reward_function_is_refused_with_a_400_and_nothing_runs(
 
 
 def test_registered_functions_are_accepted_by_name_or_by_their_value(
-    admin_user, api_client_for, pairs_snapshot, django_capture_on_commit_callbacks
+    admin_user, api_client_for, pairs_snapshot, django_capture_on_commit_callbacks, model_folder
 ):
     api = api_client_for(admin_user)
     for reward_function in ("word_count", "tests.training.scorers:word_count"):
@@ -49,7 +49,7 @@ def test_registered_functions_are_accepted_by_name_or_by_their_value(
                 {
                     "method": "best_of_n",
                     "snapshot": pairs_snapshot.pk,
-                    "base_model": "/models/tiny",
+                    "base_model": model_folder,
                     "config": {"reward_function": reward_function},
                 },
                 format="json",

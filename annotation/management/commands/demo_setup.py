@@ -1,5 +1,6 @@
-"""`manage.py demo_setup`: an admin and an annotator login, tiny models, and a pairwise demo project of
-shapes-world scenes. Safe to run again: it resets the two passwords and imports nothing twice."""
+"""`manage.py demo_setup`: an admin and an annotator login, tiny models (registered as model artifacts), and a
+pairwise demo project of shapes-world scenes. Safe to run again: it resets the two passwords and imports or
+registers nothing twice."""
 
 import json
 import secrets
@@ -55,13 +56,27 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo project {DEMO_SLUG}: {report.created} new items ({report.unchanged} already there)")
 
         if not options["skip_models"]:
-            from training.tiny_models import make_tiny_model
-
             for kind in ("lm", "vlm", "reward"):
-                out = Path(settings.MODELS_DIR) / f"tiny-{kind}"
-                if not (out / "config.json").exists():
-                    make_tiny_model(kind=kind, out_dir=out)
-                self.stdout.write(f"Tiny {kind} model: {out}")
+                self._tiny_model(kind)
 
         for username, (_, password) in logins.items():
             self.stdout.write(f"Login: {username} / {password}")
+
+    def _tiny_model(self, kind: str) -> None:
+        """Build the tiny `kind` model once and register it as a model artifact named after its folder, so the
+        run form's base-model list and the models page offer it."""
+        from training.models import ArtifactKind, ModelArtifact
+        from training.services import model_artifact_register
+        from training.tiny_models import make_tiny_model
+
+        name = f"tiny-{kind}"
+        out = Path(settings.MODELS_DIR) / name
+        if not (out / "config.json").exists():
+            make_tiny_model(kind=kind, out_dir=out)
+        registered = ModelArtifact.objects.filter(name=name).first()
+        if registered is None:
+            artifact_kind = ArtifactKind.REWARD if kind == "reward" else ArtifactKind.POLICY
+            registered = model_artifact_register(name=name, location=str(out.absolute()), kind=artifact_kind)
+        elif Path(registered.location).absolute() != out.absolute():
+            self.stdout.write(f"A model named {name} is registered already, at {registered.location}; kept.")
+        self.stdout.write(f"Tiny {kind} model: {out} (registered as {registered.name})")

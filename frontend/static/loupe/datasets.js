@@ -14,9 +14,17 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-function say(text, kind = "") {
+// The message under the forms, and the job and status it is about: a note like "Export job 3 started." goes
+// once that job has moved on (its row then shows where it is), instead of staying beside a finished job.
+let said = null;
+function say(text, kind = "", job = null) {
   status.textContent = text;
   status.className = `status ${kind}`;
+  said = job && text ? { id: job.id, status: job.status, cancel: job.cancel_requested } : null;
+}
+
+function forgetStale(job) {
+  if (said && said.id === job.id && (said.status !== job.status || said.cancel !== job.cancel_requested)) say("");
 }
 
 function describe(job) {
@@ -46,6 +54,7 @@ function resultCell(job) {
 }
 
 function render(job) {
+  forgetStale(job);
   let row = jobsBody.querySelector(`tr[data-job="${job.id}"]`);
   if (!row) {
     row = document.createElement("tr");
@@ -108,7 +117,7 @@ document.querySelectorAll(".export-form").forEach((form) => {
         conversational: conversational.checked,
       });
       render(job);
-      say(`Export job ${job.id} started.`, "ok");
+      say(`Export job ${job.id} started.`, "ok", job);
     } catch (error) {
       say(error.message, "error");
     }
@@ -247,7 +256,7 @@ importForm.addEventListener("submit", async (event) => {
     return;
   }
   render(body);
-  say(`Import job ${body.id} started.`, "ok");
+  say(`Import job ${body.id} started.`, "ok", body);
 });
 
 poll();

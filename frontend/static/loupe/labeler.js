@@ -9,9 +9,17 @@ const jobsBody = document.querySelector("#labeler-jobs tbody");
 const form = document.getElementById("labeler-form");
 const ACTIVE = ["queued", "running"];
 
-function say(text, kind = "") {
+// The message under the forms, and the job and status it is about: a note like "Export job 3 started." goes
+// once that job has moved on (its row then shows where it is), instead of staying beside a finished job.
+let said = null;
+function say(text, kind = "", job = null) {
   status.textContent = text;
   status.className = `status ${kind}`;
+  said = job && text ? { id: job.id, status: job.status, cancel: job.cancel_requested } : null;
+}
+
+function forgetStale(job) {
+  if (said && said.id === job.id && (said.status !== job.status || said.cancel !== job.cancel_requested)) say("");
 }
 
 function cell(text, className = "") {
@@ -28,8 +36,9 @@ function actionButton(job, action, label) {
   button.dataset.action = action;
   button.addEventListener("click", async () => {
     try {
-      render(await api("POST", `/api/v1/labeler-jobs/${job.id}/${action}/`));
-      say(`Job ${job.id}: ${action} asked.`, "ok");
+      const changed = await api("POST", `/api/v1/labeler-jobs/${job.id}/${action}/`);
+      render(changed);
+      say(`Job ${job.id}: ${action} asked.`, "ok", changed);
       poll();
     } catch (error) {
       say(error.message, "error");
@@ -39,6 +48,7 @@ function actionButton(job, action, label) {
 }
 
 function render(job) {
+  forgetStale(job);
   let row = jobsBody.querySelector(`tr[data-job="${job.id}"]`);
   if (!row) {
     row = document.createElement("tr");
@@ -111,7 +121,7 @@ form.addEventListener("submit", async (event) => {
   try {
     const job = await api("POST", `/api/v1/projects/${slug}/labeler-jobs/start/`, body);
     render(job);
-    say(`Labeler job ${job.id} queued over ${job.total} answers.`, "ok");
+    say(`Labeler job ${job.id} queued over ${job.total} answers.`, "ok", job);
     poll();
   } catch (error) {
     say(error.message, "error");

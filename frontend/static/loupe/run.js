@@ -1,5 +1,5 @@
-// Training run page: polls the run's API and redraws status, progress, ETA, curves (plotly) and the log tail;
-// Cancel and Resume call the API.
+// Training run page: polls the run's API and redraws status, progress, ETA, a failed run's cause, curves
+// (plotly) and the log tail; Cancel and Resume (or Start again, without a checkpoint) call the API.
 import { api } from "./api.js";
 
 const root = document.getElementById("run");
@@ -57,7 +57,17 @@ function show(run) {
   el("run-progress").value = run.progress;
   el("run-eta").textContent = run.eta_seconds == null ? "" : `about ${duration(run.eta_seconds)} left`;
   el("run-cancel").hidden = !(run.status === "queued" || run.status === "running") || run.cancel_requested;
-  el("run-resume").hidden = !(run.status === "failed" || run.status === "cancelled");
+  const ended = run.status === "failed" || run.status === "cancelled";
+  // Resume is offered only with a checkpoint to continue from; without one the run can only start again.
+  el("run-resume").hidden = !(ended && run.last_checkpoint);
+  root.querySelector(".run-checkpoint").textContent = run.last_checkpoint || "";
+  el("run-restart").hidden = !(ended && !run.last_checkpoint);
+  el("run-restart-note").hidden = el("run-restart").hidden;
+  el("run-cause").hidden = !run.failure_cause;
+  el("run-cause-text").textContent = run.failure_cause || "";
+  // A message about an action holds while the run is in the state the action left it in (a "Cancel
+  // requested" note must not stay beside a run that has since been cancelled or failed).
+  if (note.status !== null && note.status !== run.status) say("");
   const log = el("run-log");
   const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
   log.textContent = run.log_tail;
@@ -67,30 +77,46 @@ function show(run) {
   draw(run.metrics);
 }
 
+// The message beside the buttons and the run status it describes (null: an error, cleared by the next
+// successful refresh).
+const note = { status: null, error: false };
+function say(text, { status = null, error = false } = {}) {
+  el("run-message").textContent = text;
+  el("run-message").classList.toggle("error", error);
+  note.status = text ? status : null;
+  note.error = Boolean(text) && error;
+}
+
 let timer = null;
 async function refresh() {
   clearTimeout(timer);
   try {
     const run = await api("GET", `/api/v1/training-runs/${runId}/`);
+    if (note.error) say("");
     show(run);
     if (run.status === "queued" || run.status === "running") timer = setTimeout(refresh, 2000);
   } catch (error) {
-    el("run-message").textContent = error.message;
+    say(error.message, { error: true });
     timer = setTimeout(refresh, 5000);
   }
 }
 
 async function act(action, message) {
-  el("run-message").textContent = "";
+  say("");
   try {
-    await api("POST", `/api/v1/training-runs/${runId}/${action}/`);
-    el("run-message").textContent = message;
+    const run = await api("POST", `/api/v1/training-runs/${runId}/${action}/`);
+    say(message(run), { status: run.status });
   } catch (error) {
-    el("run-message").textContent = error.message;
+    say(error.message, { error: true });
   }
   refresh();
 }
 
-el("run-cancel").addEventListener("click", () => act("cancel", "Cancel requested: the run stops after this step."));
-el("run-resume").addEventListener("click", () => act("resume", "Queued again: it continues from its last checkpoint."));
+el("run-cancel").addEventListener("click", () =>
+  act("cancel", (run) => (run.status === "cancelled" ? "Cancelled." : "Cancel requested: the run stops after this step.")),
+);
+el("run-resume").addEventListener("click", () =>
+  act("resume", () => `Queued again: it continues from ${root.querySelector(".run-checkpoint").textContent}.`),
+);
+el("run-restart").addEventListener("click", () => act("resume", () => "Queued again: it starts from the beginning."));
 refresh();
