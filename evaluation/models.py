@@ -78,3 +78,35 @@ class BenchmarkExample(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} example {self.key}"
+
+
+class RecipeRun(models.Model):
+    """One run of a seed recipe (`evaluation.recipes`) started from the admin: its settings, status, log and,
+    once finished, the report it wrote (`report.json`, `report.md` beside it)."""
+
+    name = models.CharField(
+        max_length=20,
+        choices=[(name, name) for name in ("rlhf-v", "rlaif-v", "ha-dpo", "humor", "scicap")],
+        help_text="Which recipe (evaluation.recipes.RECIPES says what each does).",
+    )
+    size = models.CharField(
+        max_length=10, default="small", choices=[("small", "small"), ("full", "full")],
+        help_text="small: a few items and steps (minutes on a CPU); full: more.",
+    )  # fmt: skip
+    seed = models.PositiveIntegerField(default=0, help_text="Seed of the data drawn, the split and the training.")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    log = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    report_path = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"recipe {self.name} run {self.pk} ({self.status})"

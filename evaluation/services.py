@@ -333,7 +333,6 @@ def benchmark_runs_reap_dead() -> int:
     )
 
 
-
 def _log(run_id: int, text: str) -> None:
     BenchmarkRun.objects.filter(pk=run_id).update(log=log_appended(text))
 

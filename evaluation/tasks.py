@@ -16,3 +16,11 @@ def _reap_benchmark_runs_of_dead_workers(**_: object) -> None:
     from evaluation.services import benchmark_runs_reap_dead
 
     benchmark_runs_reap_dead()
+
+
+# Named under `training.` so it is routed to the `training` queue: a recipe trains models (and runs benchmarks).
+@shared_task(name="training.recipe_run_execute", ignore_result=True)
+def recipe_run_execute_task(recipe_run_id: int) -> None:
+    from evaluation.recipes.runs import recipe_run_execute
+
+    recipe_run_execute(recipe_run_id=recipe_run_id)

@@ -1,0 +1,82 @@
+"""The shapes world as recipe data: scenes written as a Loupe JSONL import, imported into a project through the
+import service, and a simulated annotator who corrects an answer against a scene's ground truth."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from annotation.shapes_world import (
+    COLOURS,
+    COUNT_WORDS,
+    SHAPE_SYNONYMS,
+    scene_caption,
+    scene_from_dict,
+    shapes_world_items,
+)
+
+_WORD = re.compile(r"\S+")
+_SHAPE_WORDS = {word for words in SHAPE_SYNONYMS.values() for word in words}
+
+
+def shapes_import_write(folder: Path, *, n: int, seed: int, answers: str = "both") -> Path:
+    """Write `n` scenes (PNGs) and their items as a Loupe JSONL file in `folder`; returns the file's path.
+
+    `answers` picks each item's responses: "both" (the true caption and the one with a planted error, as
+    `shapes_world_items` makes them) or "hallucinated" (only the caption with the planted error: the model's
+    answer an annotator corrects). The ground truth stays in `meta` either way."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = shapes_world_items(n=n, seed=seed, image_dir=folder)
+    if answers == "hallucinated":
+        items = [{**item, "responses": [item["responses"][1]]} for item in items]
+    path = folder / "items.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    return path
+
+
+def truth_of(meta: dict[str, Any]) -> str:
+    """The true caption of an item's scene, from the ground truth its `meta` holds."""
+    return scene_caption(scene_from_dict(meta))
+
+
+def _segment_type(original: str, types: Sequence[str]) -> str:
+    words = {w.strip(".,:;").lower() for w in original.split()}
+    if words & set(COUNT_WORDS) and "count" in types:
+        return "count"
+    if words & _SHAPE_WORDS and "object" in types:
+        return "object"
+    if words & set(COLOURS) and "attribute" in types:
+        return "attribute"
+    return "other" if "other" in types else types[-1]
+
+
+def segments_against_truth(answer: str, truth: str, *, types: Sequence[str]) -> list[dict[str, Any]]:
+    """The segments an annotator who sees the scene marks in `answer`: each run of words that differs from the
+    true caption, with the true words as its replacement (an object that is not there is deleted). Words the
+    truth has and the answer lacks cannot be marked (a segment is a span of the answer) and are left out."""
+    words = list(_WORD.finditer(answer))
+    truth_words = truth.split()
+    matcher = difflib.SequenceMatcher(a=[w.group() for w in words], b=truth_words, autojunk=False)
+    segments = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op not in ("replace", "delete"):
+            continue
+        start, end = words[i1].start(), words[i2 - 1].end()
+        original = answer[start:end]
+        replacement = " ".join(truth_words[j1:j2])
+        if replacement == original:
+            continue
+        segments.append(
+            {
+                "start": start,
+                "end": end,
+                "original": original,
+                "replacement": replacement,
+                "type": _segment_type(original, types),
+            }
+        )
+    return segments
