@@ -74,7 +74,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             services.training_run_cancel(run=run)
         messages.info(request, "Cancel requested.")
 
-    @admin.action(description="Resume selected runs from their last checkpoint")
+    @admin.action(description="Resume selected runs (from their last checkpoint where one was saved)")
     def resume_runs(self, request, queryset) -> None:  # noqa: ANN001
         for run in queryset.filter(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]):
             services.training_run_resume(run=run)

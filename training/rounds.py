@@ -75,8 +75,10 @@ from training.models import (
     TrainingRun,
 )
 from training.services import (
+    base_model_check,
     method_config_build,
     model_artifact_register,
+    model_name_from_reference,
     training_run_cancel,
     training_run_create,
     training_run_execute,
@@ -217,17 +219,20 @@ def rounds_base_find(*, reference: str) -> ModelArtifact | None:
             f"{artifact.name} is not a full policy model (a reward model or an unmerged adapter cannot sample).",
             {"field": "base_model"},
         )
-    if artifact is None and len(reference) > ModelArtifact._meta.get_field("name").max_length:
-        raise ApplicationError("Register the base model under a shorter name first.", {"field": "base_model"})
+    if artifact is None:
+        base_model_check(base_model=reference)  # a local model folder, or refused as a training run's base is
     return artifact
 
 
 def rounds_base_resolve(*, reference: str) -> ModelArtifact:
-    """The model round 1 samples with: a registered model's name or id, or a folder or hub name, which is
-    registered (under that name) if no policy model has it as its location yet, so the lineage starts there."""
+    """The model round 1 samples with: a registered model's name or id, or a local model folder, which is
+    registered (named after the folder) if no policy model has it as its location yet, so the lineage starts
+    there."""
     artifact = rounds_base_find(reference=reference)
     if artifact is None:
-        artifact = model_artifact_register(name=reference.strip(), location=reference.strip())
+        artifact = model_artifact_register(
+            name=model_name_from_reference(reference=reference), location=reference.strip()
+        )
     return artifact
 
 

@@ -12,7 +12,6 @@ import json
 import re
 import shlex
 import subprocess
-import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from annotation.selectors import snapshot_rows
 from annotation.services.snapshots import snapshot_kind
 from loupe.db import Heartbeat, log_appended
 from loupe.errors import ApplicationError
+from loupe.failures import failure_log
 from training.methods.configs import (
     BestOfNConfig,
     DDPOConfig,
@@ -346,13 +346,6 @@ def _has_progress(model_dir: Path) -> bool:
     return checkpoint_in(model_dir) is not None
 
 
-def failure_cause(error: BaseException) -> str:
-    """An exception in one line for the run page: its type and the first line of its message."""
-    message = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-    cause = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return cause[:300]
-
-
 def _data_paths(output_dir: Path) -> tuple[Path, Path | None]:
     train_path, test_path = output_dir / "data" / "train.jsonl", output_dir / "data" / "test.jsonl"
     return train_path, test_path if test_path.is_file() and test_path.stat().st_size else None
@@ -436,7 +429,7 @@ def training_run_execute(*, run_id: int) -> None:
             status=RunStatus.FAILED,
             finished_at=timezone.now(),
             # The traceback for whoever debugs it, then the cause in one line for the run page.
-            log=log_appended(f"{traceback.format_exc()}{FAILURE_PREFIX}{failure_cause(error)}\n"),
+            log=log_appended(failure_log(error)),
         )
         raise
     heartbeat.stopped.set()
@@ -498,13 +491,7 @@ def model_artifact_register(
     """Register a model Loupe did not train (a hub name or a folder) so runs, sampling and benchmarks can use it."""
     if not name.strip() or not location.strip():
         raise ApplicationError("A model needs a name and a location (hub name or folder).")
-    if name.strip() != location.strip():
-        # A model registered under its own folder or hub name (rounds register their base model so) keeps
-        # that name; it never names a folder (merging such a model is refused by `model_dir`). Every other
-        # name must be one that can (the API and CLI accept no other).
-        model_name_check(name=name.strip())
-    elif len(name.strip()) > MODEL_NAME_MAX_LENGTH:
-        raise ApplicationError(f"A model name has at most {MODEL_NAME_MAX_LENGTH} characters.", {"field": "name"})
+    model_name_check(name=name.strip())  # a name may become a folder name (merging): one safe path segment
     if ModelArtifact.objects.filter(name=name.strip()).exists():
         raise ApplicationError(f"A model named {name.strip()!r} already exists.", {"field": "name"})
     artifact = ModelArtifact(

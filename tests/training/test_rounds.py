@@ -100,7 +100,7 @@ def test_two_rounds_register_models_with_lineage_and_a_failed_round_resumes_at_i
         project=shapes_project, base_model=str(tiny_vlm_dir), n_rounds=2, config=_config(tiny_vlm_dir), created_by=None
     )
     base = run.base_artifact
-    assert (base.name, base.location, base.base) == (str(tiny_vlm_dir), str(tiny_vlm_dir), None)
+    assert (base.name, base.location, base.base) == (tiny_vlm_dir.name, str(tiny_vlm_dir), None)
 
     # Round 2's training breaks for real (its base model's folder is not there while it starts), once.
     real_execute = rounds.training_run_execute
@@ -228,13 +228,13 @@ def test_rounds_api_is_for_staff_and_shows_each_round(
         "queued",
         2,
         8,
-        str(tiny_vlm_dir),
+        tiny_vlm_dir.name,  # registered under its folder's name
     )
     run = RoundsRun.objects.get(pk=body["id"])
     Round.objects.create(rounds_run=run, number=1, policy=run.base_artifact, figures={"answers": 12})
     detail = staff.get(f"/api/v1/rounds/{run.pk}/").json()
     assert [(r["number"], r["policy"]["name"], r["figures"]) for r in detail["rounds"]] == [
-        (1, str(tiny_vlm_dir), {"answers": 12})
+        (1, tiny_vlm_dir.name, {"answers": 12})
     ]
     assert [r["id"] for r in staff.get("/api/v1/rounds/").json()] == [run.pk]
     assert staff.post(f"/api/v1/rounds/{run.pk}/resume/").status_code == 400  # queued: nothing to resume

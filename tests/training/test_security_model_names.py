@@ -48,15 +48,25 @@ def test_good_names_register_and_name_their_folder_under_the_models_folder(admin
     assert services.model_dir(name="Qwen2-VL_2B.dpo-r1") == models_dir.resolve() / "Qwen2-VL_2B.dpo-r1"
 
 
-def test_a_model_registered_under_its_own_folder_keeps_that_name_but_never_names_a_folder(db, models_dir):
-    """Rounds register their base model under its folder; such a name is kept, and merging is refused."""
+def test_a_model_is_never_registered_under_a_path_and_rounds_name_their_base_after_its_folder(
+    db, models_dir, tmp_path
+):
+    """A path is no model name, wherever the registration comes from; rounds register a base folder under its
+    last segment (unique), keeping the path as its location."""
     from loupe.errors import ApplicationError
     from training import services
+    from training.rounds import rounds_base_resolve
 
-    artifact = services.model_artifact_register(name="/data/models/base", location="/data/models/base")
-    assert artifact.name == "/data/models/base"
     with pytest.raises(ApplicationError, match="cannot name a model"):
-        services.model_dir(name=f"{artifact.name}-merged")
+        services.model_artifact_register(name="/data/models/base", location="/data/models/base")
+    folder = tmp_path / "my-base"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    artifact = rounds_base_resolve(reference=str(folder))
+    assert (artifact.name, artifact.location) == ("my-base", str(folder))
+    assert rounds_base_resolve(reference=str(folder)) == artifact  # found again by location, not registered twice
+    with pytest.raises(ApplicationError, match="not a model folder|hub|registered"):
+        rounds_base_resolve(reference="org/not-downloaded-model")
 
 
 def _adapter(name: str):
