@@ -48,9 +48,7 @@ def test_good_names_register_and_name_their_folder_under_the_models_folder(admin
     assert services.model_dir(name="Qwen2-VL_2B.dpo-r1") == models_dir.resolve() / "Qwen2-VL_2B.dpo-r1"
 
 
-def test_a_model_is_never_registered_under_a_path_and_rounds_name_their_base_after_its_folder(
-    db, models_dir, tmp_path
-):
+def test_a_model_is_never_registered_under_a_path_and_rounds_name_their_base_after_its_folder(db, models_dir, tmp_path):
     """A path is no model name, wherever the registration comes from; rounds register a base folder under its
     last segment (unique), keeping the path as its location."""
     from loupe.errors import ApplicationError
