@@ -17,7 +17,17 @@ from annotation.labeler.config import LabelerConfig
 from annotation.labeler.pipeline import AnswerToLabel, label_answers, yes_no_question
 from annotation.labeler.prompts import prompt_set
 from annotation.labeler.verdicts import NO_WORDS, YES_WORDS, YesNoQuestion
-from annotation.shapes_world import scene_caption, scene_generate, scene_hallucinated_caption, scene_render
+from annotation.shapes_world import (
+    COLOURS,
+    GRID,
+    SHAPES,
+    Scene,
+    SceneObject,
+    scene_caption,
+    scene_generate,
+    scene_hallucinated_caption,
+    scene_render,
+)
 from training.core import encode_texts, render_text, tokenizer_of
 
 PROMPTS = prompt_set("v1")
@@ -75,61 +85,191 @@ def test_batched_verdicts_equal_one_question_at_a_time(local_backend):
 
 # ------------------------------------------------------------------------------------------------------------
 # A labeler fine-tuned here: answer "yes" to true shapes-world claims and "no" to false ones
+#
+# Trained as LLaVA is. Stage 1 stands in for the pre-trained CLIP a real LLaVA starts from: the vision tower
+# learns what object each 16-pixel patch (one grid cell) holds; stage 1b aligns the projector; stage 2 trains
+# projector and language model on the labeler's own questions. What each part buys (measured on 2 shared cores):
+# - trained on the answer alone, the 2-layer language model stays at the yes/no prior for thousands of steps
+#   (the answer depends on question and image together; nothing about either alone predicts it). The
+#   language-model loss on the words of the true claims' questions (the image makes "green" -> "star" -> "in
+#   the bottom left" predictable) teaches it to look up the object a word names first;
+# - with that loss, image tokens as clean as word tokens (a learnt embedding per patch class) give the answer
+#   in about 600 steps, but the tower's features do not (62 % of held-out object claims after 1200 steps, 59 %
+#   by always answering no, though a probe reads 98 % of object patches right): stage 1b maps them onto one
+#   code per class, and the answer comes after about 700 steps;
+# - stage 1 on shapes-world's own scenes (2.5 objects in 9 cells) reaches 86 % of object patches in 1000
+#   steps; on crowded scenes (about 6 objects) 97 % in 800.
+
+PATCH = SIZE // GRID
+OBJECT_CLASSES = [(colour, shape) for colour in COLOURS for shape in SHAPES]  # a patch's object; one more: none
 
 
-def answer_batch(backend: LocalBackend, examples: list[tuple[YesNoQuestion, bool]]) -> dict[str, torch.Tensor]:
-    """Questions with their answers "yes" or "no" (and the template's end of turn) as one left-padded batch,
-    labelled on the answer tokens only."""
+def crowded_scene(seed: int) -> Scene:
+    """A scene for stage 1 with an object in most cells (drawn as ``scene_generate`` draws them: 8-13 pixels,
+    inside its cell), so each image shows about six objects instead of two and a half."""
+    rng = random.Random(seed)
+    objects = []
+    for cell in range(GRID * GRID):
+        if rng.random() < 0.3:
+            continue
+        row, col = divmod(cell, GRID)
+        size = rng.randint(PATCH // 2, int(PATCH * 0.85))
+        slack = (PATCH - size) // 2
+        x = col * PATCH + PATCH // 2 + rng.randint(-slack, slack)
+        y = row * PATCH + PATCH // 2 + rng.randint(-slack, slack)
+        objects.append(SceneObject(shape=rng.choice(SHAPES), colour=rng.choice(COLOURS), x=x, y=y, size=size))
+    return Scene(seed=seed, objects=objects, width=SIZE, height=SIZE)
+
+
+def patch_classes(scene: Scene) -> list[int]:
+    """The class of each patch in reading order: its object's (colour, shape) index, or "none"."""
+    classes = [len(OBJECT_CLASSES)] * (GRID * GRID)
+    for obj in scene.objects:
+        classes[(obj.y // PATCH) * GRID + obj.x // PATCH] = OBJECT_CLASSES.index((obj.colour, obj.shape))
+    return classes
+
+
+def pretrain_vision(backend: LocalBackend, *, seeds: range, steps: int, lr: float, batch: int = 64) -> float:
+    """Stage 1: the vision tower and a linear probe learn each patch's class on crowded scenes; the probe is
+    dropped and the tower frozen. Returns the probe's accuracy on the object patches of the last 10 batches."""
+    vision = backend.model.model.vision_tower
+    scenes = [crowded_scene(seed) for seed in seeds]
+    pixels = backend.processing_class.image_processor([scene_render(s) for s in scenes], return_tensors="pt")
+    pixels, classes = pixels["pixel_values"], torch.tensor([patch_classes(s) for s in scenes])
+    torch.manual_seed(0)
+    probe = torch.nn.Linear(vision.config.hidden_size, len(OBJECT_CLASSES) + 1)
+    optimizer = torch.optim.AdamW([*vision.parameters(), *probe.parameters()], lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)  # ends cleaner
+    right = []
+    for step in range(steps):
+        rows = slice((step * batch) % len(scenes), (step * batch) % len(scenes) + batch)
+        logits = probe(vision(pixel_values=pixels[rows]).last_hidden_state[:, 1:])  # drop CLS: one per patch
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), classes[rows].flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        objects = classes[rows] < len(OBJECT_CLASSES)
+        right.append((logits.argmax(-1) == classes[rows])[objects].float().mean().item())
+    vision.requires_grad_(False)
+    return sum(right[-10:]) / len(right[-10:])
+
+
+def align_projector(backend: LocalBackend, *, seeds: range, steps: int, lr: float, batch: int = 64) -> float:
+    """Stage 1b, in the place of LLaVA's feature alignment: with the tower frozen, the projector learns to put
+    each patch on a random code of its class, drawn like a word embedding, so an image token starts stage 2 as
+    clean as a word token (without this the language model does not learn the claims in budget). Returns the
+    nearest-code accuracy on the object patches."""
+    vision, projector = backend.model.model.vision_tower, backend.model.model.multi_modal_projector
+    scenes = [crowded_scene(seed) for seed in seeds]
+    pixels = backend.processing_class.image_processor([scene_render(s) for s in scenes], return_tensors="pt")
+    classes = torch.tensor([patch_classes(s) for s in scenes])
+    with torch.no_grad():
+        patches = vision(pixel_values=pixels["pixel_values"]).last_hidden_state[:, 1:]
+    std = backend.model.config.text_config.initializer_range
+    width = backend.model.config.text_config.hidden_size
+    codes = torch.randn(len(OBJECT_CLASSES) + 1, width, generator=torch.Generator().manual_seed(0)) * std
+    optimizer = torch.optim.AdamW(projector.parameters(), lr=lr)
+    for step in range(steps):
+        rows = slice((step * batch) % len(scenes), (step * batch) % len(scenes) + batch)
+        loss = (projector(patches[rows]) - codes[classes[rows]]).pow(2).mean() / std**2
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        nearest = torch.cdist(projector(patches), codes[None]).argmin(-1)
+    objects = classes < len(OBJECT_CLASSES)
+    return (nearest == classes)[objects].float().mean().item()
+
+
+def claim_batch(backend: LocalBackend, examples: list[tuple[YesNoQuestion, bool]]) -> dict[str, torch.Tensor]:
+    """Each question as the labeler asks it followed by its answer ("yes" or "no", then the template's end of
+    turn), as one left-padded batch, with masks of the positions whose next token is the answer's first token,
+    one of its other tokens, and a word of a true claim's question."""
     processing_class = backend.processing_class
     tokenizer = tokenizer_of(processing_class)
 
     def text(question: YesNoQuestion, answer: str | None) -> str:
         return render_text(processing_class, prompt=question.text, answer=answer, with_image=True, use_template=True)
 
+    def length(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
     texts = [text(q, "yes" if truth else "no") for q, truth in examples]
-    answer_lengths = [
-        len(tokenizer(full, add_special_tokens=False)["input_ids"])
-        - len(tokenizer(text(q, None), add_special_tokens=False)["input_ids"])
-        for full, (q, _) in zip(texts, examples, strict=True)
-    ]
+    answer_lengths = [length(full) - length(text(q, None)) for full, (q, _) in zip(texts, examples, strict=True)]
     tokenizer.padding_side = "left"
     inputs = encode_texts(processing_class, texts=texts, images=[[q.image] for q, _ in examples])
-    labels = torch.full_like(inputs["input_ids"], -100)
-    for row, length in enumerate(answer_lengths):
-        labels[row, -length:] = inputs["input_ids"][row, -length:]
-    return {**inputs, "labels": labels}
+    ids = inputs["input_ids"]
+    position = torch.arange(ids.shape[1]).expand_as(ids)
+    answer_start = ids.shape[1] - torch.tensor(answer_lengths)[:, None]
+    last_image = torch.where(ids == backend.model.config.image_token_id, position, -1).max(-1, keepdim=True).values
+    question_mark = torch.where(ids == tokenizer.convert_tokens_to_ids("?"), position, -1).max(-1, keepdim=True).values
+    true = torch.tensor([truth for _, truth in examples])[:, None]
+    return {
+        **inputs,
+        "first_answer_token": position == answer_start - 1,
+        "rest_of_answer": (position >= answer_start) & (position < ids.shape[1] - 1),
+        # Inputs from the last image token to the word before "?" predict the question's words, up to "?".
+        "question_words": (position >= last_image) & (position < question_mark) & true,
+    }
+
+
+def is_count_question(question: str) -> bool:
+    return question.endswith(("objects?", "one object?"))
 
 
 def fine_tune(backend: LocalBackend, *, seeds: range, steps: int, lr: float, batch: int = 32) -> list[float]:
-    """Train every weight of the backend's model (plain AdamW) to answer "yes" to the question of a true claim
-    and "no" to that of a false one, the questions rendered exactly as the labeler asks them; returns the
-    losses."""
+    """Stage 2: train the projector and language model (plain AdamW) to answer "yes" to the question of a true
+    object claim and "no" to that of a false one, the questions rendered exactly as the labeler asks them, plus
+    the language-model loss on the true questions' words; returns the answer losses. Count claims are left out:
+    counting is a skill of its own, and a count claim is the same in both captions of a scene unless the error
+    is an extra object, whose own claim then decides the ranking."""
     examples = []
     for seed in seeds:
         image, rows = scene_questions(seed)
-        examples += [(yes_no_question(question=q, image=image, prompts=PROMPTS), truth) for q, truth in rows]
+        examples += [
+            (yes_no_question(question=q, image=image, prompts=PROMPTS), truth)
+            for q, truth in rows
+            if not is_count_question(q)
+        ]
     random.Random(0).shuffle(examples)
-    batches = [answer_batch(backend, examples[i : i + batch]) for i in range(0, len(examples) - batch + 1, batch)]
+    batches = [claim_batch(backend, examples[i : i + batch]) for i in range(0, len(examples) - batch + 1, batch)]
     torch.manual_seed(0)
-    optimizer = torch.optim.AdamW(backend.model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW([p for p in backend.model.parameters() if p.requires_grad], lr=lr)
+    # Constant, then down to 0 over the second half: the answer settles (held-out object claims 82 % against
+    # 77-84 % without, in the same steps).
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 2 * (1 - step / steps)))
     backend.model.train()
     losses = []
+    masks = ("first_answer_token", "rest_of_answer", "question_words")
     for step in range(steps):
-        loss = backend.model(**batches[step % len(batches)]).loss
+        inputs = dict(batches[step % len(batches)])
+        first, rest, words = (inputs.pop(name) for name in masks)
+        hidden = backend.model.model(**inputs).last_hidden_state
+        scored = first | rest | words  # the vocabulary head only where a loss is taken
+        token_losses = torch.zeros(first.shape)
+        token_losses[scored] = torch.nn.functional.cross_entropy(
+            backend.model.lm_head(hidden[scored]), inputs["input_ids"].roll(-1, dims=1)[scored], reduction="none"
+        )
+        answer_loss = token_losses[first].mean()
+        loss = answer_loss + token_losses[rest].mean() + token_losses[words].mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
+        schedule.step()
+        losses.append(answer_loss.item())
     backend.model.eval()
     return losses
 
 
 @pytest.fixture(scope="module")
 def yes_no_labeler(tiny_vlm_dir, tmp_path_factory):
-    """The tiny VLM fine-tuned to answer yes or no to shapes-world claims (scenes 1000-1199), saved to a folder.
-    In this budget it learns the answer format, not the scenes (see the ranking test)."""
+    """The tiny VLM trained in stages (the patches of crowded scenes 2000-4559, then the object claims of scenes
+    1000-1599) to answer yes or no to shapes-world claims, saved to a folder."""
     backend = LocalBackend.from_path(tiny_vlm_dir, batch_size=32)
-    losses = fine_tune(backend, seeds=range(1000, 1200), steps=60, lr=2e-3)
+    pretrain_vision(backend, seeds=range(2000, 2000 + 64 * 40), steps=700, lr=3e-3)
+    align_projector(backend, seeds=range(2000, 2000 + 64 * 10), steps=300, lr=3e-3)
+    losses = fine_tune(backend, seeds=range(1000, 1600), steps=2000, lr=1e-3)
     folder = tmp_path_factory.mktemp("yes-no-labeler")
     backend.model.save_pretrained(folder)
     backend.processing_class.save_pretrained(folder)
@@ -268,22 +408,13 @@ def test_generate_through_the_server_matches_the_local_greedy_answer(yes_no_labe
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "The tiny VLM does not learn question-conditioned visual claims in a test's budget: trained from random "
-        "weights on these claims (AdamW, lr 5e-4 to 5e-3, batches of 32 questions) its loss stays at the yes/no "
-        "prior for 900 steps (about 50 s), and so does POPE's 'Is there a red circle in the image?'; after 7000 "
-        "steps (6 min) the loss is down to about 0.45 and the truthful caption still wins on only 4-6 of 20 new "
-        "scenes (9-11 with mean log P(yes)). Only a question-free 'is anything red' target was learnt quickly "
-        "(about 225 steps). Measured again (1 thread, about 45 ms a step): 40 s of training (570-860 steps) "
-        "leaves held-out accuracy at 0.60-0.69 and 3-4 wins of 20 with lr 5e-4 to 3e-3, hidden size 128 with 8 "
-        "heads, 3-4 layers, init std 0.1, a 10x projector lr or the image after the question. The vision side is "
-        "not the bottleneck: a vision tower pre-trained to classify each patch's colour and shape (400 steps, 8 s, "
-        "100%/92% accurate) makes 'Is anything red?' learnt in 200 steps at lr 1e-3 (not at 3e-3), and aligning "
-        "projected patches to the word embeddings of their colour, shape and place (13 s) changes nothing, yet the "
-        "simplest question-conditioned target, 'Is anything <colour>?' (balanced), stays at the prior for 1900 "
-        "steps (100 s; a 1-layer LM gets its yes/no loss from 0.69 to 0.55 in 1250 steps, 50 s), and so does a "
-        "text-only version with the scene listed in the prompt: the 2-layer LM does "
-        "not learn to match the question against its context in this budget. The pipeline and the rule are "
-        "covered by test_labeler_pipeline.py, the backends by the tests above."
+        "Learnt, but not yet reliably past 16 of 20 in budget. The staged training above takes the held-out "
+        "object claims (scenes 500-559) from the prior (59 %, 4 wins of 20 new scenes) to 77-84 %, and the "
+        "truthful caption wins on 13-16 of 20 depending on details: 16 with the loss on the answer's first token "
+        "only and 1500 steps (its answers then go on 'yyyy', which the server's parsed path cannot read), 13 with "
+        "the whole answer's loss, 15 with the learning rate decayed over the second half, 14 with that and 2000 "
+        "steps (this fixture, about 90-120 s on a shared core). The loss is still falling at the end: more steps "
+        "or a faster step (cached vision features) should get past 85 %, which 16 wins needs."
     ),
 )
 def test_the_fine_tuned_labeler_ranks_truthful_answers_above_hallucinated_ones_on_new_scenes(yes_no_labeler):
