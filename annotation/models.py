@@ -88,12 +88,16 @@ class Item(QueueUnit):
     image = models.CharField(max_length=300, blank=True, default="", help_text="Path under MEDIA_ROOT.")
     meta = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set in the transaction of every submit that changes the item's feedback; the stored `PreferencePair`s
+    # are re-derived from it before a snapshot freezes (`preference_pairs_refresh_stale`), not per submit.
+    pairs_stale = models.BooleanField(default=False)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="item_external_id_unique"),
         ]
         indexes = [
+            models.Index(fields=["project", "id"], condition=models.Q(pairs_stale=True), name="item_pairs_stale_idx"),
             models.Index(fields=["project", "id"], condition=models.Q(is_open=True), name="item_open_idx"),
             models.Index(
                 fields=["project", "id"], condition=models.Q(is_open=True, reopened=True), name="item_reopened_idx"
@@ -281,6 +285,27 @@ class Rating(AnnotationBase):
 
     def __str__(self) -> str:
         return f"rating {self.level} of {self.response_id} by {self.annotator_id}"
+
+
+class ResponseRatingCount(models.Model):
+    """How many people's ratings (`Rating` rows) of one response are at one level.
+
+    Kept in the submit's transaction (one upsert, two on an amend that changes the level), so a caption's
+    counts never need a scan of its ratings; `preference_pairs_rebuild` recounts them from the `Rating` rows
+    of the items it re-derives (imports store ratings in bulk). Counts an import stored as aggregates
+    (`Response.meta["rating_counts"]`) are not in here.
+    """
+
+    # No index of its own: rating_count_unique starts with response and serves every lookup by response.
+    response = models.ForeignKey(Response, on_delete=models.CASCADE, related_name="+", db_index=False)
+    level = models.PositiveSmallIntegerField(help_text="Index into the project's rating levels.")
+    n_ratings = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["response", "level"], name="rating_count_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.n_ratings} at level {self.level} of {self.response_id}"
 
 
 class Ranking(AnnotationBase):

@@ -27,6 +27,8 @@ from annotation.services.preference_pairs import (
     preference_pairs_rebuild,
     preference_pairs_refresh,
     preference_pairs_refresh_project,
+    preference_pairs_refresh_stale,
+    rating_counts_recount,
 )
 from annotation.services.projects import (
     project_create,
@@ -76,6 +78,8 @@ __all__ = [
     "preference_pairs_rebuild",
     "preference_pairs_refresh",
     "preference_pairs_refresh_project",
+    "preference_pairs_refresh_stale",
+    "rating_counts_recount",
     "project_create",
     "project_member_add",
     "project_member_invite",

@@ -21,8 +21,12 @@ functions map them onto the inputs of the pure rules and yield their rows:
 No source ever stores a pair of two identical answers (`pair_rules.same_answer`); `pairs_for_items`
 counts the ones it left out, and imports report the count.
 
-`preference_pairs_refresh(item=...)` re-derives one item's stored `PreferencePair`s after a submit;
-`preference_pairs_rebuild(items=...)` does it for many items at once (imports). `ai_feedback_record` is
+Submits never derive pairs (their cost would grow with the item: a contest's cartoon holds thousands of
+captions); they mark the item stale (`Item.pairs_stale`) in their transaction, and
+`preference_pairs_refresh_stale(project=...)` re-derives the stale items' pairs when a snapshot freezes.
+`preference_pairs_refresh(item=...)` re-derives one item's stored `PreferencePair`s at once (AI verdicts);
+`preference_pairs_rebuild(items=...)` does it for many items (imports), and recounts their responses'
+rating counters (`ResponseRatingCount`, which submits keep by increments). `ai_feedback_record` is
 what the AI labeler calls with its verdict on a response, `ai_feedback_rewrite_record` with its rewrite.
 """
 
@@ -37,8 +41,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Count, Q
 
 from annotation import pair_rules
 from annotation.models import (
@@ -53,6 +57,7 @@ from annotation.models import (
     Ranking,
     Rating,
     Response,
+    ResponseRatingCount,
 )
 from loupe.errors import ApplicationError
 
@@ -459,7 +464,13 @@ class PairsRebuilt:
 
 @transaction.atomic
 def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) -> PairsRebuilt:
-    """Re-derive the stored pairs of `items` (all of one project) from all their feedback."""
+    """Re-derive the stored pairs of `items` (all of one project) from all their feedback, recount their
+    responses' rating counters and mark them fresh.
+
+    Each batch's items are row-locked first (PostgreSQL; SQLite's IMMEDIATE transaction already excludes
+    every other writer): a submit marks its item stale with an UPDATE of that row, so it either committed
+    before the lock and its annotation is read here, or it waits and marks the item stale again after.
+    """
     if not items:
         return PairsRebuilt(created=0)
     project = items[0].project
@@ -468,6 +479,11 @@ def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) ->
     dropped: Counter[str] = Counter()
     for start in range(0, len(items), batch_size):
         batch = list(items[start : start + batch_size])
+        ids = [item.pk for item in batch]
+        if connection.features.has_select_for_update:
+            # NO KEY UPDATE: the lock a submit's UPDATE of the row takes, which leaves new leases of the
+            # items (whose foreign keys take key-share locks) free to commit.
+            list(Item.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id").values_list("pk"))
         by_key = {item.external_id: item for item in batch}
         PreferencePair.objects.filter(item__in=batch).delete()
         stored = [
@@ -476,13 +492,38 @@ def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) ->
         ]
         PreferencePair.objects.bulk_create(stored, batch_size=2000)
         created += len(stored)
+        rating_counts_recount(item_ids=ids)
+        Item.objects.filter(pk__in=ids, pairs_stale=True).update(pairs_stale=False)
     return PairsRebuilt(created=created, self_pairs_dropped=dropped[pair_rules.SELF_PAIR])
 
 
 def preference_pairs_refresh(*, item: Item) -> list[PreferencePair]:
-    """Re-derive one item's pairs from all its feedback (called after every submit and AI verdict)."""
+    """Re-derive one item's pairs from all its feedback (after an AI verdict; submits only mark the item
+    stale, see `preference_pairs_refresh_stale`)."""
     preference_pairs_rebuild(items=[item])
     return list(PreferencePair.objects.filter(item=item).order_by("id"))
+
+
+@transaction.atomic
+def preference_pairs_refresh_stale(*, project: Project, batch_size: int = 500) -> PairsRebuilt:
+    """Re-derive the pairs of every item of the project whose feedback changed since its pairs were last
+    derived (`Item.pairs_stale`, set by submits): what a snapshot does before it reads the stored pairs,
+    so it holds every acknowledged annotation. One read of a partial index when nothing changed."""
+    items = list(Item.objects.filter(project=project, pairs_stale=True).select_related("project").order_by("id"))
+    return preference_pairs_rebuild(items=items, batch_size=batch_size)
+
+
+def rating_counts_recount(*, item_ids: Sequence[int]) -> None:
+    """Set the rating counters (`ResponseRatingCount`) of the items' responses to a count of their `Rating`
+    rows (submits keep them by increments; this is for ratings stored in bulk, and for checking)."""
+    ResponseRatingCount.objects.filter(response__item_id__in=item_ids).delete()
+    counts = (
+        Rating.objects.filter(item_id__in=item_ids).values("response_id", "level").annotate(n=Count("id")).order_by()
+    )
+    ResponseRatingCount.objects.bulk_create(
+        [ResponseRatingCount(response_id=row["response_id"], level=row["level"], n_ratings=row["n"]) for row in counts],
+        batch_size=2000,
+    )
 
 
 def preference_pairs_refresh_project(*, project: Project, batch_size: int = 500) -> PairsRebuilt:

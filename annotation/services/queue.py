@@ -12,7 +12,10 @@ The rules are in `annotation.assignment` (pure Python); this module keeps them i
   none has expired): their slots go back, and their units are marked `reopened`.
 - Submits are idempotent by client request id (`SubmitRequest`): a repeated request returns the stored
   annotation and changes nothing. Submitting a task already submitted amends that annotation (the
-  annotator went back to it); either way the item's preference pairs are re-derived.
+  annotator went back to it).
+- A submit's cost does not grow with the project or the item: a rating adds one to its caption's counter
+  of that level (`ResponseRatingCount`), and every submit marks its item's pairs stale (`Item.pairs_stale`)
+  rather than re-deriving them; `preference_pairs_refresh_stale` derives them when a snapshot freezes.
 """
 
 from __future__ import annotations
@@ -48,13 +51,13 @@ from annotation.models import (
     Ranking,
     Rating,
     Response,
+    ResponseRatingCount,
     SubmitRequest,
     Visibility,
     annotation_model_for,
     unit_model_for,
 )
 from annotation.segments import SegmentError, correction_check
-from annotation.services.preference_pairs import preference_pairs_refresh
 from loupe.errors import ApplicationError
 
 _SCAN_BATCH = 16
@@ -140,6 +143,19 @@ def _table(model: type[Model]) -> str:
 
 
 _ASSIGNMENTS, _ITEMS, _RESPONSES, _SUBMITS = (_table(m) for m in (Assignment, Item, Response, SubmitRequest))
+
+
+_RATING_COUNTS = _table(ResponseRatingCount)
+
+
+def _rating_count_add(*, response_id: int, level: int, delta: int) -> None:
+    """Add `delta` to the response's counter of ratings at `level`, in the submit's transaction (one upsert:
+    the cost of a rating does not depend on how many the caption or the contest has)."""
+    _sql(
+        f"INSERT INTO {_RATING_COUNTS} (response_id, level, n_ratings) VALUES (%s, %s, %s) "  # noqa: S608
+        f"ON CONFLICT (response_id, level) DO UPDATE SET n_ratings = {_RATING_COUNTS}.n_ratings + %s",
+        [response_id, level, max(delta, 0), delta],
+    )
 
 
 class RateLimited(ApplicationError):
@@ -359,10 +375,10 @@ def _assignment_locked(
     ):
         raise ApplicationError("This task is not yours.", {"assignment": assignment_id})
     assignment.project = project if project is not None else Project.objects.get(pk=assignment.project_id)
-    # The item is locked too: submits to one item (overlap > 1, or the captions of one cartoon) then
-    # re-derive its pairs one after the other, each seeing the other's annotation (PostgreSQL; SQLite
-    # serializes writers anyway).
-    query = f"SELECT * FROM {_ITEMS} WHERE id = %s{lock}"  # noqa: S608
+    # Not locked here: a submit's first write is its item's stale mark, which takes the row lock (see
+    # `_submit`). A FOR UPDATE here would also block the key-share lock that committing a new lease of
+    # the same item takes, and deadlock against that lease's unit (PostgreSQL).
+    query = f"SELECT * FROM {_ITEMS} WHERE id = %s"  # noqa: S608
     item = next(iter(Item.objects.raw(query, [assignment.item_id])))
     item.project = assignment.project
     assignment.item = item
@@ -435,11 +451,19 @@ def _submit(
         fields = fields_for(assignment)
     except (ValueError, SegmentError) as error:
         raise ApplicationError(str(error)) from error
+    # The item's pairs are re-derived before the next snapshot freezes, not here (constant-time submits).
+    # An UPDATE even when the flag is already set, and the first write: its row lock orders this submit
+    # against a refresh of the item in progress (`preference_pairs_rebuild`), and every submit takes the
+    # item before its unit and counters, one order everywhere (PostgreSQL).
+    _sql(f"UPDATE {_ITEMS} SET pairs_stale = %s WHERE id = %s", [True, assignment.item_id])  # noqa: S608
     spent = rules.time_spent(time_spent_ms)
     now = timezone.now()
     amended = assignment.status == AssignmentStatus.SUBMITTED
     if amended:
         annotation = model.objects.get(assignment=assignment)
+        if kind == ProjectKind.RATING and annotation.level != fields["level"]:
+            _rating_count_add(response_id=annotation.response_id, level=annotation.level, delta=-1)
+            _rating_count_add(response_id=annotation.response_id, level=fields["level"], delta=1)
         for name, value in fields.items():
             setattr(annotation, name, value)
         annotation.client_request_id = client_request_id
@@ -473,14 +497,14 @@ def _submit(
         _sql(count_done.format(_table(units)), [assignment.unit_id])
         if units is Response:  # items of one-answer kinds count the answers to all their responses
             _sql(count_done.format(_ITEMS), [assignment.item_id])
+        if kind == ProjectKind.RATING:
+            _rating_count_add(response_id=annotation.response_id, level=annotation.level, delta=1)
     _sql(
         f"INSERT INTO {_SUBMITS} "  # noqa: S608
         "(annotator_id, client_request_id, assignment_id, created_at) "
         "VALUES (%s, %s, %s, %s)",
         [annotator.pk, client_request_id, assignment.pk, connection.ops.adapt_datetimefield_value(now)],
     )
-    assignment.item.project = project  # spares the pair rules a query
-    preference_pairs_refresh(item=assignment.item)
     return Submitted(annotation, assignment, replayed=False, amended=amended)
 
 

@@ -10,9 +10,11 @@ A snapshot is one of three kinds (`SnapshotFilter.kind`):
 - `ratings`: per rated response the counts of each level (`item_key, prompt, image, text, counts, scale,
   response_key, meta, split`), what the caption-contest tables are written from.
 
-Pairs come from the stored `PreferencePair`s, unless the filter names annotators or a date range: then
-only the annotations by those people, made in that range, count, and the pairs are derived from that
-subset at snapshot time through the same rules (`annotation.services.preference_pairs`). Either way the
+Pairs come from the stored `PreferencePair`s (those of items changed since their last derivation are
+re-derived first, `preference_pairs_refresh_stale`: submits do not derive pairs), unless the filter names
+annotators or a date range: then only the annotations by those people, made in that range, count, and the
+pairs are derived from that subset at snapshot time through the same rules
+(`annotation.services.preference_pairs`). Either way the
 AI pairs then go through RLAIF-V's length balancing over the whole snapshot (`balance_ai_lengths`): it
 compares all pairs at once, so it cannot run when one item's pairs are stored. The content hash covers
 the filter and every row: the same filter over the same data gives the same snapshot back.
@@ -61,6 +63,7 @@ from annotation.services.preference_pairs import (
     FeedbackScope,
     feedback_load,
     pairs_for_items,
+    preference_pairs_refresh_stale,
     rating_aggregates,
     rating_median,
     rating_scale,
@@ -507,6 +510,9 @@ def snapshot_create(
         snapshot_filter = replace(snapshot_filter, split_by=split_by_default(project))
     if snapshot_filter.ai_rewrite_pairs is None:
         snapshot_filter = replace(snapshot_filter, ai_rewrite_pairs=project.kind == ProjectKind.CORRECTION)
+    # Submits only mark their items stale; the pairs of every annotation acknowledged so far are derived
+    # now, before the stored pairs are read (a no-op read of a partial index when nothing changed).
+    preference_pairs_refresh_stale(project=project)
     snapshots_dir = Path(settings.SNAPSHOTS_DIR)
     snapshots_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(json.dumps(snapshot_filter.as_dict(), sort_keys=True).encode())

@@ -1,5 +1,5 @@
 """Submitting each kind of annotation through the API: what the server checks, what it stores, and the
-pairs it derives right after."""
+pairs derived from it (when a snapshot freezes: `preference_pairs_refresh_stale`)."""
 
 import pytest
 
@@ -69,6 +69,7 @@ def test_a_correction_stores_sorted_segments_and_the_corrected_text_the_server_c
     assert stored.corrected_text == "A green cube 🟥 sits left of three blue balls."
     assert [s["original"] for s in stored.segments] == ["red", "two"]
     assert response.json()["corrected_text"] == stored.corrected_text
+    services.preference_pairs_refresh_stale(project=project)
     pair = PreferencePair.objects.get(source=PairSource.CORRECTION)
     assert (pair.chosen_text, pair.rejected_text) == (stored.corrected_text, TEXT)
     assert pair.rejected_spans == [
@@ -82,6 +83,7 @@ def test_no_hallucination_stores_the_answer_as_correct(correction_task):
     assert submit(client, project.slug, task, segments=[]).status_code == 201
     stored = Correction.objects.get()
     assert stored.segments == [] and stored.corrected_text == TEXT
+    services.preference_pairs_refresh_stale(project=project)
     assert not PreferencePair.objects.filter(source=PairSource.CORRECTION).exists()
 
 
@@ -103,6 +105,7 @@ def test_a_ranking_must_order_every_shown_answer_once(researcher, annotator, api
     best_first = [ids[2], ids[0], ids[1]]
     assert submit(client, project.slug, task, order=best_first).status_code == 201
     assert Ranking.objects.get().order == best_first
+    services.preference_pairs_refresh_stale(project=project)
     assert PreferencePair.objects.filter(source=PairSource.RANKING).count() == 3
 
 

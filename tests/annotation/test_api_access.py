@@ -97,6 +97,7 @@ def test_the_shown_order_is_recorded_and_pairs_follow_it(project_with_items, ann
     task = client.post("/api/v1/projects/shapes-pairwise/tasks/next/").json()
     url = f"/api/v1/projects/shapes-pairwise/tasks/{task['assignment_id']}/submit/"
     assert client.post(url, {"choice": "a", "client_request_id": "r1"}, format="json").status_code == 201
+    services.preference_pairs_refresh_stale(project=project_with_items)
     pair = PreferencePair.objects.get(item_id=task["item_id"])
     assert pair.chosen_text == task["responses"][0]["text"]
     assert pair.rejected_text == task["responses"][1]["text"]

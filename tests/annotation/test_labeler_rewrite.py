@@ -163,7 +163,9 @@ def test_using_the_rewrite_stores_a_correction_from_its_segments_and_records_it_
     use = AISuggestionUse.objects.get()
     assert (use.rewrite_used, use.rewrite_edited, use.took) == (True, edit, True)
     assert use.suggested["rewrite"] == REWRITE
-    # The person's correction is the pair of this answer; the labeler's rewrite pair steps aside for it.
+    # The person's correction is the pair of this answer; the labeler's rewrite pair steps aside for it
+    # (once the submit's stale pairs are re-derived, as a snapshot does).
+    services.preference_pairs_refresh_stale(project=project)
     (pair,) = PreferencePair.objects.filter(item__project=project)
     assert (pair.source, pair.chosen_text, pair.rejected_text) == ("correction", expected, ANSWER)
     assert pair.rejected_spans == [[green, green + 10], [right, right + 5]]

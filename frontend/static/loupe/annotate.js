@@ -2,7 +2,9 @@
 // earlier answer, progress, instructions, the zoomable image, the AI suggestion, empty-queue messages and
 // the common keys. Each kind's module passes a handler: render(task), collect() -> answer body or null,
 // onKey(event) -> true when it used the key, and optionally forget(task), called once the task is answered
-// or skipped (the correction page drops its draft there).
+// or skipped (the correction page drops its draft there), and ready(), called whenever the page is idle
+// again after loading a task or the empty queue (the rating page sends a key queued meanwhile there), and
+// failed(message), called when a submit was refused.
 // Every text that comes from a model, a caption or a person is inserted with textContent, never as HTML.
 import { apiCall, requestId } from "./api.js";
 
@@ -93,7 +95,8 @@ export class Annotator {
     this.submitId = null;
     this.shownAt = 0;
     this.mine = Number(this.root.dataset.mine || 0);
-    this.submitsSinceRefresh = 0;
+    this.progressAsked = 0; // progress requests sent; a reply older than the last one shown is ignored
+    this.progressShown = 0;
     this.zoomAt = { x: 50, y: 50 }; // the zoomed image's centre, in percent of its width and height
   }
 
@@ -122,7 +125,8 @@ export class Annotator {
     if (progress) {
       el("done").textContent = String(progress.done);
       el("total").textContent = String(progress.total);
-      this.mine = progress.mine;
+      // Answers only add up: a reply that crossed a later local count does not take it back.
+      this.mine = Math.max(this.mine, progress.mine);
       const quota = el("quota");
       quota.hidden = progress.quota_left === null || progress.quota_left === undefined;
       if (!quota.hidden) quota.textContent = ` · ${progress.quota_left} left for you`;
@@ -131,9 +135,12 @@ export class Annotator {
   }
 
   async refreshProgress() {
+    const asked = ++this.progressAsked;
     try {
       const { data } = await apiCall("GET", `${this.base}progress/`);
       this.progressLoaded = true;
+      if (asked < this.progressShown) return; // a later request's reply is already shown
+      this.progressShown = asked;
       this.setProgress(data);
     } catch (error) {
       /* progress is a nicety; the task loop goes on */
@@ -158,6 +165,7 @@ export class Annotator {
     } finally {
       this.busy = false;
     }
+    if (this.handler.ready) this.handler.ready();
   }
 
   showEmpty(message) {
@@ -283,13 +291,13 @@ export class Annotator {
         this.setStatus(`Saved. ${doneMessage}`, "ok");
         const quota = el("quota");
         if (!quota.hidden) quota.textContent = quota.textContent.replace(/\d+/, (n) => String(Math.max(0, n - 1)));
-        if (++this.submitsSinceRefresh >= 10) {
-          this.submitsSinceRefresh = 0;
-          this.refreshProgress();
-        }
+        // The header's "done" counts tasks finished by everyone: only the server knows whether this answer
+        // finished one. Asked beside loading the next task, not before it.
+        this.refreshProgress();
       }
     } catch (error) {
       this.setStatus(error.message, "error");
+      if (this.handler.failed) this.handler.failed(error.message);
       return;
     } finally {
       this.busy = false;
