@@ -202,14 +202,28 @@ def _address_is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def url_fetch_checked(url: str, *, max_bytes: int, allow_private: bool = False, timeout: float = 10.0) -> bytes:
+def url_fetch_checked(
+    url: str,
+    *,
+    max_bytes: int,
+    allow_private: bool = False,
+    timeout: float = 10.0,
+    total_seconds: float = 30.0,
+) -> bytes:
     """Fetch an http(s) image URL, refusing private, loopback and link-local hosts.
 
     Every address the host resolves to must be public. Redirects are not followed, since a redirect
     could point inside the network. (A DNS answer that changes between this check and urllib's own
     lookup is not guarded against; deployments that import URLs from untrusted users should also
     fetch through an egress proxy.)
+
+    `timeout` bounds each wait on the server and `total_seconds` the whole download (settings
+    `LOUPE_IMAGE_FETCH_SECONDS` for imports; checked between reads, so a fetch ends at most one wait after
+    it): a server trickling a byte a second cannot hold the importing process. A body over `max_bytes`,
+    announced or sent, is refused as soon as it is.
     """
+    total = float(total_seconds)
+    deadline = time.monotonic() + total
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ImageRejected("image URL must be http(s) with a host")
@@ -225,10 +239,25 @@ def url_fetch_checked(url: str, *, max_bytes: int, allow_private: bool = False, 
         def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
             raise ImageRejected("image URL redirects, which is not followed")
 
+    too_slow = ImageRejected(f"image URL took longer than {total:g} s to download")
     opener = urllib.request.build_opener(_NoRedirect)
     request = urllib.request.Request(url, headers={"User-Agent": "Loupe-importer"})  # noqa: S310 (scheme checked)
-    with opener.open(request, timeout=timeout) as response:
-        data = response.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ImageRejected(f"image at URL is more than the limit of {max_bytes} bytes")
-    return data
+    # Each wait (connecting, the headers, one read) is also no longer than the whole download may take.
+    with opener.open(request, timeout=min(timeout, total)) as response:
+        announced = response.headers.get("Content-Length", "")
+        if announced.strip().isdigit() and int(announced) > max_bytes:
+            raise ImageRejected(f"image at URL is more than the limit of {max_bytes} bytes ({int(announced)})")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() >= deadline:
+                raise too_slow
+            # read1: what one receive brings, so the deadline is checked between trickled bytes.
+            chunk = response.read1(64 * 1024)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                raise ImageRejected(f"image at URL is more than the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)

@@ -47,6 +47,7 @@ def datasets_page(request: HttpRequest, slug: str) -> HttpResponse:
         }
         for snapshot in project.snapshots.order_by("-id")[:50]
     ]
+    services.data_jobs_reap_dead()
     jobs = project.data_jobs.select_related("project").order_by("-id")[:20]
     job_rows = [{"job": job, "progress": services.data_job_progress(job=job)} for job in jobs]
     rated = project.kind == ProjectKind.RATING

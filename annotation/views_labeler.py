@@ -10,11 +10,13 @@ from annotation.labeler.backends import BACKEND_KINDS
 from annotation.labeler.prompts import PROMPTS
 from annotation.models import AIFeedback, Response
 from annotation.permissions import access_project_for_management
+from annotation.services.labeler import labeler_jobs_reap_dead
 
 
 @login_required
 def labeler_page(request: HttpRequest, slug: str) -> HttpResponse:
     project = access_project_for_management(user=request.user, project_slug=slug)
+    labeler_jobs_reap_dead()
     return render(
         request,
         "annotation/labeler.html",

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from evaluation.models import BenchmarkExample, BenchmarkRun, RecipeRun
 from evaluation.recipes import recipe_check, recipe_config_build
-from evaluation.recipes.runs import recipe_run_start
+from evaluation.recipes.runs import recipe_run_start, recipe_runs_reap_dead
 from loupe.errors import ApplicationError
 
 
@@ -58,6 +58,14 @@ class RecipeRunAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "size", "seed", "status", "report_path", "created_at", "finished_at")
     list_filter = ("name", "status")
     actions = ["run_again"]
+
+    def changelist_view(self, request, extra_context=None):  # noqa: ANN001, ANN201
+        recipe_runs_reap_dead()  # a run whose worker died shows as failed, not running for ever
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+        recipe_runs_reap_dead()
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
         if obj is None:

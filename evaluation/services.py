@@ -27,7 +27,6 @@ Configs (paths are on the server):
 """
 
 import json
-import traceback
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from evaluation.models import Benchmark, BenchmarkExample, BenchmarkRun
 from evaluation.runners import BenchmarkOutcome, Cancelled, InputError
 from loupe.db import Heartbeat, log_appended
 from loupe.errors import ApplicationError
+from loupe.failures import failure_cause, failure_log
 from training.models import ModelArtifact
 
 POPE_SETTINGS = ("random", "popular", "adversarial")
@@ -484,11 +484,11 @@ def benchmark_run_execute(*, run_id: int) -> None:
         return
     except Exception as exc:
         # An input error is the user's to fix: its message is the error. Anything else keeps its traceback.
-        message = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        message = str(exc) if isinstance(exc, InputError) else failure_cause(exc)
         BenchmarkRun.objects.filter(pk=run_id).update(
             status=JobStatus.FAILED, finished_at=timezone.now(), error=message
         )
-        _log(run_id, traceback.format_exc())
+        _log(run_id, failure_log(exc))  # the traceback for staff
         return
     finally:
         heartbeat.stopped.set()

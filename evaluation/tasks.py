@@ -18,6 +18,13 @@ def _reap_benchmark_runs_of_dead_workers(**_: object) -> None:
     benchmark_runs_reap_dead()
 
 
+@worker_ready.connect
+def _reap_recipe_runs_of_dead_workers(**_: object) -> None:
+    from evaluation.recipes.runs import recipe_runs_reap_dead
+
+    recipe_runs_reap_dead()
+
+
 # Named under `training.` so it is routed to the `training` queue: a recipe trains models (and runs benchmarks).
 @shared_task(name="training.recipe_run_execute", ignore_result=True)
 def recipe_run_execute_task(recipe_run_id: int) -> None:

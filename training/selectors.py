@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from loupe.failures import FAILURE_PREFIX
 from training.models import ModelArtifact, Round, RoundsRun, RunMetric, RunStatus, TrainingRun
 
 ETA_WINDOW = 20  # steps whose timing predicts the rest
@@ -45,8 +46,6 @@ def training_run_eta_seconds(*, run: TrainingRun) -> float | None:
     return (run.max_steps - run.step) * seconds / (last_step - first_step)
 
 
-# The line the worker (or the reaper) writes when a run fails: its cause in one line, after the traceback.
-FAILURE_PREFIX = "[loupe] failed: "
 BEST_OF_N_FILE = "best.jsonl"
 
 

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from annotation import services
 from annotation.permissions import access_project_for_management, access_snapshot
 from loupe.errors import ApplicationError
+from loupe.failures import log_for_users
 
 
 def _spooled_upload(upload, directory: Path, name: str) -> Path:
@@ -265,7 +266,7 @@ class DataJobOutputSerializer(serializers.Serializer):
     done = serializers.SerializerMethodField()
     total = serializers.SerializerMethodField()
     progress = serializers.SerializerMethodField()
-    log = serializers.CharField()
+    log = serializers.SerializerMethodField()
     result = serializers.DictField()
     download_url = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
@@ -276,6 +277,10 @@ class DataJobOutputSerializer(serializers.Serializer):
         if job.pk not in cache:
             cache[job.pk] = services.data_job_progress(job=job)
         return cache[job.pk]
+
+    def get_log(self, job) -> str:
+        # Tracebacks and server paths stay with staff (the admin); managers read the cause.
+        return log_for_users(job.log)
 
     def get_params(self, job) -> dict:
         # Paths on the server are no business of the client.
@@ -351,6 +356,7 @@ class ProjectJobListApi(APIView):
     @extend_schema(responses=DataJobOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
+        services.data_jobs_reap_dead()
         jobs = project.data_jobs.select_related("project").order_by("-id")[:50]
         return ApiResponse(DataJobOutputSerializer(jobs, many=True).data)
 
@@ -360,6 +366,7 @@ class DataJobDetailApi(APIView):
 
     @extend_schema(responses=DataJobOutputSerializer)
     def get(self, request: Request, job_id: int) -> ApiResponse:
+        services.data_jobs_reap_dead()
         job = access_data_job(user=request.user, job_id=job_id)
         return ApiResponse(DataJobOutputSerializer(job).data)
 

@@ -9,8 +9,14 @@ from rest_framework.views import APIView
 from annotation.labeler.backends import BACKEND_KINDS
 from annotation.models import Item, JobStatus
 from annotation.permissions import access_labeler_job, access_project_for_management, access_snapshot
-from annotation.services.labeler import labeler_job_cancel, labeler_job_resume, labeler_job_start
+from annotation.services.labeler import (
+    labeler_job_cancel,
+    labeler_job_resume,
+    labeler_job_start,
+    labeler_jobs_reap_dead,
+)
 from loupe.errors import ApplicationError
+from loupe.failures import log_for_users
 
 MAX_ID = 2**63 - 1
 
@@ -34,9 +40,13 @@ class LabelerJobOutputSerializer(serializers.Serializer):
     questions = serializers.IntegerField()
     total = serializers.IntegerField()
     progress = serializers.SerializerMethodField()
-    log = serializers.CharField()
+    log = serializers.SerializerMethodField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+    def get_log(self, job) -> str:
+        # Tracebacks and server paths stay with staff (the admin); managers read the cause.
+        return log_for_users(job.log)
 
     def get_progress(self, job) -> float:
         if job.status == JobStatus.SUCCEEDED:
@@ -50,6 +60,7 @@ class LabelerJobListApi(APIView):
     @extend_schema(responses=LabelerJobOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
+        labeler_jobs_reap_dead()
         jobs = project.labeler_jobs.select_related("project").order_by("-id")[:50]
         return ApiResponse(LabelerJobOutputSerializer(jobs, many=True).data)
 
@@ -94,6 +105,7 @@ class LabelerJobDetailApi(APIView):
 
     @extend_schema(responses=LabelerJobOutputSerializer)
     def get(self, request: Request, job_id: int) -> ApiResponse:
+        labeler_jobs_reap_dead()
         job = access_labeler_job(user=request.user, job_id=job_id)
         return ApiResponse(LabelerJobOutputSerializer(job).data)
 

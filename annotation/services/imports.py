@@ -158,6 +158,7 @@ class _ImageLoader:
                     reference,
                     max_bytes=settings.LOUPE_MAX_IMAGE_BYTES,
                     allow_private=settings.LOUPE_ALLOW_PRIVATE_URLS,
+                    total_seconds=settings.LOUPE_IMAGE_FETCH_SECONDS,
                 )
             except ImageRejected:
                 raise

@@ -11,17 +11,22 @@ Progress: an import stores its rows in one transaction (nothing is kept if it fa
 transaction holds the only write lock, so while it runs neither its progress nor a cancel request can go
 through the database. Both therefore also travel as small files in the job's folder: the worker writes
 `progress.json` (read by `data_job_progress`), and `data_job_cancel` leaves a `cancel` file the worker
-checks at every batch. The file's age doubles as the heartbeat by which a dead worker's job is found.
+checks at every batch. For the same reason the worker's heartbeat is a file too (`heartbeat`, touched by a
+thread while the job works, however long one step takes): a running job whose row, note and heartbeat file are
+all older than `LOUPE_HEARTBEAT_TIMEOUT_SECONDS` belongs to a dead worker, and is reaped whenever jobs are read
+(the embedded broker never delivers a dead worker's task again, and a worker restarted within the timeout
+cannot tell).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
-import traceback
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,9 +43,11 @@ from annotation.services.exports import export_options_check, snapshot_export_ar
 from annotation.services.imports import import_format_check, items_import
 from loupe.db import log_appended
 from loupe.errors import ApplicationError
+from loupe.failures import FAILURE_PREFIX, failure_log
 
 PROGRESS_FILE = "progress.json"
 CANCEL_FILE = "cancel"
+HEARTBEAT_FILE = "heartbeat"
 # Progress is written at most this often (seconds): a job of a million rows must not spend its time on it.
 PROGRESS_EVERY = 0.5
 
@@ -166,6 +173,25 @@ class _Progress:
             DataJob.objects.filter(pk=self.job_id).update(done=done, total=total, heartbeat_at=timezone.now())
 
 
+class _FolderHeartbeat(threading.Thread):
+    """Touches the job's heartbeat file several times per heartbeat timeout until `stopped` is set. A file, not
+    the row (`loupe.db.Heartbeat`): while an import's transaction holds SQLite's write lock, no other
+    connection can write the row."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.stopped = folder / HEARTBEAT_FILE, threading.Event()
+        self.every = max(0.2, min(10.0, settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS / 4))
+
+    def beat(self) -> None:
+        with contextlib.suppress(OSError):  # the folder was removed: the job has ended
+            self.path.touch()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.beat()
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
         json.dump(data, handle)
@@ -200,6 +226,18 @@ def _run_import(job: DataJob, progress: _Progress) -> tuple[str, dict[str, Any]]
     return "", report.as_dict()
 
 
+def _run_beating(job: DataJob, progress: _Progress) -> tuple[str, dict[str, Any]]:
+    """Run the export or import while a thread beats for it."""
+    heartbeat = _FolderHeartbeat(progress.folder)
+    heartbeat.beat()
+    heartbeat.start()
+    try:
+        return (_run_export if job.kind == JobKind.EXPORT else _run_import)(job, progress)
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
+
+
 def data_job_execute(*, job_id: int) -> None:
     """Run a queued job to its end in this process (a Celery worker). Safe to deliver twice."""
     claimed = DataJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
@@ -212,8 +250,7 @@ def data_job_execute(*, job_id: int) -> None:
     DataJob.objects.filter(pk=job_id).update(log=log_appended(f"[loupe] {job.kind} {_describe(job)} started\n"))
     started = time.monotonic()
     try:
-        runner = _run_export if job.kind == JobKind.EXPORT else _run_import
-        result_path, result = runner(job, progress)
+        result_path, result = _run_beating(job, progress)
     except JobCancelled:
         DataJob.objects.filter(pk=job_id).update(
             status=JobStatus.CANCELLED,
@@ -223,11 +260,11 @@ def data_job_execute(*, job_id: int) -> None:
         _cleanup(job)
         return
     except ApplicationError as error:
-        _fail(job_id, f"[loupe] failed: {error.message} {json.dumps(error.extra) if error.extra else ''}\n")
+        _fail(job_id, f"{FAILURE_PREFIX}{error.message} {json.dumps(error.extra) if error.extra else ''}\n")
         _cleanup(job)
         return
-    except BaseException:
-        _fail(job_id, traceback.format_exc())
+    except BaseException as error:
+        _fail(job_id, failure_log(error))  # the traceback for staff, then the cause in one line
         _cleanup(job)
         raise
     seconds = time.monotonic() - started
@@ -290,7 +327,8 @@ class JobProgress:
 
 
 def data_job_progress(*, job: DataJob) -> JobProgress:
-    """The job's progress: its row, or the worker's newer note while an import holds its transaction."""
+    """The job's progress: its row, or the worker's newer note while an import holds its transaction; its
+    heartbeat is the latest of the row's, the note's and the heartbeat file's."""
     done, total, beat = job.done, job.total, job.heartbeat_at
     if job.status == JobStatus.RUNNING:
         try:
@@ -301,11 +339,20 @@ def data_job_progress(*, job: DataJob) -> JobProgress:
             noted_at = datetime.fromtimestamp(note["at"], tz=timezone.get_current_timezone())
             if beat is None or noted_at > beat:
                 done, total, beat = int(note["done"]), int(note["total"]), noted_at
+        try:
+            touched_at = datetime.fromtimestamp(
+                (job_dir(job) / HEARTBEAT_FILE).stat().st_mtime, tz=timezone.get_current_timezone()
+            )
+        except OSError:
+            touched_at = None
+        if touched_at is not None and (beat is None or touched_at > beat):
+            beat = touched_at
     return JobProgress(done=done, total=total, heartbeat_at=beat)
 
 
 def data_job_cancel(*, job: DataJob) -> DataJob:
-    """Queued jobs end at once; running ones stop at their next batch and keep nothing."""
+    """Queued jobs end at once; running ones stop at their next batch and keep nothing; a job whose worker
+    died ends as cancelled now (its heartbeat stopped) or when the reaper finds it (within the timeout)."""
     if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
         raise ApplicationError(f"A {job.status} job cannot be cancelled.", {"job": job.pk})
     folder = job_dir(job)
@@ -318,24 +365,41 @@ def data_job_cancel(*, job: DataJob) -> DataJob:
     )
     if ended:
         _cleanup(job)
+    else:
+        _reap_if_dead(job)
     job.refresh_from_db()
     return job
 
 
 def data_jobs_reap_dead() -> int:
-    """Mark running jobs whose worker stopped beating as failed (their worker died); returns how many."""
+    """End running jobs whose worker stopped beating (it died); returns how many. A job whose cancel was asked
+    for ends cancelled, any other failed. Called when a worker starts and whenever jobs are read."""
+    return sum(_reap_if_dead(job) for job in DataJob.objects.filter(status=JobStatus.RUNNING))
+
+
+def _reap_if_dead(job: DataJob) -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS)
-    count = 0
-    for job in DataJob.objects.filter(status=JobStatus.RUNNING):
-        beat = data_job_progress(job=job).heartbeat_at
-        if beat is not None and beat >= cutoff:
-            continue
-        count += DataJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-            status=JobStatus.FAILED,
-            finished_at=timezone.now(),
-            log=log_appended("[loupe] no heartbeat: the worker died; nothing of an import was kept, start it again\n"),
+    beat = data_job_progress(job=job).heartbeat_at
+    if beat is not None and beat >= cutoff:
+        return 0
+    since = f" since {beat:%Y-%m-%d %H:%M:%S}" if beat else ""
+    if (job_dir(job) / CANCEL_FILE).exists():
+        status, text = (
+            JobStatus.CANCELLED,
+            f"[loupe] cancelled; the worker had stopped (no heartbeat{since}); nothing kept\n",
         )
-    return count
+    else:
+        status = JobStatus.FAILED
+        text = (
+            f"[loupe] no heartbeat{since}: the worker died; nothing of an import was kept, start it again\n"
+            f"{FAILURE_PREFIX}the worker stopped (no heartbeat); start the {job.kind} again\n"
+        )
+    reaped = DataJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+        status=status, finished_at=timezone.now(), log=log_appended(text)
+    )
+    if reaped:
+        _cleanup(job)
+    return reaped
 
 
 def data_job_download_name(*, job: DataJob) -> str:

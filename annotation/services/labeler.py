@@ -19,7 +19,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-import traceback
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -39,6 +38,7 @@ from annotation.models import AIFeedback, DatasetSnapshot, Item, JobStatus, Labe
 from annotation.services.preference_pairs import ai_feedback_record, ai_feedback_rewrite_record
 from loupe.db import log_appended
 from loupe.errors import ApplicationError
+from loupe.failures import FAILURE_PREFIX, failure_log
 from loupe.jsonchecks import dataclass_types_check
 
 # LabelerConfig fields a job may set (prompt_version has its own column).
@@ -264,10 +264,10 @@ def labeler_job_execute(*, job_id: int) -> None:
         )
         return
     except ApplicationError as error:
-        _fail(job_id, f"[loupe] failed: {error.message}\n")
+        _fail(job_id, f"{FAILURE_PREFIX}{error.message}\n")
         return
-    except BaseException:
-        _fail(job_id, traceback.format_exc())
+    except BaseException as error:
+        _fail(job_id, failure_log(error))  # the traceback for staff, then the cause in one line
         raise
     LabelerJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
         status=JobStatus.SUCCEEDED,

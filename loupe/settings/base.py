@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from loupe.csp import DEFAULT_POLICY as DEFAULT_CSP
 from loupe.env import demo_secret_key, env_bool, env_dict, env_float, env_int, env_list, env_path, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -22,6 +23,30 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "").strip() or demo_secret_key(SECRET_
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS. Outside the embedded demo and DEBUG, Loupe is taken to be served over HTTPS (`check --deploy` is clean):
+# plain HTTP is redirected, browsers are told to use HTTPS only (HSTS, a year), cookies are sent over HTTPS
+# only. LOUPE_HTTPS=0 turns all of it off (a deployment on plain HTTP inside a private network); each
+# DJANGO_* switch below sets one setting. Behind a proxy that terminates TLS, DJANGO_SECURE_PROXY_SSL_HEADER=1
+# trusts its X-Forwarded-Proto (set it only there: a client could send the header itself).
+LOUPE_HTTPS = env_bool("LOUPE_HTTPS", not LOUPE_DEMO and not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", LOUPE_HTTPS)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 365 * 24 * 3600 if LOUPE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", LOUPE_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", LOUPE_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE", LOUPE_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE", LOUPE_HTTPS)
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Content-Security-Policy of every response (loupe.csp): scripts from Loupe's own origin only.
+LOUPE_CSP = env_str("LOUPE_CSP", DEFAULT_CSP)
+# Login throttling (loupe.login_throttle): this many failed logins for one username from one address within
+# the window block that pair until the window ends. Behind a proxy, LOUPE_CLIENT_IP_HEADER names the header
+# holding the client's address (e.g. HTTP_X_REAL_IP); otherwise every client shares the proxy's address.
+LOUPE_LOGIN_MAX_FAILURES = env_int("LOUPE_LOGIN_MAX_FAILURES", 5)
+LOUPE_LOGIN_WINDOW_SECONDS = env_int("LOUPE_LOGIN_WINDOW_SECONDS", 15 * 60)
+LOUPE_CLIENT_IP_HEADER = env_str("LOUPE_CLIENT_IP_HEADER", "")
+AUTHENTICATION_BACKENDS = ["loupe.login_throttle.ThrottledModelBackend"]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -42,11 +67,13 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "loupe.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "loupe.login_throttle.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -89,6 +116,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Connections persist across requests (CONN_MAX_AGE above): closing SQLite's last connection after every
     # request checkpoints and deletes the WAL file, which cost 10-30 ms per request in the throughput bench.
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The cache holds login-failure counts (loupe.login_throttle), so every process must see the same one: a folder
+# on this machine by default, Redis with LOUPE_CACHE_URL=redis://… (several machines).
+_CACHE_URL = env_str("LOUPE_CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(DATA_DIR / "cache")}
+    )
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -133,6 +171,8 @@ LOUPE_MAX_UPLOAD_BYTES = env_int("LOUPE_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 LOUPE_MAX_IMAGE_BYTES = env_int("LOUPE_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 LOUPE_MAX_IMAGE_PIXELS = env_int("LOUPE_MAX_IMAGE_PIXELS", 40_000_000)
 LOUPE_ALLOW_PRIVATE_URLS = env_bool("LOUPE_ALLOW_PRIVATE_URLS", False)
+# A remote image's whole download (seconds), however slowly its server sends: an import is not held longer.
+LOUPE_IMAGE_FETCH_SECONDS = env_float("LOUPE_IMAGE_FETCH_SECONDS", 30.0)
 # The AI labeler's key for an OpenAI-compatible server: read by the worker, never stored on a job.
 LOUPE_LABELER_API_KEY = env_str("LOUPE_LABELER_API_KEY", "")
 LOUPE_LEASE_SECONDS = env_int("LOUPE_LEASE_SECONDS", 30 * 60)

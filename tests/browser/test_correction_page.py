@@ -48,7 +48,7 @@ def test_an_annotator_marks_segments_by_mouse_and_keyboard_and_the_server_stores
     page.keyboard.press("3")
     page.keyboard.type("three")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('mark.seg').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('mark.seg').length === 2")
 
     # An overlapping span is refused with a message, and nothing changes.
     mouse_select(page, "#answer-text", "red cube")
@@ -64,14 +64,14 @@ def test_an_annotator_marks_segments_by_mouse_and_keyboard_and_the_server_stores
     page.click("[data-type-index='1']")
     page.fill("#editor-replacement", "green")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('mark.seg').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('mark.seg').length === 2")
 
     corrected = "A green cube sits left of three blue balls on a wooden table."
     assert page.inner_text("#preview") == corrected
     page.screenshot(path=str(screenshot_dir / "correction.png"), full_page=True)
 
     page.keyboard.press("Control+Enter")
-    page.wait_for_function(f"document.getElementById('answer-text').textContent === {CLEAN!r}")
+    page.wait_for_function(f"() => document.getElementById('answer-text').textContent === {CLEAN!r}")
     page.keyboard.press("n")
     page.wait_for_selector("#empty:not([hidden])")
 

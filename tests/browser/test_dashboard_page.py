@@ -50,7 +50,7 @@ def test_staff_create_a_project_and_import_tasks_from_the_dashboard(
     assert page.locator("#tasks tbody tr").count() == 0
     page.click("#import-form button[type=submit]")
     page.wait_for_selector("#import-jobs tr[data-status=succeeded]", timeout=60_000)
-    page.wait_for_function("document.querySelectorAll('#tasks tbody tr').length === 6")
+    page.wait_for_function("() => document.querySelectorAll('#tasks tbody tr').length === 6")
     assert Item.objects.filter(project__slug="cartoons").count() == 3
     done_row = page.locator("#import-jobs tr[data-status=succeeded]").inner_text()
     assert "items.jsonl" in done_row and "3 new items" in done_row and "3 / 3" in done_row, done_row

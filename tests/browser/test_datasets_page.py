@@ -116,7 +116,7 @@ def test_freeze_errors_show_by_the_button_and_a_degenerate_split_is_warned_about
     page.evaluate("document.querySelector('#snapshot-form [name=test_fraction]').removeAttribute('max')")
     page.fill(f"{form} [name=test_fraction]", "0.95")
     page.click(f"{form} button[type=submit]")
-    page.wait_for_function("document.getElementById('freeze-status').textContent.includes('test_fraction')")
+    page.wait_for_function("() => document.getElementById('freeze-status').textContent.includes('test_fraction')")
     assert "less than or equal to 0.9" in page.inner_text("#freeze-status")
     assert page.get_attribute(f"{form} [name=test_fraction]", "aria-invalid") == "true"
     assert page.get_attribute(f"{form} [name=annotators]", "aria-invalid") is None

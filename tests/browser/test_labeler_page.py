@@ -60,7 +60,9 @@ def test_a_manager_starts_watches_cancels_and_resumes_labeler_jobs(
     running_row = page.locator(f'tr[data-job="{running.pk}"]')
     assert "2 / 12" in running_row.inner_text()
     LabelerJob.objects.filter(pk=running.pk).update(done=7)
-    page.wait_for_function(f"document.querySelector('tr[data-job=\"{running.pk}\"]').textContent.includes('7 / 12')")
+    page.wait_for_function(
+        f"() => document.querySelector('tr[data-job=\"{running.pk}\"]').textContent.includes('7 / 12')"
+    )
 
     started_row.locator("button[data-action=cancel]").click()
     page.wait_for_selector(f'tr[data-job="{started.pk}"][data-status=cancelled]')

@@ -19,7 +19,7 @@ def test_an_annotator_judges_by_keyboard_and_amends_an_answer(
     login(page, annotator)
     page.goto(f"{live_server.url}/projects/{pairwise_project.slug}/annotate/")
     page.wait_for_selector("#task:not([hidden])")
-    page.wait_for_function("document.getElementById('item-image').naturalWidth > 0")
+    page.wait_for_function("() => document.getElementById('item-image').naturalWidth > 0")
     page.screenshot(path=str(screenshot_dir / "pairwise.png"), full_page=True)
 
     shown = []
@@ -31,7 +31,7 @@ def test_an_annotator_judges_by_keyboard_and_amends_an_answer(
             page.keyboard.type(reason)
             page.keyboard.press("Escape")
         page.keyboard.press(keys)
-        page.wait_for_function(f"document.getElementById('task').dataset.assignment !== '{assignment}'")
+        page.wait_for_function(f"() => document.getElementById('task').dataset.assignment !== '{assignment}'")
     assert page.inner_text("#mine") == "3"
 
     expected = [("a", 1, ""), ("b", 2, "B names the right colour"), ("both_bad", 1, "")]
@@ -93,7 +93,7 @@ def test_at_1366x768_the_choices_show_with_the_instructions_open_and_ctrl_enter_
     assert "awaiting" in page.get_attribute("#choices", "class")
     assert PairwiseJudgment.objects.count() == 0
     page.keyboard.press("2")
-    page.wait_for_function(f"document.getElementById('task').dataset.assignment !== '{first}'")
+    page.wait_for_function(f"() => document.getElementById('task').dataset.assignment !== '{first}'")
     judgment = PairwiseJudgment.objects.get(assignment_id=first)
     assert (judgment.choice, judgment.reason) == ("b", "B counts the balls right")
     assert "awaiting" not in page.get_attribute("#choices", "class")
@@ -122,7 +122,7 @@ def test_z_zooms_and_the_arrow_keys_move_around_the_image(
     login(page, annotator)
     page.goto(f"{live_server.url}/projects/{project.slug}/annotate/")
     page.wait_for_selector("#task:not([hidden])")
-    page.wait_for_function("document.getElementById('item-image').naturalWidth > 0")
+    page.wait_for_function("() => document.getElementById('item-image').naturalWidth > 0")
     assert page.is_hidden("#zoom-hint")
 
     origin = "getComputedStyle(document.getElementById('item-image')).transformOrigin"

@@ -30,7 +30,7 @@ def test_an_anonymous_participant_rates_captions_with_keys_until_the_quota(
     )
     page.goto(f"{live_server.url}/crowd/{project.slug}/")
     page.wait_for_selector("#task:not([hidden])")
-    page.wait_for_function("document.getElementById('item-image').naturalWidth > 0")
+    page.wait_for_function("() => document.getElementById('item-image').naturalWidth > 0")
     assert page.inner_text("#caption") in CAPTIONS
     page.screenshot(path=str(screenshot_dir / "rating.png"), full_page=True)
 
@@ -40,7 +40,7 @@ def test_an_anonymous_participant_rates_captions_with_keys_until_the_quota(
         seen.append((page.inner_text("#caption"), int(key) - 1))
         page.keyboard.press(key)
         page.wait_for_function(
-            f"document.getElementById('task').dataset.assignment !== '{assignment}' "
+            f"() => document.getElementById('task').dataset.assignment !== '{assignment}' "
             "|| !document.getElementById('empty').hidden"
         )
     page.wait_for_selector("#empty:not([hidden])")

@@ -108,7 +108,7 @@ def test_the_run_page_gets_plotly_gzipped_and_cached(
     page.screenshot(path=str(screenshot_dir / "static-run-page.png"))
 
     page.goto(f"{whitenoise_server}/runs/{run.pk}/")
-    page.wait_for_function("window.Plotly !== undefined")
+    page.wait_for_function("() => window.Plotly !== undefined")
     second = plotly_timing(page)
     assert second["url"] == first["url"]
     assert second["transferSize"] == 0, "a second visit fetched plotly.min.js again"
@@ -132,5 +132,5 @@ def test_the_pairwise_page_works_from_hashed_modules(
     assert all(len(url.rsplit("/", 1)[1].split(".")) == 3 for url in scripts), scripts
     assignment = page.get_attribute("#task", "data-assignment")
     page.keyboard.press("1")
-    page.wait_for_function(f"document.getElementById('task').dataset.assignment !== '{assignment}'")
+    page.wait_for_function(f"() => document.getElementById('task').dataset.assignment !== '{assignment}'")
     assert page.inner_text("#mine") == "1"
