@@ -314,6 +314,28 @@ def answers_in_batches(
     return answers
 
 
+def shapes_described(
+    *,
+    n_images: int,
+    seed: int,
+    image_dir: Path,
+    prefix: str,
+    answer_fn: Callable[[list], list[str]],
+    prompt: str,
+    batch_size: int,
+    progress: Progress,
+) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Held-out shapes-world scenes (name, scene) drawn into ``image_dir`` and the model's description of each."""
+    drawn = shapes_scenes(n_images=n_images, seed=seed, image_dir=image_dir, prefix=prefix)
+    answers = answers_in_batches(
+        prompts=[ImagePrompt(name, prompt) for name, _ in drawn],
+        answer_fn=answer_fn,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return drawn, answers
+
+
 def _chair_examples(captions: Sequence[chair_core.CaptionChair], images: dict | None = None) -> list[dict[str, Any]]:
     return [
         {
@@ -344,10 +366,13 @@ def chair_shapes_run(
     progress: Progress = _noop,
 ) -> BenchmarkOutcome:
     """CHAIR in the shapes world: the model describes held-out scenes; an object is a "<colour> <shape>" pair."""
-    drawn = shapes_scenes(n_images=n_images, seed=seed, image_dir=image_dir, prefix="chair")
-    answers = answers_in_batches(
-        prompts=[ImagePrompt(name, prompt) for name, _ in drawn],
+    drawn, answers = shapes_described(
+        n_images=n_images,
+        seed=seed,
+        image_dir=image_dir,
+        prefix="chair",
         answer_fn=answer_fn,
+        prompt=prompt,
         batch_size=batch_size,
         progress=progress,
     )
@@ -431,12 +456,13 @@ def object_halbench_run(
     if shapes is not None:
         if answer_fn is None or shapes_dir is None:
             raise InputError("Object HalBench on the shapes world needs a model (--model)")
-        drawn = shapes_scenes(
-            n_images=shapes["n_images"], seed=shapes.get("seed", 0), image_dir=shapes_dir, prefix="halbench"
-        )
-        answers = answers_in_batches(
-            prompts=[ImagePrompt(name, prompt) for name, _ in drawn],
+        drawn, answers = shapes_described(
+            n_images=shapes["n_images"],
+            seed=shapes.get("seed", 0),
+            image_dir=shapes_dir,
+            prefix="halbench",
             answer_fn=answer_fn,
+            prompt=prompt,
             batch_size=batch_size,
             progress=progress,
         )
@@ -755,12 +781,13 @@ def shr_run(
     if shapes is not None:
         if answer_fn is None or shapes_dir is None:
             raise InputError("SHR on the shapes world needs a model (--model)")
-        drawn = shapes_scenes(
-            n_images=shapes["n_images"], seed=shapes.get("seed", 0), image_dir=shapes_dir, prefix="shr"
-        )
-        answers = answers_in_batches(
-            prompts=[ImagePrompt(name, prompt) for name, _ in drawn],
+        drawn, answers = shapes_described(
+            n_images=shapes["n_images"],
+            seed=shapes.get("seed", 0),
+            image_dir=shapes_dir,
+            prefix="shr",
             answer_fn=answer_fn,
+            prompt=prompt,
             batch_size=batch_size,
             progress=progress,
         )
