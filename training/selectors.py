@@ -30,8 +30,8 @@ def training_run_eta_seconds(*, run: TrainingRun) -> float | None:
 
     None when it is not running or fewer than two steps of the current attempt have been logged.
     """
-    if run.status != RunStatus.RUNNING or not run.max_steps or run.step >= run.max_steps:
-        return None
+    if run.status != RunStatus.RUNNING or not run.max_steps or run.step >= run.max_steps or run.started_at is None:
+        return None  # (a row set running by hand, in the admin, has no start time)
     recent = list(
         RunMetric.objects.filter(run=run, logged_at__gte=run.started_at)
         .order_by("-step")

@@ -132,6 +132,17 @@ def test_a_failed_run_shows_its_cause_in_one_line(api, admin_user, client, pairs
     assert "Traceback" not in page[cause_at : page.index("</p>", cause_at)]
 
 
+def test_a_running_run_without_a_start_time_is_shown_without_an_eta(api, pairs_snapshot, tmp_path):
+    """A row set running by hand (the admin) has no start time: the detail API answers, with no ETA (was a 500)."""
+    run = TrainingRun.objects.create(
+        method="dpo", base_model="/m", snapshot=pairs_snapshot, status=RunStatus.RUNNING, max_steps=10, step=2,
+        output_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    response = api.get(f"/api/v1/training-runs/{run.pk}/")
+    assert response.status_code == 200, response.content
+    assert response.json()["eta_seconds"] is None
+
+
 def test_a_run_that_failed_before_the_cause_line_existed_shows_its_last_line(api, pairs_snapshot, tmp_path):
     """Older failed runs (no `[loupe] failed:` line) show the traceback's last line; other runs no cause."""
     run = _failed_run(pairs_snapshot, tmp_path, log="Traceback (most recent call last):\nValueError: bad\n\n")
