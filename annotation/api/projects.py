@@ -1,6 +1,5 @@
 """REST API: Projects, members and items."""
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -11,9 +10,8 @@ from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
 from annotation import selectors, services
-from annotation.models import Item, ProjectKind, Role, Visibility
+from annotation.models import Item, Membership, ProjectKind, Role, Visibility
 from annotation.permissions import access_project, access_project_for_management
-from loupe.errors import ApplicationError
 
 
 class ProjectOutputSerializer(serializers.Serializer):
@@ -119,29 +117,54 @@ class ProjectStatsApi(APIView):
         )
 
 
+class ProjectMemberOutputSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.CharField(allow_blank=True)
+    role = serializers.ChoiceField(choices=Role.values)
+
+
+def _member_row(membership: Membership) -> dict[str, str]:
+    user = membership.user
+    return {"username": user.get_username(), "email": getattr(user, "email", "") or "", "role": membership.role}
+
+
 class ProjectMemberAddApi(APIView):
-    """Add a user to the project with a role (managers only); adding a member again changes their role."""
+    """The project's members (GET), or add an existing account by username or email with a role (POST; adding a
+    member again changes their role; the last manager stays one). Managers only."""
 
     @extend_schema_serializer(component_name="ProjectMemberAddInput")
     class InputSerializer(serializers.Serializer):
-        username = serializers.CharField(help_text="The username of an existing account.")
+        username = serializers.CharField(help_text="The username or the email of an existing account.")
         role = serializers.ChoiceField(choices=Role.values, default=Role.ANNOTATOR)
 
-    @extend_schema_serializer(component_name="ProjectMemberOutput")
-    class OutputSerializer(serializers.Serializer):
-        username = serializers.CharField()
-        role = serializers.ChoiceField(choices=Role.values)
+    @extend_schema(responses={200: ProjectMemberOutputSerializer(many=True)})
+    def get(self, request: Request, slug: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        return ApiResponse([_member_row(m) for m in selectors.project_members(project=project)])
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(request=InputSerializer, responses={201: ProjectMemberOutputSerializer})
     def post(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = get_user_model().objects.filter(username=data.validated_data["username"]).first()
-        if user is None:
-            raise ApplicationError("No such user.", {"field": "username"})
-        services.project_member_add(project=project, user=user, role=data.validated_data["role"])
-        return ApiResponse({"username": user.get_username(), "role": data.validated_data["role"]}, status=201)
+        membership = services.project_member_invite(
+            project=project,
+            username_or_email=data.validated_data["username"],
+            role=data.validated_data["role"],
+            field="username",
+        )
+        return ApiResponse(_member_row(membership), status=201)
+
+
+class ProjectMemberApi(APIView):
+    """Take a member out of the project (managers only). Their answers stay; the last manager cannot be removed."""
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, slug: str, username: str) -> ApiResponse:
+        project = access_project_for_management(user=request.user, project_slug=slug)
+        user = services.user_find(username_or_email=username, field="username")
+        services.project_member_remove(project=project, user=user)
+        return ApiResponse(status=204)
 
 
 class ItemOutputSerializer(serializers.Serializer):

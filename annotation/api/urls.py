@@ -8,6 +8,7 @@ urlpatterns = [
     path("projects/", projects.ProjectListApi.as_view(), name="project-list"),
     path("projects/<slug:slug>/", projects.ProjectDetailApi.as_view(), name="project-detail"),
     path("projects/<slug:slug>/members/", projects.ProjectMemberAddApi.as_view(), name="project-members"),
+    path("projects/<slug:slug>/members/<str:username>/", projects.ProjectMemberApi.as_view(), name="project-member"),
     path("projects/<slug:slug>/items/", projects.ItemListApi.as_view(), name="item-list"),
     path("projects/<slug:slug>/stats/", projects.ProjectStatsApi.as_view(), name="project-stats"),
     # tasks

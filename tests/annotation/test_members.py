@@ -125,3 +125,29 @@ def test_create_project_takes_visibility_and_members_by_email(researcher, annota
     assert not Project.objects.filter(slug="ghostly").exists()
     with pytest.raises(CommandError, match="invalid choice: 'secret'"):
         call_command("create_project", "x", "--kind", "pairwise", "--visibility", "secret")
+
+
+def test_the_members_api_lists_adds_by_username_or_email_and_removes(
+    project, researcher, annotator, outsider, api_client_for
+):
+    """The API does what the dashboard does: list, add by username or email (again: change the role), remove;
+    the last manager stays; an outsider sees no such project."""
+    annotator.email = "ann@example.org"
+    annotator.save()
+    api = api_client_for(researcher)
+    url = f"/api/v1/projects/{project.slug}/members/"
+    added = api.post(url, {"username": "ANN@example.org", "role": "annotator"}, format="json")
+    assert added.status_code == 201, added.content
+    assert added.json() == {"username": "ann-annotator", "email": "ann@example.org", "role": "annotator"}
+    assert api.post(url, {"username": "ann-annotator", "role": "manager"}, format="json").status_code == 201
+    assert [(m["username"], m["role"]) for m in api.get(url).json()] == [
+        ("ann-annotator", "manager"),
+        ("rhea-researcher", "manager"),
+    ]
+    missing = api.post(url, {"username": "nobody@example.org"}, format="json")
+    assert missing.status_code == 400 and "nobody@example.org" in missing.content.decode()
+    assert api.delete(f"{url}ann-annotator/").status_code == 204
+    assert roles(project) == {"rhea-researcher": "manager"}
+    last = api.delete(f"{url}rhea-researcher/")
+    assert last.status_code == 400 and roles(project) == {"rhea-researcher": "manager"}
+    assert api_client_for(outsider).get(url).status_code == 404
