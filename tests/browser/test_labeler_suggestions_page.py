@@ -55,7 +55,7 @@ def test_the_correction_page_marks_the_doubted_claim_and_records_that_it_was_tak
     page.keyboard.press("Control+Enter")
     correction = _wait_for_one(Correction)
     assert [(s["start"], s["end"]) for s in correction.segments] == [(BAD.index("green"), BAD.index("green") + 5)]
-    use = AISuggestionUse.objects.get()
+    use = _wait_for_one(AISuggestionUse)  # written just after the annotation's transaction, before the reply
     assert use.took is True and use.suggested == {
         "doubted": [[0, len("A green <b>star</b> is on the left")]],
         "rewrite": "A green star? <i>No</i>: a red circle is on the left.",
@@ -151,7 +151,7 @@ def test_the_pairwise_page_says_which_answer_the_labeler_prefers(
     page.keyboard.press("2" if good_side == "A" else "1")  # the other answer
     judgment = _wait_for_one(PairwiseJudgment)
     assert judgment.choice == ("b" if good_side == "A" else "a")
-    use = AISuggestionUse.objects.get()
+    use = _wait_for_one(AISuggestionUse)
     assert use.took is False and use.suggested["prefers"] == good.pk
 
 
