@@ -318,14 +318,18 @@ def shapes_described(
     *,
     n_images: int,
     seed: int,
-    image_dir: Path,
+    image_dir: Path | None,
     prefix: str,
-    answer_fn: Callable[[list], list[str]],
+    answer_fn: Callable[[list], list[str]] | None,
     prompt: str,
     batch_size: int,
     progress: Progress,
+    benchmark: str = "CHAIR",
 ) -> tuple[list[tuple[str, Any]], list[str]]:
-    """Held-out shapes-world scenes (name, scene) drawn into ``image_dir`` and the model's description of each."""
+    """Held-out shapes-world scenes (name, scene) drawn into ``image_dir`` and the model's description of each;
+    InputError without a model (or a folder for the images)."""
+    if answer_fn is None or image_dir is None:
+        raise InputError(f"{benchmark} on the shapes world needs a model (--model)")
     drawn = shapes_scenes(n_images=n_images, seed=seed, image_dir=image_dir, prefix=prefix)
     answers = answers_in_batches(
         prompts=[ImagePrompt(name, prompt) for name, _ in drawn],
@@ -454,8 +458,6 @@ def object_halbench_run(
 
     config = ObjectHalBenchConfig(unique_mentions=unique_mentions)
     if shapes is not None:
-        if answer_fn is None or shapes_dir is None:
-            raise InputError("Object HalBench on the shapes world needs a model (--model)")
         drawn, answers = shapes_described(
             n_images=shapes["n_images"],
             seed=shapes.get("seed", 0),
@@ -465,6 +467,7 @@ def object_halbench_run(
             prompt=prompt,
             batch_size=batch_size,
             progress=progress,
+            benchmark="Object HalBench",
         )
         inputs = [chair_core.CaptionInput(name, answer) for (name, _), answer in zip(drawn, answers, strict=True)]
         result = chair_core.shapes_chair(inputs, dict(drawn))
@@ -779,8 +782,6 @@ def shr_run(
     from evaluation.benchmarks import shr as shr_core
 
     if shapes is not None:
-        if answer_fn is None or shapes_dir is None:
-            raise InputError("SHR on the shapes world needs a model (--model)")
         drawn, answers = shapes_described(
             n_images=shapes["n_images"],
             seed=shapes.get("seed", 0),
@@ -790,6 +791,7 @@ def shr_run(
             prompt=prompt,
             batch_size=batch_size,
             progress=progress,
+            benchmark="SHR",
         )
         result = shr_core.shr_shapes(answers, [scene for _, scene in drawn])
         summary = {**_shr_summary(result, len(drawn)), "judge_model": "", "judge_prompt_version": result.prompt_version}

@@ -40,7 +40,7 @@ from annotation.models import DEFAULT_HALLUCINATION_TYPES, Item, JobStatus, Proj
 from evaluation import runners, selectors
 from evaluation.models import Benchmark, BenchmarkExample, BenchmarkRun
 from evaluation.runners import BenchmarkOutcome, Cancelled, InputError
-from loupe.db import Heartbeat, log_appended
+from loupe.db import Heartbeat, log_appended, run_cancel
 from loupe.errors import ApplicationError
 from loupe.failures import failure_cause, failure_log
 from training.models import ModelArtifact
@@ -305,17 +305,7 @@ def benchmark_run_start(
 @transaction.atomic
 def benchmark_run_cancel(*, run: BenchmarkRun) -> BenchmarkRun:
     """Queued runs end at once; running ones stop after the current batch."""
-    run = BenchmarkRun.objects.select_for_update().get(pk=run.pk)
-    if run.status == JobStatus.QUEUED:
-        run.status = JobStatus.CANCELLED
-        run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at"])
-    elif run.status == JobStatus.RUNNING:
-        run.cancel_requested = True
-        run.save(update_fields=["cancel_requested"])
-    else:
-        raise ApplicationError(f"A {run.status} run cannot be cancelled.")
-    return run
+    return run_cancel(BenchmarkRun, run.pk)
 
 
 def benchmark_runs_reap_dead() -> int:

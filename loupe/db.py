@@ -4,7 +4,7 @@ import threading
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet, TextField, Value
+from django.db.models import F, Model, QuerySet, TextField, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -32,3 +32,21 @@ class Heartbeat(threading.Thread):
                 self.rows.update(heartbeat_at=timezone.now())
         finally:
             connection.close()  # this thread's own connection
+
+
+def run_cancel(model: type[Model], pk: int) -> Model:
+    """Cancel a training or benchmark run (call inside a transaction): a queued one ends at once; a running one is
+    asked to stop at its next step or batch (`cancel_requested`); an ended one cannot be cancelled."""
+    from loupe.errors import ApplicationError
+
+    run = model.objects.select_for_update().get(pk=pk)
+    if run.status == "queued":
+        run.status = "cancelled"
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+    elif run.status == "running":
+        run.cancel_requested = True
+        run.save(update_fields=["cancel_requested"])
+    else:
+        raise ApplicationError(f"A {run.status} run cannot be cancelled.")
+    return run

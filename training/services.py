@@ -26,7 +26,7 @@ from django.utils import timezone
 from annotation.models import DatasetSnapshot
 from annotation.selectors import snapshot_rows
 from annotation.services.snapshots import snapshot_kind
-from loupe.db import Heartbeat, log_appended
+from loupe.db import Heartbeat, log_appended, run_cancel
 from loupe.errors import ApplicationError
 from loupe.failures import failure_log
 from training.methods.configs import (
@@ -230,17 +230,7 @@ def _enqueue(run: TrainingRun) -> None:
 @transaction.atomic
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Queued runs end at once; running ones stop after the current step and keep their last checkpoint."""
-    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
-    if run.status == RunStatus.QUEUED:
-        run.status = RunStatus.CANCELLED
-        run.finished_at = timezone.now()
-        run.save(update_fields=["status", "finished_at"])
-    elif run.status == RunStatus.RUNNING:
-        run.cancel_requested = True
-        run.save(update_fields=["cancel_requested"])
-    else:
-        raise ApplicationError(f"A {run.status} run cannot be cancelled.")
-    return run
+    return run_cancel(TrainingRun, run.pk)
 
 
 @transaction.atomic
