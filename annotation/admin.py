@@ -5,6 +5,8 @@ changes a project's overlap through the service, so tasks go back into the queue
 """
 
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from annotation import services
 from annotation.models import (
@@ -96,8 +98,47 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
         return False
 
 
-for model in (PairwiseJudgment, Correction, Rating, Ranking, PreferencePair, SubmitRequest):
+for model in (PairwiseJudgment, Correction, Rating, Ranking, SubmitRequest):
     admin.site.register(model)
+
+
+PAIR_EXCERPT_CHARS = 80
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= PAIR_EXCERPT_CHARS else text[: PAIR_EXCERPT_CHARS - 1].rstrip() + "…"
+
+
+@admin.register(PreferencePair)
+class PreferencePairAdmin(admin.ModelAdmin):
+    """Derived pairs as a researcher checks them: which item, from which feedback, what was chosen over what
+    and how sure. Read-only: pairs are re-derived from annotations (`preference_pairs_refresh`)."""
+
+    list_display = ["id", "project", "item_link", "source", "chosen_excerpt", "rejected_excerpt", "margin",
+                    "agreement", "n_votes", "updated_at"]  # fmt: skip
+    list_filter = ["project", "source"]
+    search_fields = ["item__external_id", "chosen_text", "rejected_text"]
+    list_select_related = ["project", "item"]
+    readonly_fields = [f.name for f in PreferencePair._meta.fields]
+    list_per_page = 50
+    show_full_result_count = False  # no COUNT(*) over every pair on each page
+
+    @admin.display(description="item", ordering="item__external_id")
+    def item_link(self, pair: PreferencePair) -> str:
+        url = reverse("browse-item", args=[pair.project.slug, pair.item_id])
+        return format_html('<a href="{}">{}</a>', url, pair.item.external_id)
+
+    @admin.display(description="chosen")
+    def chosen_excerpt(self, pair: PreferencePair) -> str:
+        return _excerpt(pair.chosen_text)
+
+    @admin.display(description="rejected")
+    def rejected_excerpt(self, pair: PreferencePair) -> str:
+        return _excerpt(pair.rejected_text)
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001 — pairs are derived, never typed by hand
+        return False
 
 
 @admin.register(LabelerJob)

@@ -35,6 +35,20 @@ class Project(models.Model):
     # Public crowd projects (no account): how many items one participant may rate, and how fast.
     public_quota = models.PositiveIntegerField(default=200)
     public_rate_per_minute = models.PositiveIntegerField(default=60)
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Fraction of the tasks served that are gold tasks (known answers), 0 to 1."
+    )
+    # Rating projects: which caption is shown next (`annotation.sampling`).
+    rating_sampling = models.CharField(
+        max_length=10,
+        choices=[("uniform", "Uniform: least-rated caption first"), ("adaptive", "Adaptive: find the top captions")],
+        default="uniform",
+        help_text="Uniform rates every caption about equally often; adaptive (KL-LUCB, as NEXT) spends the votes "
+        "on the captions that could be in the top k.",
+    )
+    rating_top_k = models.PositiveSmallIntegerField(
+        default=10, help_text="How many of the best captions adaptive sampling looks for."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -584,3 +598,77 @@ class AISuggestionUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.annotation_id}: took={self.took}"
+
+
+# --- review ---
+
+
+class ReviewDecision(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    EDITED = "edited", "Edited"
+    REJECTED = "rejected", "Rejected"
+
+
+class AnnotationReview(models.Model):
+    """A reviewer's decision on one annotation: one row per annotation, updated when it is reviewed again
+    (the latest decision wins). Annotations live in one table per kind, so the annotation is named by
+    `kind` and `annotation_id` (as in `AISuggestionUse`). An edit never changes the annotation itself:
+    `edited` holds the reviewer's version (the fields of the kind, as the submit stores them), which
+    the pairs and snapshots use in its place. `annotation_updated_at` is the version of the annotation
+    that was reviewed: an annotator who changes their answer afterwards makes the review stale."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=20, choices=ProjectKind.choices)
+    annotation_id = models.PositiveIntegerField(help_text="The id of the judgment, correction, rating or ranking.")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", help_text="Whose work was reviewed."
+    )
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    decision = models.CharField(max_length=10, choices=ReviewDecision.choices)
+    comment = models.TextField(blank=True, default="")
+    edited = models.JSONField(
+        default=dict, blank=True, help_text="The reviewer's version of the answer (decision edited), else {}."
+    )
+    annotation_updated_at = models.DateTimeField(help_text="The annotation's updated_at when it was reviewed.")
+    client_request_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "annotation_id"], name="review_one_per_annotation"),
+            models.UniqueConstraint(fields=["reviewer", "client_request_id"], name="review_request_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "annotator", "updated_at"], name="review_annotator_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.kind} {self.annotation_id} by {self.reviewer_id}"
+
+
+# --- gold and trust ---
+
+
+class GoldAnswer(models.Model):
+    """The known answer of a gold task: a unit (see `annotation.assignment`) served to annotators like any
+    other, whose answers measure them (`annotation.gold_rules`) instead of training models.
+
+    `unit_id` is the queued unit, as in `Assignment`: the item's id for pairwise and ranking, the response's
+    id for corrections and ratings (then `response` is set too). `answer` is normalized by
+    `gold_rules.gold_answer_check`; it never leaves the server to annotators. Gold units are not in the
+    ordinary queue (so they take no slot of the overlap) and their items are left out of every snapshot.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+", db_index=False)
+    unit_id = models.BigIntegerField()
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="gold_answers")
+    response = models.ForeignKey(Response, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    answer = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "unit_id"], name="gold_answer_unique")]
+
+    def __str__(self) -> str:
+        return f"gold {self.unit_id} of {self.project_id}"

@@ -14,6 +14,7 @@ from django.db import connection
 from django.http import Http404
 
 from annotation.models import DatasetSnapshot, LabelerJob, Membership, Project, Role, Visibility
+from loupe import rows
 
 MANAGE_ROLES = (Role.MANAGER,)
 
@@ -36,12 +37,12 @@ def access_project(*, user: AbstractBaseUser | AnonymousUser, project_slug: str)
     if not user.is_authenticated:
         raise Http404("No such project.")
     projects, members = (connection.ops.quote_name(m._meta.db_table) for m in (Project, Membership))
-    found = Project.objects.raw(
+    project = rows.instance(
+        Project,
         f"SELECT p.*, EXISTS (SELECT 1 FROM {members} m WHERE m.project_id = p.id AND m.user_id = %s) "  # noqa: S608
         f"AS user_is_member FROM {projects} p WHERE p.slug = %s",
         [user.pk, project_slug],
     )
-    project = next(iter(found), None)
     if project is None:
         raise Http404("No such project.")
     if user.is_staff or project.visibility == Visibility.PUBLIC or project.user_is_member:
@@ -83,3 +84,29 @@ def access_labeler_job(*, user: AbstractBaseUser | AnonymousUser, job_id: int) -
         raise Http404("No such labeler job.")
     access_project_for_management(user=user, project_slug=job.project.slug)
     return job
+
+
+class ReviewerRequired(ManagerRequired):
+    """The user may see the project but reviewing its annotations takes the reviewer or manager role."""
+
+
+REVIEW_ROLES = (Role.REVIEWER, Role.MANAGER)
+
+
+def may_review(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
+    """Whether `user` may review the project's annotations: a reviewer or manager of it, or staff."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_staff:
+        return True
+    membership = _membership(user=user, project=project)
+    return membership is not None and membership.role in REVIEW_ROLES
+
+
+def access_project_for_review(*, user: AbstractBaseUser | AnonymousUser, project_slug: str) -> Project:
+    """The project, if `user` may review its annotations (reviewer or manager, or staff); annotators get
+    the API's 404 and the pages' 403 (`ManagerRequired`), outsiders the 404 of a project that does not exist."""
+    project = access_project(user=user, project_slug=project_slug)
+    if not may_review(user=user, project=project):
+        raise ReviewerRequired(f"Reviewing {project.name} takes the project's reviewer or manager role.")
+    return project

@@ -218,12 +218,20 @@ def project_tasks_page(*, project: Project, offset: int = 0, limit: int = 50) ->
     units = model.objects.filter(project=project).order_by("pk")[offset : offset + limit]
     if model is Item:
         return [
-            {"id": u.pk, "external_id": u.external_id, "text": u.prompt, "done": u.done_count, "taken": u.taken_count}
+            {
+                "id": u.pk,
+                "item_id": u.pk,
+                "external_id": u.external_id,
+                "text": u.prompt,
+                "done": u.done_count,
+                "taken": u.taken_count,
+            }
             for u in units
         ]
     return [
         {
             "id": u.pk,
+            "item_id": u.item_id,
             "external_id": f"{u.item.external_id} #{u.position}",
             "text": u.text,
             "done": u.done_count,

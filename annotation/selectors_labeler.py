@@ -22,6 +22,9 @@ log P(yes)) is on no scale of the project's, so levels made from it would depend
 whereas which of two answers is better needs only the order both sides give. It is also the statistic the
 pairwise projects already report, so the figures read the same across kinds, and ties (equal levels, which
 a short scale makes common) are left out on both sides alike.
+
+The verdict tables built here (`people_verdicts`, `labeler_verdicts`) also feed the project agreement report
+(`annotation.selectors_agreement`), and the statistics live in `annotation.agreement`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
 
+from annotation.agreement import Agreement, percent_agreement, value_pairs
 from annotation.models import AIFeedback, Correction, PairwiseJudgment, Project, ProjectKind, Ranking, Rating
 from annotation.pair_rules import rewrite_segments
 
@@ -80,44 +84,20 @@ def ai_suggestion_of(feedback: AIFeedback) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Agreement:
-    agree: int
-    n: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.agree / self.n if self.n else None
-
-
-@dataclass(frozen=True)
 class LabelerAgreement:
     labeler_model: str
     with_people: Agreement
 
 
-def _agreement(verdicts: dict[Hashable, dict[object, Hashable]], labeler: dict[Hashable, Hashable] | None) -> Agreement:
-    """Pairwise percent agreement: among people (labeler None) or between the labeler and each person."""
-    agree = n = 0
-    for unit, people in verdicts.items():
-        if labeler is None:
-            pairs = combinations(people.values(), 2)
-        elif unit in labeler:
-            pairs = ((labeler[unit], verdict) for verdict in people.values())
-        else:
-            continue
-        for first, second in pairs:
-            n += 1
-            agree += first == second
-    return Agreement(agree=agree, n=n)
-
-
-def _people_pairwise(project: Project) -> dict[Hashable, dict[object, Hashable]]:
+def _people_pairwise(project: Project, *, with_ties: bool = False) -> dict[Hashable, dict[object, Hashable]]:
+    """Per pair of responses, the one each person judged better; with ties, None for "tie" and "both bad"
+    (no preference), which are otherwise left out."""
     verdicts: dict[Hashable, dict[object, Hashable]] = defaultdict(dict)
-    rows = PairwiseJudgment.objects.filter(item__project=project, choice__in=("a", "b")).values_list(
-        "annotator_id", "response_a_id", "response_b_id", "choice"
-    )
-    for annotator, a, b, choice in rows:
-        verdicts[frozenset((a, b))][annotator] = a if choice == "a" else b
+    rows = PairwiseJudgment.objects.filter(item__project=project)
+    if not with_ties:
+        rows = rows.filter(choice__in=("a", "b"))
+    for annotator, a, b, choice in rows.values_list("annotator_id", "response_a_id", "response_b_id", "choice"):
+        verdicts[frozenset((a, b))][annotator] = a if choice == "a" else b if choice == "b" else None
     return verdicts
 
 
@@ -155,8 +135,24 @@ def _people_correction(project: Project) -> dict[Hashable, dict[object, Hashable
     return verdicts
 
 
-def _labeler_verdicts(project: Project, units: list[Hashable]) -> dict[str, dict[Hashable, Hashable]]:
-    """Per labeler model, its verdict on every unit it judged (latest prompt version's feedback wins)."""
+def people_verdicts(*, project: Project, with_ties: bool = False) -> dict[Hashable, dict[object, Hashable]] | None:
+    """unit → {annotator id: verdict} as the module docstring says, by the project's kind (None for a kind
+    without one); `with_ties` keeps a pairwise "tie" or "both bad" as the verdict None."""
+    if project.kind == ProjectKind.PAIRWISE:
+        return _people_pairwise(project, with_ties=with_ties)
+    people_of = {
+        ProjectKind.CORRECTION: _people_correction,
+        ProjectKind.RATING: _people_rating,
+        ProjectKind.RANKING: _people_ranking,
+    }.get(project.kind)
+    return None if people_of is None else people_of(project)
+
+
+def labeler_verdicts(
+    *, project: Project, units: list[Hashable], with_ties: bool = False
+) -> dict[str, dict[Hashable, Hashable]]:
+    """Per labeler model, its verdict on every unit it judged (latest prompt version's feedback wins);
+    `with_ties` gives equal scores on a pair the verdict None (no preference) instead of none."""
     scores: dict[str, dict[int, float]] = defaultdict(dict)
     doubts: dict[str, dict[int, bool]] = defaultdict(dict)
     for model, response, score, p_yes in (
@@ -172,8 +168,12 @@ def _labeler_verdicts(project: Project, units: list[Hashable]) -> dict[str, dict
         for unit in units:
             if project.kind != ProjectKind.CORRECTION:  # units are pairs of responses
                 a, b = sorted(unit)
-                if a in scores[model] and b in scores[model] and scores[model][a] != scores[model][b]:
+                if a not in scores[model] or b not in scores[model]:
+                    continue
+                if scores[model][a] != scores[model][b]:
                     mine[unit] = a if scores[model][a] > scores[model][b] else b
+                elif with_ties:
+                    mine[unit] = None
             elif unit in doubts[model]:
                 mine[unit] = doubts[model][unit]
         found[model] = mine
@@ -183,23 +183,24 @@ def _labeler_verdicts(project: Project, units: list[Hashable]) -> dict[str, dict
 def labeler_agreement(*, project: Project) -> dict | None:
     """`{"statistic", "people": Agreement, "labelers": [LabelerAgreement, ...]}` for the project, or None
     for a kind the statistic does not cover (see the module docstring)."""
-    people_of = {
-        ProjectKind.PAIRWISE: _people_pairwise,
-        ProjectKind.CORRECTION: _people_correction,
-        ProjectKind.RATING: _people_rating,
-        ProjectKind.RANKING: _people_ranking,
-    }.get(project.kind)
-    if people_of is None:
+    people = people_verdicts(project=project)
+    if people is None:
         return None
-    people = people_of(project)
-    labelers = _labeler_verdicts(project, list(people))
+    humans = {annotator for verdicts in people.values() for annotator in verdicts}
+    rows = []
+    for model, verdicts in sorted(labeler_verdicts(project=project, units=list(people)).items()):
+        key = ("ai", model)  # never a user id
+        table = {unit: {**people[unit], key: verdict} for unit, verdict in verdicts.items()}
+        rows.append(
+            LabelerAgreement(
+                labeler_model=model,
+                with_people=percent_agreement(list(value_pairs(table, raters=humans, rater=key))),
+            )
+        )
     return {
         "statistic": STATISTIC[project.kind],
-        "people": _agreement(people, None),
-        "labelers": [
-            LabelerAgreement(labeler_model=model, with_people=_agreement(people, verdicts))
-            for model, verdicts in sorted(labelers.items())
-        ],
+        "people": percent_agreement(list(value_pairs(people, raters=humans))),
+        "labelers": rows,
     }
 
 

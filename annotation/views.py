@@ -18,7 +18,11 @@ from annotation import assignment as rules
 from annotation import selectors, services
 from annotation.models import Item, Project, ProjectKind, Role, Visibility
 from annotation.permissions import access_project, access_project_for_management, is_manager
+from annotation.selectors_agreement import agreement_dashboard
+from annotation.selectors_captions import caption_dashboard
 from annotation.selectors_labeler import labeler_agreement
+from annotation.selectors_review import review_card
+from annotation.selectors_trust import trust_summary
 from annotation.services.crowd import PARTICIPANT_COOKIE, participant_from_cookie
 from loupe.errors import ApplicationError
 
@@ -46,7 +50,12 @@ def project_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "annotation/project.html",
-        {"project": project, "progress": progress, "manager": is_manager(user=request.user, project=project)},
+        {
+            "project": project,
+            "progress": progress,
+            "manager": is_manager(user=request.user, project=project),
+            "review": review_card(project=project, user=request.user),
+        },
     )
 
 
@@ -182,6 +191,23 @@ class SettingsForm(forms.Form):
     show_ai_suggestions = forms.BooleanField(required=False, label="Show the AI labeler's suggestions")
     public_quota = forms.IntegerField(min_value=0)
     public_rate_per_minute = forms.IntegerField(min_value=0)
+    # Left out of a post (a form from before these fields): unchanged (project_update skips None).
+    rating_sampling = forms.ChoiceField(
+        choices=Project._meta.get_field("rating_sampling").choices,
+        required=False,
+        label="Caption sampling (rating projects)",
+        help_text=Project._meta.get_field("rating_sampling").help_text,
+    )
+    rating_top_k = forms.IntegerField(
+        min_value=1,
+        max_value=1000,
+        required=False,
+        label="Top k captions",
+        help_text="How many of the best captions adaptive sampling looks for.",
+    )
+
+    def clean_rating_sampling(self) -> str | None:
+        return self.cleaned_data.get("rating_sampling") or None
 
 
 @login_required
@@ -221,8 +247,11 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             "import_formats": getattr(services, "IMPORT_FORMATS", ("loupe-jsonl",)),
             "max_scale": rules.MAX_SCALE_ENTRIES,
             "labeler_agreement": labeler_agreement(project=project),
+            "agreement": agreement_dashboard(project=project),
             "members": selectors.project_members(project=project),
             "roles": Role.choices,
+            "captions": caption_dashboard(project=project),
+            "trust": trust_summary(project=project),
         },
     )
 

@@ -4,7 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from annotation import views as annotation_views
-from annotation import views_datasets, views_labeler
+from annotation import views_browse, views_datasets, views_labeler, views_review
 from training import views as training_views
 
 urlpatterns = [
@@ -24,6 +24,9 @@ urlpatterns = [
         name="datasets-export-download",
     ),
     path("projects/<slug:slug>/labeler/", views_labeler.labeler_page, name="labeler"),
+    path("projects/<slug:slug>/review/", views_review.review_page, name="review"),
+    path("projects/<slug:slug>/data/", views_browse.browse_page, name="browse"),
+    path("projects/<slug:slug>/data/<int:item_id>/", views_browse.browse_item_page, name="browse-item"),
     path("crowd/<slug:slug>/", annotation_views.crowd_page, name="crowd"),
     path("items/<int:item_id>/image", annotation_views.item_image, name="item-image"),
     path("runs/", training_views.run_list_page, name="runs"),

@@ -31,15 +31,17 @@ def json_value_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | 
     stack: list[tuple[Any, str, int]] = [(value, "$", 1)]
     while stack:
         current, where, depth = stack.pop()
-        if isinstance(current, dict | list) and depth > max_depth:
+        if isinstance(current, dict | list | tuple) and depth > max_depth:
             return f"{where} is nested deeper than {max_depth} levels"
         if isinstance(current, dict):
             for key, child in current.items():
+                if not isinstance(key, str):
+                    return f"a key of {where} is not text"
                 problem = json_text_problem(key)
                 if problem:
                     return f"a key of {where} {problem}"
                 stack.append((child, f"{where}.{key[:40]}", depth + 1))
-        elif isinstance(current, list):
+        elif isinstance(current, list | tuple):
             stack.extend((child, f"{where}[{n}]", depth + 1) for n, child in enumerate(current))
         elif isinstance(current, str):
             problem = json_text_problem(current)
@@ -47,6 +49,9 @@ def json_value_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | 
                 return f"{where} {problem}"
         elif isinstance(current, float) and not math.isfinite(current):
             return f"{where} is not a finite number"
+        elif not (current is None or isinstance(current, bool | int | float)):
+            # Readers of binary formats (Parquet) can hand over bytes, dates, decimals: not JSON.
+            return f"{where} is not a JSON value (a {type(current).__name__})"
     return None
 
 

@@ -78,10 +78,71 @@ def spool_import(upload_data: dict, directory: Path) -> dict:
     }
 
 
+def import_job_start(*, project, upload_data: dict, user):
+    """An import job for the validated upload (`ImportInputSerializer`): the files move into the job's folder."""
+    with tempfile.TemporaryDirectory(prefix="loupe-import-") as tmp:
+        arguments = spool_import(upload_data, Path(tmp))
+        return services.data_job_import_start(
+            project=project,
+            source=arguments["path"],
+            import_format=arguments["import_format"],
+            images=arguments["images"] if arguments["images"].is_file() else None,
+            image=arguments["image"],
+            created_by=user,
+            file_name=upload_data["file"].name,
+        )
+
+
+class DataJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    project = serializers.CharField(source="project.slug")
+    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
+    params = serializers.SerializerMethodField()
+    status = serializers.CharField()
+    done = serializers.SerializerMethodField()
+    total = serializers.SerializerMethodField()
+    progress = serializers.SerializerMethodField()
+    log = serializers.SerializerMethodField()
+    result = serializers.DictField()
+    download_url = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+    def _progress(self, job):
+        cache = self.context.setdefault("progress", {})
+        if job.pk not in cache:
+            cache[job.pk] = services.data_job_progress(job=job)
+        return cache[job.pk]
+
+    def get_log(self, job) -> str:
+        # Tracebacks and server paths stay with staff (the admin); managers read the cause.
+        return log_for_users(job.log)
+
+    def get_params(self, job) -> dict:
+        # Paths on the server are no business of the client.
+        return {key: value for key, value in job.params.items() if key not in ("source", "images", "image")}
+
+    def get_done(self, job) -> int:
+        return self._progress(job).done
+
+    def get_total(self, job) -> int:
+        return self._progress(job).total
+
+    def get_progress(self, job) -> float:
+        return 1.0 if job.status == "succeeded" else self._progress(job).fraction
+
+    def get_download_url(self, job) -> str | None:
+        if job.kind != "export" or job.status != "succeeded":
+            return None
+        return reverse("data-job-download", kwargs={"job_id": job.pk})
+
+
 class ItemImportApi(APIView):
     """Import a file (multipart `file`) in one of the import formats (`format`), with images from a zip
-    archive (`images`) or, for a caption contest, the cartoon (`image`). Runs at once; see the import jobs
-    for large files."""
+    archive (`images`) or, for a caption contest, the cartoon (`image`). Runs at once (201 with the report)
+    when the upload is at most `LOUPE_SYNC_IMPORT_MAX_BYTES`; a larger one runs as an import job (202 with
+    the job, as the import-jobs endpoint answers), so no web thread holds a long import."""
 
     parser_classes = [MultiPartParser, FormParser]
 
@@ -100,11 +161,18 @@ class ItemImportApi(APIView):
         )
         disagreeing_rows = serializers.IntegerField()
 
-    @extend_schema(request={"multipart/form-data": ImportInputSerializer}, responses={201: OutputSerializer})
+    @extend_schema(
+        request={"multipart/form-data": ImportInputSerializer},
+        responses={201: OutputSerializer, 202: DataJobOutputSerializer},
+    )
     def post(self, request: Request, slug: str) -> ApiResponse:
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        uploads = [data.validated_data[name] for name in ("file", "images", "image") if data.validated_data.get(name)]
+        if sum(upload.size for upload in uploads) > settings.LOUPE_SYNC_IMPORT_MAX_BYTES:
+            job = import_job_start(project=project, upload_data=data.validated_data, user=request.user)
+            return ApiResponse(DataJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
         with tempfile.TemporaryDirectory(prefix="loupe-import-") as tmp:
             arguments = spool_import(data.validated_data, Path(tmp))
             report = services.items_import(project=project, **arguments)
@@ -172,6 +240,20 @@ class SnapshotListApi(APIView):
             default=None,
             help_text="item or response; default: response in rating projects, else item.",
         )
+        require_accepted = serializers.BooleanField(
+            required=False, default=False, help_text="Only annotations a reviewer accepted or edited (issue 17)."
+        )
+        min_trust = serializers.FloatField(
+            required=False,
+            allow_null=True,
+            default=None,
+            min_value=0.0,
+            max_value=1.0,
+            help_text="Leave out annotators whose trust score (gold accuracy, /trust/) is below this.",
+        )
+        exclude_flagged = serializers.BooleanField(
+            required=False, default=False, help_text="Leave out annotators flagged for straight-lining or speed."
+        )
 
     @extend_schema(responses=SnapshotOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> ApiResponse:
@@ -200,6 +282,9 @@ class SnapshotListApi(APIView):
             test_fraction=given["test_fraction"],
             split_by=given["split_by"],
             ai_rewrite_pairs=given["ai_rewrite_pairs"],
+            require_accepted=given["require_accepted"],
+            min_trust=given["min_trust"],
+            exclude_flagged=given["exclude_flagged"],
         )
         snapshot = services.snapshot_create(project=project, created_by=request.user, snapshot_filter=snapshot_filter)
         return ApiResponse(SnapshotOutputSerializer(snapshot).data, status=status.HTTP_201_CREATED)
@@ -256,51 +341,6 @@ class SnapshotExportApi(APIView):
 # Data jobs: large imports and exports in the background
 
 
-class DataJobOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    kind = serializers.CharField()
-    project = serializers.CharField(source="project.slug")
-    snapshot = serializers.IntegerField(source="snapshot_id", allow_null=True)
-    params = serializers.SerializerMethodField()
-    status = serializers.CharField()
-    done = serializers.SerializerMethodField()
-    total = serializers.SerializerMethodField()
-    progress = serializers.SerializerMethodField()
-    log = serializers.SerializerMethodField()
-    result = serializers.DictField()
-    download_url = serializers.SerializerMethodField()
-    created_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(allow_null=True)
-
-    def _progress(self, job):
-        cache = self.context.setdefault("progress", {})
-        if job.pk not in cache:
-            cache[job.pk] = services.data_job_progress(job=job)
-        return cache[job.pk]
-
-    def get_log(self, job) -> str:
-        # Tracebacks and server paths stay with staff (the admin); managers read the cause.
-        return log_for_users(job.log)
-
-    def get_params(self, job) -> dict:
-        # Paths on the server are no business of the client.
-        return {key: value for key, value in job.params.items() if key not in ("source", "images", "image")}
-
-    def get_done(self, job) -> int:
-        return self._progress(job).done
-
-    def get_total(self, job) -> int:
-        return self._progress(job).total
-
-    def get_progress(self, job) -> float:
-        return 1.0 if job.status == "succeeded" else self._progress(job).fraction
-
-    def get_download_url(self, job) -> str | None:
-        if job.kind != "export" or job.status != "succeeded":
-            return None
-        return reverse("data-job-download", kwargs={"job_id": job.pk})
-
-
 class ExportJobInputSerializer(serializers.Serializer):
     format = serializers.CharField(help_text="An export format, e.g. trl-jsonl (see the README for all).")
     split = serializers.ChoiceField(choices=("all", "train", "test"), default="all")
@@ -336,17 +376,7 @@ class ImportJobApi(APIView):
         project = access_project_for_management(user=request.user, project_slug=slug)
         data = ImportInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        with tempfile.TemporaryDirectory(prefix="loupe-import-") as tmp:
-            arguments = spool_import(data.validated_data, Path(tmp))
-            job = services.data_job_import_start(
-                project=project,
-                source=arguments["path"],
-                import_format=arguments["import_format"],
-                images=arguments["images"] if arguments["images"].is_file() else None,
-                image=arguments["image"],
-                created_by=request.user,
-                file_name=data.validated_data["file"].name,
-            )
+        job = import_job_start(project=project, upload_data=data.validated_data, user=request.user)
         return ApiResponse(DataJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -26,6 +26,8 @@ class ProjectOutputSerializer(serializers.Serializer):
     show_ai_suggestions = serializers.BooleanField()
     public_quota = serializers.IntegerField()
     public_rate_per_minute = serializers.IntegerField()
+    rating_sampling = serializers.CharField()
+    rating_top_k = serializers.IntegerField()
 
 
 class ProjectListApi(APIView):
@@ -44,6 +46,8 @@ class ProjectListApi(APIView):
         hallucination_types = serializers.ListField(child=serializers.CharField(), required=False, default=list)
         public_quota = serializers.IntegerField(min_value=0, required=False, default=200)
         public_rate_per_minute = serializers.IntegerField(min_value=0, required=False, default=60)
+        rating_sampling = serializers.ChoiceField(choices=["uniform", "adaptive"], required=False, default="uniform")
+        rating_top_k = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=10)
 
     @extend_schema(responses=ProjectOutputSerializer(many=True))
     def get(self, request: Request) -> ApiResponse:
@@ -74,6 +78,8 @@ class ProjectDetailApi(APIView):
         show_ai_suggestions = serializers.BooleanField(required=False)
         public_quota = serializers.IntegerField(min_value=0, required=False)
         public_rate_per_minute = serializers.IntegerField(min_value=0, required=False)
+        rating_sampling = serializers.ChoiceField(choices=["uniform", "adaptive"], required=False)
+        rating_top_k = serializers.IntegerField(min_value=1, max_value=1000, required=False)
 
     @extend_schema(responses=ProjectOutputSerializer)
     def get(self, request: Request, slug: str) -> ApiResponse:

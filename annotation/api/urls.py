@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation.api import datasets, labeler, projects, tasks
+from annotation.api import agreement, browse, captions, datasets, gold, labeler, projects, review, tasks
 
 urlpatterns = [
     path("projects/", projects.ProjectListApi.as_view(), name="project-list"),
@@ -29,10 +29,25 @@ urlpatterns = [
     path("jobs/<int:job_id>/", datasets.DataJobDetailApi.as_view(), name="data-job-detail"),
     path("jobs/<int:job_id>/cancel/", datasets.DataJobCancelApi.as_view(), name="data-job-cancel"),
     path("jobs/<int:job_id>/download/", datasets.DataJobDownloadApi.as_view(), name="data-job-download"),
+    # the data browser
+    path("projects/<slug:slug>/browse/", browse.BrowseApi.as_view(), name="project-browse"),
+    path("projects/<slug:slug>/browse/<int:item_id>/", browse.BrowseItemApi.as_view(), name="project-browse-item"),
     # the AI labeler
     path("projects/<slug:slug>/labeler-jobs/", labeler.LabelerJobListApi.as_view(), name="labeler-job-list"),
     path("projects/<slug:slug>/labeler-jobs/start/", labeler.LabelerJobStartApi.as_view(), name="labeler-job-start"),
     path("labeler-jobs/<int:job_id>/", labeler.LabelerJobDetailApi.as_view(), name="labeler-job-detail"),
     path("labeler-jobs/<int:job_id>/cancel/", labeler.LabelerJobCancelApi.as_view(), name="labeler-job-cancel"),
     path("labeler-jobs/<int:job_id>/resume/", labeler.LabelerJobResumeApi.as_view(), name="labeler-job-resume"),
+    # gold tasks and trust
+    path("projects/<slug:slug>/gold/", gold.GoldApi.as_view(), name="project-gold"),
+    path("projects/<slug:slug>/trust/", gold.TrustApi.as_view(), name="project-trust"),
+    # review (issue 17)
+    path("projects/<slug:slug>/reviews/next/", review.ReviewNextApi.as_view(), name="review-next"),
+    path("projects/<slug:slug>/reviews/", review.ReviewSubmitApi.as_view(), name="review-submit"),
+    path("projects/<slug:slug>/my-reviews/", review.MyReviewsApi.as_view(), name="my-reviews"),
+    # agreement (issue 17)
+    path("projects/<slug:slug>/agreement/", agreement.ProjectAgreementApi.as_view(), name="project-agreement"),
+    # the live caption table of rating projects (issue 15)
+    path("projects/<slug:slug>/captions/", captions.CaptionTableApi.as_view(), name="caption-table"),
+    path("projects/<slug:slug>/captions/export/", captions.CaptionExportApi.as_view(), name="caption-export"),
 ]

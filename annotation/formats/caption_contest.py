@@ -124,6 +124,8 @@ def _optional_number(text: str | None, *, line: int, field: str) -> float | None
         raise FormatError(f"must be a number, not {text.strip()!r}", line=line, field=field) from None
     if math.isnan(value):
         return None
+    if math.isinf(value):
+        raise FormatError(f"must be a finite number, not {text.strip()[:40]!r}", line=line, field=field)
     return value
 
 
@@ -346,6 +348,22 @@ def _format_float(value: float) -> str:
     return "" if not math.isfinite(value) else repr(value)
 
 
+def caption_contest_row(aggregate: RatingAggregate, *, rank: int, contest: str) -> list[Any]:
+    """One caption's row of a table, in `WRITTEN_COLUMNS` order (see `write_caption_contest_csv`)."""
+    counted = bool(aggregate.counts) or not aggregate.given_votes
+    levels = [aggregate.counts.get(level, 0) if counted else "" for level in COUNT_COLUMNS]
+    return [
+        rank,
+        aggregate.text,
+        *levels,
+        aggregate.votes,
+        _format_float(aggregate.mean),
+        _format_float(aggregate.precision),
+        aggregate.meta.get("target_id", ""),
+        contest,
+    ]
+
+
 def write_caption_contest_csv(
     *, rows: Iterable[RatingAggregate], out_dir: Path, snapshot_hash: str, image_root: Path | None = None
 ) -> dict[str, Any]:
@@ -374,20 +392,7 @@ def write_caption_contest_csv(
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(WRITTEN_COLUMNS)
             for rank, aggregate in enumerate(ranked, start=1):
-                counted = bool(aggregate.counts) or not aggregate.given_votes
-                levels = [aggregate.counts.get(level, 0) if counted else "" for level in COUNT_COLUMNS]
-                writer.writerow(
-                    [
-                        rank,
-                        aggregate.text,
-                        *levels,
-                        aggregate.votes,
-                        _format_float(aggregate.mean),
-                        _format_float(aggregate.precision),
-                        aggregate.meta.get("target_id", ""),
-                        item_key,
-                    ]
-                )
+                writer.writerow(caption_contest_row(aggregate, rank=rank, contest=item_key))
         files.append(f"{stem}.csv")
         entry: dict[str, Any] = {"item_key": item_key, "csv": f"{stem}.csv", "captions": len(group), "image": None}
         image = group[0].image

@@ -124,6 +124,8 @@ class ItemRecord:
     ratings: list[RatingRecord] = field(default_factory=list)
     rankings: list[RankingRecord] = field(default_factory=list)
     line: int = field(default=0, compare=False)
+    # A gold task's known answer (Loupe JSONL's `gold`), checked against the project on import.
+    gold: Any = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -450,6 +452,27 @@ def open_parquet(path: Path, *, required: tuple[str, ...]) -> Any:
         if name not in names:
             raise FormatError("missing column", field=name)
     return parquet
+
+
+def parquet_rows(parquet: Any, *, batch_rows: int, columns: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of an open Parquet file as dicts, `batch_rows` at a time; a damaged page (a corrupt header,
+    compressed data that does not decompress, a cell that does not decode) is a FormatError naming the
+    row where reading stopped, not whatever pyarrow raised."""
+    import pyarrow as pa
+
+    line = 0
+    batches = parquet.iter_batches(batch_size=batch_rows, columns=columns)
+    while True:
+        try:
+            batch = next(batches, None)
+            rows = batch.to_pylist() if batch is not None else None
+        except (OSError, ValueError, pa.ArrowException) as error:
+            raise FormatError(f"the Parquet file is damaged: {str(error)[:200]}", line=line + 1) from None
+        if rows is None:
+            return
+        for row in rows:
+            line += 1
+            yield row
 
 
 def parquet_image_cell(value: Any, *, line: int) -> tuple[str | None, bytes | None]:

@@ -3,7 +3,9 @@
 One object per line: `{"external_id", "image", "prompt", "responses": [{"text", "model"}], "meta": {}}`.
 `image` is a path inside the uploaded archive or an http(s) URL (fetching and checking it is the import
 service's job); it may be null for text-only items. `responses` may be empty (an item waiting for
-answers to be generated). Unknown keys are ignored.
+answers to be generated). `gold` (optional) marks a gold task with its known answer (see
+`annotation.gold_rules`; correction and rating items with several responses give a list, one answer or
+null per response). Unknown keys are ignored.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def read_loupe_jsonl(path: Path, *, unique_ids: bool = True) -> Iterator[ItemRec
             responses=responses,
             meta=meta,
             line=line,
+            gold=record.get("gold"),
         )
 
 

@@ -28,6 +28,7 @@ from annotation.formats.common import (
     check_type,
     open_parquet,
     parquet_image_cell,
+    parquet_rows,
     provenance_of,
     write_release_parquet,
 )
@@ -103,33 +104,30 @@ def read_rlaif_v_parquet(path: Path, *, batch_rows: int = 1000, unique_ids: bool
     names = set(parquet.schema_arrow.names)
     wanted = [name for name in COLUMNS if name in names]
     seen_ids: set[str] = set()
-    line = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows, columns=wanted):
-        for row in batch.to_pylist():
-            line += 1
-            texts = {}
-            for name in ("question", "chosen", "rejected"):
-                if row.get(name) is None:
-                    raise FormatError("missing", line=line, field=name)
-                texts[name] = check_type(row[name], str, line=line, field=name)
-                if name != "question" and not texts[name].strip():
-                    raise FormatError("must not be empty", line=line, field=name)
-            image_path, image_bytes = parquet_image_cell(row.get("image"), line=line)
-            if row.get("image_path"):
-                image_path = check_type(row["image_path"], str, line=line, field="image_path")
-            idx = row.get("idx")
-            external_id = str(idx) if idx not in (None, "") else f"row-{line}"
-            if unique_ids and external_id in seen_ids:
-                raise FormatError(f"idx {external_id!r} appears twice", line=line, field="idx")
-            if unique_ids:
-                seen_ids.add(external_id)
-            yield ItemRecord(
-                external_id=external_id,
-                prompt=texts["question"],
-                image=image_path,
-                image_bytes=image_bytes,
-                responses=[ResponseRecord(text=texts["chosen"]), ResponseRecord(text=texts["rejected"])],
-                pairwise=[PairwiseRecord(response_a=0, response_b=1, choice="a")],
-                meta=provenance_of(row),
-                line=line,
-            )
+    for line, row in enumerate(parquet_rows(parquet, batch_rows=batch_rows, columns=wanted), start=1):
+        texts = {}
+        for name in ("question", "chosen", "rejected"):
+            if row.get(name) is None:
+                raise FormatError("missing", line=line, field=name)
+            texts[name] = check_type(row[name], str, line=line, field=name)
+            if name != "question" and not texts[name].strip():
+                raise FormatError("must not be empty", line=line, field=name)
+        image_path, image_bytes = parquet_image_cell(row.get("image"), line=line)
+        if row.get("image_path"):
+            image_path = check_type(row["image_path"], str, line=line, field="image_path")
+        idx = row.get("idx")
+        external_id = str(idx) if idx not in (None, "") else f"row-{line}"
+        if unique_ids and external_id in seen_ids:
+            raise FormatError(f"idx {external_id!r} appears twice", line=line, field="idx")
+        if unique_ids:
+            seen_ids.add(external_id)
+        yield ItemRecord(
+            external_id=external_id,
+            prompt=texts["question"],
+            image=image_path,
+            image_bytes=image_bytes,
+            responses=[ResponseRecord(text=texts["chosen"]), ResponseRecord(text=texts["rejected"])],
+            pairwise=[PairwiseRecord(response_a=0, response_b=1, choice="a")],
+            meta=provenance_of(row),
+            line=line,
+        )

@@ -35,6 +35,7 @@ from annotation.formats.common import (
     open_parquet,
     optional,
     parquet_image_cell,
+    parquet_rows,
     provenance_of,
     require,
     write_release_parquet,
@@ -220,12 +221,9 @@ def _parquet_records(path: Path, *, batch_rows: int) -> Iterator[tuple[int, dict
         for name in ("question", "chosen", "rejected"):
             if name not in names:
                 raise FormatError("missing column (the release keeps the texts in `text`)", field=name)
-    line = 0
-    for batch in parquet.iter_batches(batch_size=batch_rows):
-        for row in batch.to_pylist():
-            line += 1
-            path_in_cell, data = parquet_image_cell(row.get("image"), line=line)
-            yield line, {**row, "image": path_in_cell}, data
+    for line, row in enumerate(parquet_rows(parquet, batch_rows=batch_rows), start=1):
+        path_in_cell, data = parquet_image_cell(row.get("image"), line=line)
+        yield line, {**row, "image": path_in_cell}, data
 
 
 def read_rlhf_v(path: Path, *, unique_ids: bool = True, batch_rows: int = 1000) -> Iterator[ItemRecord]:

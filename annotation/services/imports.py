@@ -74,6 +74,7 @@ from annotation.models import (
     Response,
 )
 from annotation.pair_rules import HUMOR_SCALE, PAIRWISE_CHOICES, RATING_SUMMARY_KEY, segments_check
+from annotation.services.gold import gold_answers_set, gold_entries_of_record
 from annotation.services.preference_pairs import preference_pairs_rebuild, rating_scale
 from annotation.services.queue import queue_units_sync
 from loupe.errors import ApplicationError
@@ -858,6 +859,13 @@ def _items_store_batch(
             for position, response in enumerate(record.responses)
         ],
     )
+    gold = [
+        entry
+        for r in fresh
+        for entry in gold_entries_of_record(kind=project.kind, gold=r.gold, external_id=r.external_id, line=r.line)
+    ]
+    if gold:
+        gold_answers_set(project=project, entries=gold)
     with_feedback = [r for r in fresh if _has_feedback(r)]
     if not with_feedback:
         return {"created": len(fresh), "unchanged": len(records) - len(fresh), "annotations": 0, "pairs": 0}

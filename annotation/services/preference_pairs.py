@@ -59,6 +59,7 @@ from annotation.models import (
     Response,
     ResponseRatingCount,
 )
+from annotation.selectors_review import feedback_reviewed
 from loupe.errors import ApplicationError
 
 # Pair settings; a deployment overrides them in Django settings (design.md §8 gives the defaults).
@@ -488,7 +489,7 @@ def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) ->
         PreferencePair.objects.filter(item__in=batch).delete()
         stored = [
             _stored(project.pk, by_key[derived.row.item_key], derived)
-            for derived in pairs_for_items(feedback_load(items=batch), scale=scale, dropped=dropped)
+            for derived in pairs_for_items(feedback_reviewed(feedback_load(items=batch)), scale=scale, dropped=dropped)
         ]
         PreferencePair.objects.bulk_create(stored, batch_size=2000)
         created += len(stored)

@@ -28,6 +28,22 @@ def _scale(entries: Sequence[str] | None, *, default: Sequence[str], what: str) 
         raise ApplicationError(str(error), {"field": what.replace(" ", "_")}) from error
 
 
+def _rating_sampling_check(value: str) -> str:
+    from annotation.sampling import POLICIES
+
+    if value not in POLICIES:
+        raise ApplicationError(
+            f"Unknown rating sampling {value!r}; choose one of {', '.join(POLICIES)}.", {"field": "rating_sampling"}
+        )
+    return value
+
+
+def _rating_top_k_check(value: int) -> int:
+    if not 1 <= value <= 1000:
+        raise ApplicationError("Top k is 1 to 1000 captions.", {"field": "rating_top_k"})
+    return value
+
+
 @transaction.atomic
 def project_create(
     *,
@@ -43,6 +59,8 @@ def project_create(
     hallucination_types: Sequence[str] | None = None,
     public_quota: int = 200,
     public_rate_per_minute: int = 60,
+    rating_sampling: str = "uniform",
+    rating_top_k: int = 10,
     annotators: Sequence[str] = (),
     managers: Sequence[str] = (),
 ) -> Project:
@@ -77,6 +95,8 @@ def project_create(
         ),
         public_quota=public_quota,
         public_rate_per_minute=public_rate_per_minute,
+        rating_sampling=_rating_sampling_check(rating_sampling),
+        rating_top_k=_rating_top_k_check(rating_top_k),
         created_by=created_by,
     )
     project.full_clean(exclude=["created_by"])  # a project made from the command line may have no creator
@@ -186,6 +206,8 @@ def project_update(
     show_ai_suggestions: bool | None = None,
     public_quota: int | None = None,
     public_rate_per_minute: int | None = None,
+    rating_sampling: str | None = None,
+    rating_top_k: int | None = None,
 ) -> Project:
     """Change the settings given (None leaves one as it is). Kind and scales stay: annotations index them."""
     if overlap is not None:
@@ -199,6 +221,8 @@ def project_update(
         "show_ai_suggestions": show_ai_suggestions,
         "public_quota": public_quota,
         "public_rate_per_minute": public_rate_per_minute,
+        "rating_sampling": None if rating_sampling is None else _rating_sampling_check(rating_sampling),
+        "rating_top_k": None if rating_top_k is None else _rating_top_k_check(rating_top_k),
     }
     changed = [field for field, value in changes.items() if value is not None]
     for field in changed:

@@ -44,6 +44,7 @@ from annotation.models import (
     Assignment,
     AssignmentStatus,
     Correction,
+    GoldAnswer,
     Item,
     PairwiseJudgment,
     Project,
@@ -58,6 +59,7 @@ from annotation.models import (
     unit_model_for,
 )
 from annotation.segments import SegmentError, correction_check
+from loupe import rows
 from loupe.errors import ApplicationError
 
 _SCAN_BATCH = 16
@@ -146,6 +148,9 @@ _ASSIGNMENTS, _ITEMS, _RESPONSES, _SUBMITS = (_table(m) for m in (Assignment, It
 
 
 _RATING_COUNTS = _table(ResponseRatingCount)
+# Gold units (`GoldAnswer`) are served by `_gold_take` only, never by the ordinary scans: they take no slot.
+_GOLD = _table(GoldAnswer)
+_NOT_GOLD = f"AND NOT EXISTS (SELECT 1 FROM {_GOLD} g WHERE g.project_id = u.project_id AND g.unit_id = u.id) "  # noqa: S608
 
 
 def _rating_count_add(*, response_id: int, level: int, delta: int) -> None:
@@ -228,16 +233,47 @@ def _slot_take(*, model: type[Item] | type[Response], unit_id: int, overlap: int
 
 
 def annotator_cursor(*, project: Project, annotator: AbstractBaseUser) -> int:
-    """The highest unit id this annotator was ever given in the project (0 if none)."""
-    rows = _sql(
-        f"SELECT MAX(unit_id) FROM {_ASSIGNMENTS} WHERE project_id = %s AND annotator_id = %s",  # noqa: S608
-        [project.pk, annotator.pk],
+    """The highest unit id this annotator was ever given in the project (0 if none), gold units aside (they
+    are served out of order: counting one would skip the ordinary units below it)."""
+    highest = _sql(
+        f"SELECT a.unit_id FROM {_ASSIGNMENTS} a WHERE a.project_id = %s AND a.annotator_id = %s "  # noqa: S608
+        f"AND NOT EXISTS (SELECT 1 FROM {_GOLD} g WHERE g.project_id = %s AND g.unit_id = a.unit_id) "
+        "ORDER BY a.unit_id DESC LIMIT 1",
+        [project.pk, annotator.pk, project.pk],
     )
-    return rows[0][0] or 0
+    return highest[0][0] if highest else 0
+
+
+def _caption_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
+    """Take a slot of the next caption of a rating project by its `rating_sampling` (see
+    `annotation.services.caption_sampling`); its id, or None when the participant has had every open one.
+
+    The candidates leave out the captions this participant was ever given; each is taken by the conditional
+    UPDATE of `_slot_take`, so a full one is passed over. The adaptive shortlist comes from this process's
+    sampler, which may predate the newest captions or leases: when none of it can be taken, the uniform
+    read of the database decides."""
+    from annotation.services import caption_sampling
+
+    if project.rating_sampling == "adaptive":
+        choice = caption_sampling.AdaptiveChoice(project=project, annotator=annotator)
+        for index, unit_id in choice.candidates:
+            if _slot_take(model=Response, unit_id=unit_id, overlap=project.overlap):
+                choice.taken(index)
+                return unit_id
+            choice.full(index)
+    while True:
+        ids = caption_sampling.uniform_candidates(project=project, annotator=annotator, not_gold=_NOT_GOLD)
+        for unit_id in ids:
+            if _slot_take(model=Response, unit_id=unit_id, overlap=project.overlap):
+                return unit_id
+        if len(ids) < caption_sampling.SHORTLIST:
+            return None
 
 
 def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
     """Take a slot of the next unit for this annotator (see `annotation.assignment`); its id, or None."""
+    if project.kind == ProjectKind.RATING:
+        return _caption_take(project=project, annotator=annotator)
     model = unit_model(project)
     units, assignments = _table(model), _table(Assignment)
     cursor = annotator_cursor(project=project, annotator=annotator)
@@ -247,7 +283,7 @@ def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
         scans.append(
             (
                 f"SELECT u.id FROM {units} u WHERE u.project_id = %s AND u.is_open AND u.reopened "  # noqa: S608
-                f"AND u.id <= %s AND u.id > %s AND NOT EXISTS (SELECT 1 FROM {assignments} a WHERE "
+                f"AND u.id <= %s AND u.id > %s {_NOT_GOLD}AND NOT EXISTS (SELECT 1 FROM {assignments} a WHERE "
                 "a.project_id = %s AND a.annotator_id = %s AND a.unit_id = u.id) ORDER BY u.id LIMIT %s",
                 [project.pk, cursor],
                 [project.pk, annotator.pk, _SCAN_BATCH],
@@ -256,7 +292,7 @@ def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
     scans.append(
         (
             f"SELECT u.id FROM {units} u WHERE u.project_id = %s AND u.is_open AND u.id > %s "  # noqa: S608
-            "AND u.id > %s ORDER BY u.id LIMIT %s",
+            f"AND u.id > %s {_NOT_GOLD}ORDER BY u.id LIMIT %s",
             [project.pk, cursor],
             [_SCAN_BATCH],
         )
@@ -294,34 +330,61 @@ def quota_left(*, project: Project, annotator: AbstractBaseUser) -> int | None:
     return max(0, project.public_quota - done)
 
 
+_gold_random = random.Random(_random.getrandbits(64))  # tests seed it; a draw per task served
+
+
+def _gold_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
+    """With probability `project.gold_rate`, a gold unit this annotator never had (None otherwise, or when
+    they had them all). Gold units take no slot: every annotator may get each one, once."""
+    if project.gold_rate <= 0 or _gold_random.random() >= project.gold_rate:
+        return None
+    unseen = _sql(
+        f"SELECT g.unit_id FROM {_GOLD} g WHERE g.project_id = %s AND NOT EXISTS "  # noqa: S608
+        f"(SELECT 1 FROM {_ASSIGNMENTS} a WHERE a.project_id = %s AND a.annotator_id = %s AND a.unit_id = g.unit_id) "
+        "ORDER BY g.unit_id LIMIT 64",
+        [project.pk, project.pk, annotator.pk],
+    )
+    return _gold_random.choice(unseen)[0] if unseen else None
+
+
 @queue_transaction
-def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignment | None:
+def assignment_next(*, project: Project, annotator: AbstractBaseUser, after: int | None = None) -> Assignment | None:
     """Lease the next task to `annotator`, or give back the one they already hold; None when none is left.
 
     A task is open while fewer than `project.overlap` annotators have submitted it or hold a live lease
     on it; nobody is given the same task twice. Leases last `LOUPE_LEASE_SECONDS`; asking again renews the
     one held. On a public project the annotator's quota and rate limit apply.
+
+    `after` (an assignment id) asks for the task to show after that one, while it is still shown: a lease
+    the annotator holds other than `after`, else a new one. That is how a page prefetches its next task, so
+    an annotator holds at most two leases (the task shown and the one prefetched); without `after` the
+    oldest lease held comes back, so a reloaded page shows the task it showed.
     """
     now = timezone.now()
     lease_until = now + timedelta(seconds=settings.LOUPE_LEASE_SECONDS)
     _lock_annotator(annotator)
-    held = _sql(
-        f"SELECT id FROM {_ASSIGNMENTS} "  # noqa: S608
-        "WHERE project_id = %s AND annotator_id = %s AND status = 'leased' ORDER BY id LIMIT 1",
-        [project.pk, annotator.pk],
-    )
-    if held:
-        assignment = Assignment.objects.get(pk=held[0][0])
-        assignment.lease_expires_at = lease_until
-        assignment.save(update_fields=["lease_expires_at"])
-        return assignment
+    held = [
+        pk
+        for (pk,) in _sql(
+            f"SELECT id FROM {_ASSIGNMENTS} "  # noqa: S608
+            "WHERE project_id = %s AND annotator_id = %s AND status = 'leased' ORDER BY id LIMIT 2",
+            [project.pk, annotator.pk],
+        )
+    ]
+    other = [pk for pk in held if pk != after]
+    if other:
+        _sql(
+            f"UPDATE {_ASSIGNMENTS} SET lease_expires_at = %s WHERE id = %s",  # noqa: S608
+            [connection.ops.adapt_datetimefield_value(lease_until), other[0]],
+        )
+        return rows.instance(Assignment, f"SELECT * FROM {_ASSIGNMENTS} WHERE id = %s", [other[0]])  # noqa: S608
     leases_reclaim(project=project, now=now)
     if project.visibility == Visibility.PUBLIC:
         left = quota_left(project=project, annotator=annotator)
-        if left is not None and left <= 0:
+        if left is not None and left - len(held) <= 0:  # the task shown (`after`) counts as answered
             return None
         _public_limits(project=project, annotator=annotator, now=now)
-    unit_id = _unit_take(project=project, annotator=annotator)
+    unit_id = _gold_take(project=project, annotator=annotator) or _unit_take(project=project, annotator=annotator)
     if unit_id is None:
         return None
     if unit_model(project) is Response:
@@ -333,7 +396,7 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
         query = f"SELECT id FROM {_RESPONSES} WHERE item_id = %s ORDER BY position"  # noqa: S608
         response_ids = [row[0] for row in _sql(query, [unit_id])]
     shown = rules.shown_order(kind=project.kind, response_ids=response_ids, unit_response_id=response_id, rng=_random)
-    return Assignment.objects.create(
+    assignment = Assignment(
         project=project,
         item_id=item_id,
         response_id=response_id,
@@ -342,12 +405,15 @@ def assignment_next(*, project: Project, annotator: AbstractBaseUser) -> Assignm
         lease_expires_at=lease_until,
         shown_order=shown,
     )
+    rows.insert(assignment)  # no save signals on Assignment; the ORM's create would cost more than the rest
+    return assignment
 
 
 def queue_empty_reason(*, project: Project, annotator: AbstractBaseUser) -> rules.EmptyReason:
     """Why `assignment_next` gave this annotator nothing (reads the whole project: call it only then)."""
     model = unit_model(project)
-    units = model.objects.filter(project=project)
+    gold = GoldAnswer.objects.filter(project=project).values("unit_id")  # not in the ordinary queue
+    units = model.objects.filter(project=project).exclude(pk__in=gold)
     had = Assignment.objects.filter(project=project, annotator=annotator, unit_id=OuterRef("pk"))
     return rules.empty_reason(
         total=units.count(),
@@ -363,11 +429,10 @@ def queue_empty_reason(*, project: Project, annotator: AbstractBaseUser) -> rule
 def _assignment_locked(
     *, assignment_id: int, annotator: AbstractBaseUser, project: Project | None = None
 ) -> Assignment:
-    """The annotator's assignment, row-locked until the transaction ends, with its project and item."""
+    """The annotator's assignment, row-locked until the transaction ends, with its project."""
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     query = f"SELECT * FROM {_ASSIGNMENTS} WHERE id = %s{lock}"  # noqa: S608
-    found = Assignment.objects.raw(query, [assignment_id])
-    assignment = next(iter(found), None)
+    assignment = rows.instance(Assignment, query, [assignment_id])
     if (
         assignment is None
         or assignment.annotator_id != annotator.pk
@@ -375,13 +440,10 @@ def _assignment_locked(
     ):
         raise ApplicationError("This task is not yours.", {"assignment": assignment_id})
     assignment.project = project if project is not None else Project.objects.get(pk=assignment.project_id)
-    # Not locked here: a submit's first write is its item's stale mark, which takes the row lock (see
-    # `_submit`). A FOR UPDATE here would also block the key-share lock that committing a new lease of
-    # the same item takes, and deadlock against that lease's unit (PostgreSQL).
-    query = f"SELECT * FROM {_ITEMS} WHERE id = %s"  # noqa: S608
-    item = next(iter(Item.objects.raw(query, [assignment.item_id])))
-    item.project = assignment.project
-    assignment.item = item
+    # The item is neither read nor locked here (a submit needs only its id): a submit's first write is its
+    # item's stale mark, which takes the row lock (see `_submit`). A FOR UPDATE here would also block the
+    # key-share lock that committing a new lease of the same item takes, and deadlock against that lease's
+    # unit (PostgreSQL).
     return assignment
 
 
@@ -433,14 +495,22 @@ def _submit(
     assignment = _assignment_locked(assignment_id=assignment_id, annotator=annotator, project=project)
     project = assignment.project
     model = annotation_model_for(project)
-    # Checked after the lock: a twin request that got the lock first has committed its receipt by now.
-    receipt = _sql(
-        f"SELECT assignment_id FROM {_SUBMITS} "  # noqa: S608
-        "WHERE annotator_id = %s AND client_request_id = %s",
-        [annotator.pk, client_request_id],
-    )
-    if receipt:
-        if receipt[0][0] != assignment.pk:
+    now = timezone.now()
+    # The receipt is written first and a replay is told by its being there already (one statement, not a
+    # read and a write); any refusal below rolls it back with the rest. After the lock: a twin request
+    # that got the lock first has committed its receipt by now.
+    if not _rowcount(
+        f"INSERT INTO {_SUBMITS} "  # noqa: S608
+        "(annotator_id, client_request_id, assignment_id, created_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (annotator_id, client_request_id) DO NOTHING",
+        [annotator.pk, client_request_id, assignment.pk, connection.ops.adapt_datetimefield_value(now)],
+    ):
+        receipt = _sql(
+            f"SELECT assignment_id FROM {_SUBMITS} "  # noqa: S608
+            "WHERE annotator_id = %s AND client_request_id = %s",
+            [annotator.pk, client_request_id],
+        )
+        if not receipt or receipt[0][0] != assignment.pk:
             raise ApplicationError("This request id was already used for another task.")
         return Submitted(model.objects.get(assignment=assignment), assignment, replayed=True, amended=False)
     if project.kind != kind:
@@ -452,13 +522,17 @@ def _submit(
     except (ValueError, SegmentError) as error:
         raise ApplicationError(str(error)) from error
     # The item's pairs are re-derived before the next snapshot freezes, not here (constant-time submits).
-    # An UPDATE even when the flag is already set, and the first write: its row lock orders this submit
-    # against a refresh of the item in progress (`preference_pairs_rebuild`), and every submit takes the
-    # item before its unit and counters, one order everywhere (PostgreSQL).
-    _sql(f"UPDATE {_ITEMS} SET pairs_stale = %s WHERE id = %s", [True, assignment.item_id])  # noqa: S608
-    spent = rules.time_spent(time_spent_ms)
-    now = timezone.now()
+    # An UPDATE even when the flag is already set, and the first write to a unit or counter: its row lock
+    # orders this submit against a refresh of the item in progress (`preference_pairs_rebuild`), and every
+    # submit takes the item before its unit and counters, one order everywhere (PostgreSQL). A new answer
+    # also counts on its item here (the item is the unit of pairwise and ranking; items of one-answer kinds
+    # count the answers to all their responses); should it be refused below, the count rolls back too.
     amended = assignment.status == AssignmentStatus.SUBMITTED
+    _sql(
+        f"UPDATE {_ITEMS} SET pairs_stale = %s, done_count = done_count + %s WHERE id = %s",  # noqa: S608
+        [True, 0 if amended else 1, assignment.item_id],
+    )
+    spent = rules.time_spent(time_spent_ms)
     if amended:
         annotation = model.objects.get(assignment=assignment)
         if kind == ProjectKind.RATING and annotation.level != fields["level"]:
@@ -475,16 +549,18 @@ def _submit(
             model=units, unit_id=assignment.unit_id, overlap=project.overlap
         ):
             raise ApplicationError("This task's lease expired and it went to another annotator; take the next one.")
+        annotation = model(
+            item_id=assignment.item_id,
+            annotator=annotator,
+            assignment=assignment,
+            client_request_id=client_request_id,
+            time_spent_ms=spent,
+            **fields,
+        )
+        # No savepoint around it: the error leaves the submit's own transaction (or savepoint), which rolls
+        # back, before any other statement runs.
         try:
-            with transaction.atomic():
-                annotation = model.objects.create(
-                    item_id=assignment.item_id,
-                    annotator=annotator,
-                    assignment=assignment,
-                    client_request_id=client_request_id,
-                    time_spent_ms=spent,
-                    **fields,
-                )
+            rows.insert(annotation)  # the annotation models have no save signals
         except IntegrityError as error:
             raise ApplicationError("You have already answered this task.") from error
         assignment.status = AssignmentStatus.SUBMITTED
@@ -493,18 +569,10 @@ def _submit(
             f"UPDATE {_ASSIGNMENTS} SET status = 'submitted', submitted_at = %s WHERE id = %s",  # noqa: S608
             [connection.ops.adapt_datetimefield_value(now), assignment.pk],
         )
-        count_done = "UPDATE {} SET done_count = done_count + 1 WHERE id = %s"
-        _sql(count_done.format(_table(units)), [assignment.unit_id])
-        if units is Response:  # items of one-answer kinds count the answers to all their responses
-            _sql(count_done.format(_ITEMS), [assignment.item_id])
+        if units is Response:  # the item counted above
+            _sql(f"UPDATE {_RESPONSES} SET done_count = done_count + 1 WHERE id = %s", [assignment.unit_id])  # noqa: S608
         if kind == ProjectKind.RATING:
             _rating_count_add(response_id=annotation.response_id, level=annotation.level, delta=1)
-    _sql(
-        f"INSERT INTO {_SUBMITS} "  # noqa: S608
-        "(annotator_id, client_request_id, assignment_id, created_at) "
-        "VALUES (%s, %s, %s, %s)",
-        [annotator.pk, client_request_id, assignment.pk, connection.ops.adapt_datetimefield_value(now)],
-    )
     return Submitted(annotation, assignment, replayed=False, amended=amended)
 
 

@@ -54,13 +54,26 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import dateparse, timezone
 
 from annotation.formats.common import provenance_of
-from annotation.models import DatasetSnapshot, Item, PairSource, PreferencePair, Project, ProjectKind
+from annotation.models import (
+    AIFeedback,
+    DatasetSnapshot,
+    GoldAnswer,
+    Item,
+    PairSource,
+    PreferencePair,
+    Project,
+    ProjectKind,
+)
 from annotation.pair_rules import is_rewrite_pair, length_balance_keeps, length_balance_ratio
+from annotation.selectors_review import feedback_reviewed
+from annotation.selectors_trust import annotator_trust, annotators_excluded
 from annotation.services.preference_pairs import (
     FeedbackScope,
+    ItemFeedback,
     feedback_load,
     pairs_for_items,
     preference_pairs_refresh_stale,
@@ -111,6 +124,14 @@ class SnapshotFilter:
     balance_ai_lengths: bool = True
     split_by: str | None = None
     ai_rewrite_pairs: bool | None = None
+    # Only annotations a reviewer accepted or edited (edited: the reviewer's version); no AI feedback or
+    # imported aggregate counts, which nobody reviews (`selectors_review.feedback_reviewed`).
+    require_accepted: bool = False
+    # Gold and trust (`selectors_trust`): leave out the annotations of annotators whose trust is below
+    # `min_trust`, and/or of those flagged for straight-lining or answering too fast; AI feedback stays,
+    # imported aggregate counts (no annotator) go, as with `annotators`.
+    min_trust: float | None = None
+    exclude_flagged: bool = False
 
     def __post_init__(self) -> None:
         if self.split_by not in (None, *SPLIT_BY):
@@ -127,6 +148,8 @@ class SnapshotFilter:
                 f"Unknown pair source(s) {', '.join(unknown)}; choose from {', '.join(PairSource.values)}.",
                 {"field": "sources"},
             )
+        if self.min_trust is not None and not 0.0 <= self.min_trust <= 1.0:
+            raise ApplicationError("min_trust must be between 0 and 1.", {"field": "min_trust"})
         if not 0.0 <= self.test_fraction < 1.0:
             raise ApplicationError("test_fraction must be at least 0 and below 1.", {"field": "test_fraction"})
         start, end = self.bounds()
@@ -143,7 +166,9 @@ class SnapshotFilter:
     @property
     def derives_from_annotations(self) -> bool:
         """Whether the rows must be derived from a subset of annotations rather than the stored pairs."""
-        return bool(self.annotators) or self.date_from is not None or self.date_to is not None
+        return (
+            bool(self.annotators) or self.date_from is not None or self.date_to is not None or self.require_accepted
+        ) or (self.min_trust is not None or self.exclude_flagged)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -160,6 +185,10 @@ class SnapshotFilter:
             "test_fraction": self.test_fraction,
             "split_by": self.split_by,
             "ai_rewrite_pairs": self.ai_rewrite_pairs,
+            # Only when set, so the hashes of snapshots made before the option stay as they were.
+            **({"require_accepted": True} if self.require_accepted else {}),
+            **({"min_trust": self.min_trust} if self.min_trust is not None else {}),
+            **({"exclude_flagged": True} if self.exclude_flagged else {}),
         }
 
 
@@ -204,7 +233,7 @@ def split_by_default(project: Project) -> str:
     return "response" if project.kind == ProjectKind.RATING else "item"
 
 
-def _scope_of(snapshot_filter: SnapshotFilter) -> FeedbackScope:
+def _named_scope(snapshot_filter: SnapshotFilter) -> FeedbackScope:
     start, end = snapshot_filter.bounds()
     if not snapshot_filter.annotators:
         return FeedbackScope(created_from=start, created_to=end)
@@ -217,8 +246,40 @@ def _scope_of(snapshot_filter: SnapshotFilter) -> FeedbackScope:
     return FeedbackScope(annotators=frozenset(found.values()), ai_labelers=labelers, created_from=start, created_to=end)
 
 
+def _scope_of(snapshot_filter: SnapshotFilter, *, project: Project) -> FeedbackScope:
+    """The annotators and dates the filter names, less the untrusted or flagged annotators it leaves out."""
+    scope = _named_scope(snapshot_filter)
+    if snapshot_filter.min_trust is None and not snapshot_filter.exclude_flagged:
+        return scope
+    rows = annotator_trust(project=project)
+    left_out = annotators_excluded(
+        rows=rows, min_trust=snapshot_filter.min_trust, exclude_flagged=snapshot_filter.exclude_flagged
+    )
+    people = {row.annotator_id for row in rows} - left_out
+    if scope.annotators is not None:
+        return replace(scope, annotators=frozenset(people & scope.annotators))
+    # No annotators named: every AI labeler's feedback still counts (trust is about people).
+    labelers = AIFeedback.objects.filter(response__project=project).values_list("labeler_model", flat=True)
+    return replace(scope, annotators=frozenset(people), ai_labelers=frozenset(labelers.distinct()))
+
+
+def _feedback(*, items: list[Item], scope: FeedbackScope, snapshot_filter: SnapshotFilter) -> list[ItemFeedback]:
+    """The items' feedback in the scope, edited annotations in their reviewer's version; only accepted and
+    edited ones when the filter requires it (`SnapshotFilter.require_accepted`)."""
+    return feedback_reviewed(feedback_load(items=items, scope=scope), accepted_only=snapshot_filter.require_accepted)
+
+
+def _imported_counts(scope: FeedbackScope, snapshot_filter: SnapshotFilter) -> bool:
+    """Whether imported aggregate rating counts count: they have no annotator, and nobody reviewed them."""
+    return scope.annotators is None and not snapshot_filter.require_accepted
+
+
 def _items_in_key_order(project: Project) -> Iterator[list[Item]]:
-    ids = list(Item.objects.filter(project=project).order_by("external_id").values_list("id", flat=True))
+    # Items holding a gold task measure annotators; they train nothing.
+    gold = GoldAnswer.objects.filter(item=OuterRef("pk"))
+    ids = list(
+        Item.objects.filter(project=project).filter(~Exists(gold)).order_by("external_id").values_list("id", flat=True)
+    )
     for start in range(0, len(ids), _ITEM_BATCH):
         chunk = ids[start : start + _ITEM_BATCH]
         by_id = Item.objects.select_related("project").in_bulk(chunk)
@@ -256,6 +317,7 @@ def _stored_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> I
     )
     if snapshot_filter.sources:
         pairs = pairs.filter(source__in=snapshot_filter.sources)
+    pairs = pairs.filter(~Exists(GoldAnswer.objects.filter(item_id=OuterRef("item_id"))))  # gold trains nothing
     if not snapshot_filter.ai_rewrite_pairs:
         # A rewrite pair's chosen side is the labeler's text, not a stored response.
         pairs = pairs.exclude(source=PairSource.AI, chosen_response__isnull=True)
@@ -281,16 +343,16 @@ def _stored_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> I
 
 
 def _derived_pair_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
-    scope = _scope_of(snapshot_filter)
+    scope = _scope_of(snapshot_filter, project=project)
     scale = rating_scale(project)
     for items in _items_in_key_order(project):
         by_item: dict[str, list[dict[str, Any]]] = {}
         metas = {item.external_id: item.meta for item in items}
         for derived in pairs_for_items(
-            feedback_load(items=items, scope=scope),
+            _feedback(items=items, scope=scope, snapshot_filter=snapshot_filter),
             scale=scale,
             sources=snapshot_filter.sources or None,
-            imported_counts=scope.annotators is None,
+            imported_counts=_imported_counts(scope, snapshot_filter),
         ):
             row = derived.row
             # The same normalization as stored pairs, so both paths filter and write alike.
@@ -327,15 +389,19 @@ def _sft_threshold(*, project: Project, snapshot_filter: SnapshotFilter, scope: 
     if snapshot_filter.sft_threshold is not None:
         return snapshot_filter.sft_threshold
     scale = rating_scale(project)
-    feedback = (entry for items in _items_in_key_order(project) for entry in feedback_load(items=items, scope=scope))
+    feedback = (
+        entry
+        for items in _items_in_key_order(project)
+        for entry in _feedback(items=items, scope=scope, snapshot_filter=snapshot_filter)
+    )
     try:
-        return rating_median(feedback, scale=scale, imported_counts=scope.annotators is None)
+        return rating_median(feedback, scale=scale, imported_counts=_imported_counts(scope, snapshot_filter))
     except ValueError:
         raise ApplicationError("No rated responses pass this filter; nothing to freeze.") from None
 
 
 def _sft_rows(*, project: Project, snapshot_filter: SnapshotFilter, stats: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    scope = _scope_of(snapshot_filter)
+    scope = _scope_of(snapshot_filter, project=project)
     scale = rating_scale(project)
     threshold = _sft_threshold(project=project, snapshot_filter=snapshot_filter, scope=scope)
     stats["sft_threshold"] = {
@@ -343,9 +409,9 @@ def _sft_rows(*, project: Project, snapshot_filter: SnapshotFilter, stats: dict[
         "rule": "median" if snapshot_filter.sft_threshold is None else "fixed",
     }
     for items in _items_in_key_order(project):
-        feedback = feedback_load(items=items, scope=scope)
+        feedback = _feedback(items=items, scope=scope, snapshot_filter=snapshot_filter)
         for row in sft_rows_for_items(
-            feedback, scale=scale, threshold=threshold, imported_counts=scope.annotators is None
+            feedback, scale=scale, threshold=threshold, imported_counts=_imported_counts(scope, snapshot_filter)
         ):
             yield {
                 "item_key": row.item_key,
@@ -359,12 +425,14 @@ def _sft_rows(*, project: Project, snapshot_filter: SnapshotFilter, stats: dict[
 
 
 def _rating_rows(*, project: Project, snapshot_filter: SnapshotFilter) -> Iterator[dict[str, Any]]:
-    scope = _scope_of(snapshot_filter)
+    scope = _scope_of(snapshot_filter, project=project)
     scale = rating_scale(project)
     for items in _items_in_key_order(project):
-        for entry in feedback_load(items=items, scope=scope):
+        for entry in _feedback(items=items, scope=scope, snapshot_filter=snapshot_filter):
             positions = {pk: response.position for pk, response in entry.responses.items()}
-            for aggregate in rating_aggregates(entry, scale=scale, imported_counts=scope.annotators is None):
+            for aggregate in rating_aggregates(
+                entry, scale=scale, imported_counts=_imported_counts(scope, snapshot_filter)
+            ):
                 pk = int(aggregate.response_key)
                 yield {
                     "item_key": aggregate.item_key,

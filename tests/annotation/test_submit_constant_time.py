@@ -200,7 +200,7 @@ def _counters(project) -> dict[tuple[int, int], int]:
 @pytest.mark.django_db
 def test_rating_counters_follow_submits_and_amends(researcher, make_user):
     raters = [make_user(f"ct-count-{i}") for i in range(3)]
-    project = make_project(researcher, raters, kind="rating", items=1, responses=4, overlap=3)
+    project = make_project(researcher, raters, kind="rating", items=1, responses=1, overlap=3)
     caption = project.items.get().responses.order_by("position").first()
     assignment = None
     for rater in raters:

@@ -48,6 +48,22 @@ class Command(BaseCommand):
             choices=services.SPLIT_BY,
             help="Split train/test by item or by response (default: response in rating projects, else item).",
         )
+        parser.add_argument(
+            "--require-accepted",
+            action="store_true",
+            help="Only annotations a reviewer accepted or edited (edited ones in the reviewer's version).",
+        )
+        parser.add_argument(
+            "--min-trust",
+            type=float,
+            default=None,
+            help="Leave out annotators whose trust score on gold tasks is below this (0 to 1).",
+        )
+        parser.add_argument(
+            "--exclude-flagged",
+            action="store_true",
+            help="Leave out annotators flagged for straight-lining or answering too fast.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         project = Project.objects.filter(slug=options["project"]).first()
@@ -68,6 +84,9 @@ class Command(BaseCommand):
                 test_fraction=options["test_fraction"],
                 split_by=options["split_by"],
                 ai_rewrite_pairs=options["ai_rewrite_pairs"],
+                require_accepted=options["require_accepted"],
+                min_trust=options["min_trust"],
+                exclude_flagged=options["exclude_flagged"],
             )
             snapshot = services.snapshot_create(project=project, created_by=None, snapshot_filter=snapshot_filter)
         except ApplicationError as error:

@@ -4,7 +4,9 @@
 // onKey(event) -> true when it used the key, and optionally forget(task), called once the task is answered
 // or skipped (the correction page drops its draft there), and ready(), called whenever the page is idle
 // again after loading a task or the empty queue (the rating page sends a key queued meanwhile there), and
-// failed(message), called when a submit was refused.
+// failed(message), called when a submit was refused. A handler with `prefetch: true` (the rating page) gets its
+// next task leased while the current one is shown (`next/?after=`), and shown the moment the current one is
+// answered or skipped, while the answer is still on its way.
 // Every text that comes from a model, a caption or a person is inserted with textContent, never as HTML.
 import { apiCall, requestId } from "./api.js";
 
@@ -98,6 +100,10 @@ export class Annotator {
     this.progressAsked = 0; // progress requests sent; a reply older than the last one shown is ignored
     this.progressShown = 0;
     this.zoomAt = { x: 50, y: 50 }; // the zoomed image's centre, in percent of its width and height
+    this.prefetching = Boolean(handler.prefetch);
+    this.ahead = null; // the task prefetched to show after task `aheadFor`, once it is here
+    this.aheadFor = null;
+    this.aheadPending = false;
   }
 
   start() {
@@ -157,6 +163,7 @@ export class Annotator {
         this.refreshProgress();
       } else {
         this.show(data);
+        this.prefetch();
         if (!this.progressLoaded) this.refreshProgress();
       }
     } catch (error) {
@@ -165,6 +172,49 @@ export class Annotator {
     } finally {
       this.busy = false;
     }
+    if (this.handler.ready) this.handler.ready();
+  }
+
+  // Lease the task to show after the one on screen, so that answering shows it at once. Started only when no
+  // answer is on its way (the server would give back that task, still held); a failure costs nothing: the page
+  // then asks for the next task after the answer, as without prefetching.
+  async prefetch() {
+    const shown = this.task;
+    if (!this.prefetching || !shown || shown.status === "submitted") return;
+    if (this.aheadFor === shown.assignment_id && (this.ahead || this.aheadPending)) return;
+    this.aheadFor = shown.assignment_id;
+    this.ahead = null;
+    this.aheadPending = true;
+    try {
+      const { status, data } = await apiCall("POST", `${this.base}next/?after=${shown.assignment_id}`);
+      if (this.aheadFor === shown.assignment_id && status === 200 && data.assignment_id !== shown.assignment_id) {
+        this.ahead = data;
+      }
+    } catch (error) {
+      /* too fast, quota reached, offline: the next task is asked for after the answer instead */
+    } finally {
+      if (this.aheadFor === shown.assignment_id) this.aheadPending = false;
+    }
+  }
+
+  // The task prefetched to follow `assignmentId`, if it is here and its lease has more than a minute left
+  // (else the next task is asked for, which renews it); it is taken once.
+  takeAhead(assignmentId) {
+    const ahead = this.aheadFor === assignmentId ? this.ahead : null;
+    this.ahead = null;
+    this.aheadFor = null;
+    this.aheadPending = false;
+    if (!ahead || Date.parse(ahead.lease_expires_at) - Date.now() < 60_000) return null;
+    return ahead;
+  }
+
+  // After an answer or a skip: the prefetched task is on screen already, or the next one is asked for.
+  async moveOn(ahead) {
+    if (!ahead) {
+      await this.next();
+      return;
+    }
+    this.prefetch();
     if (this.handler.ready) this.handler.ready();
   }
 
@@ -270,18 +320,26 @@ export class Annotator {
     box.hidden = body.childElementCount === 0;
   }
 
-  // Send the answer; a repeated call for the same shown task reuses its request id.
+  // Send the answer; a repeated call for the same shown task reuses its request id. With a prefetched task
+  // that task is shown at once; should the answer be refused, the answered task comes back to the screen.
   async submit(body, doneMessage) {
     if (!this.task || this.busy) return;
     this.busy = true;
     const task = this.task;
+    const submitId = this.submitId;
+    const spentMs = Math.round(performance.now() - this.shownAt);
+    const ahead = task.status === "submitted" ? null : this.takeAhead(task.assignment_id);
+    if (ahead) {
+      this.show(ahead);
+      this.setStatus(`Saving… ${doneMessage}`);
+    }
     try {
       await apiCall("POST", `${this.base}${task.assignment_id}/submit/`, {
         ...body,
-        client_request_id: this.submitId,
-        time_spent_ms: Math.round(performance.now() - this.shownAt),
+        client_request_id: submitId,
+        time_spent_ms: spentMs,
       });
-      this.task = null; // answered: a second click has nothing left to send
+      if (!ahead) this.task = null; // answered: a second click has nothing left to send
       if (this.handler.forget) this.handler.forget(task);
       if (task.status === "submitted") {
         this.setStatus(`Changed your earlier answer. ${doneMessage}`, "ok");
@@ -296,13 +354,21 @@ export class Annotator {
         this.refreshProgress();
       }
     } catch (error) {
+      if (ahead) {
+        // Back to the task whose answer was refused, with its request id; the prefetched one waits for it.
+        this.show(task);
+        this.submitId = submitId;
+        this.shownAt = performance.now() - spentMs;
+        this.ahead = ahead;
+        this.aheadFor = task.assignment_id;
+      }
       this.setStatus(error.message, "error");
       if (this.handler.failed) this.handler.failed(error.message);
       return;
     } finally {
       this.busy = false;
     }
-    await this.next(); // after an amend this gives back the task you hold
+    await this.moveOn(ahead); // after an amend, the next task is the one you hold
   }
 
   async skip() {
@@ -312,10 +378,14 @@ export class Annotator {
       return;
     }
     this.busy = true;
+    const task = this.task;
+    let ahead = null;
     try {
-      await apiCall("POST", `${this.base}${this.task.assignment_id}/skip/`);
-      if (this.handler.forget) this.handler.forget(this.task);
+      await apiCall("POST", `${this.base}${task.assignment_id}/skip/`);
+      if (this.handler.forget) this.handler.forget(task);
       this.task = null;
+      ahead = this.takeAhead(task.assignment_id);
+      if (ahead) this.show(ahead);
       this.setStatus("Skipped; you will not get that task again.");
     } catch (error) {
       this.setStatus(error.message, "error");
@@ -323,7 +393,7 @@ export class Annotator {
     } finally {
       this.busy = false;
     }
-    await this.next();
+    await this.moveOn(ahead);
   }
 
   async back() {

@@ -2,7 +2,8 @@
 // scale on buttons and keys 1..k; a key press stores the rating and brings the next caption.
 // A key pressed while the rating before it is still being saved (or the next caption loading) is queued
 // for the next caption and said so on the page; one more while one waits is refused, visibly. None is
-// dropped without a word.
+// dropped without a word. The next caption is prefetched while one is shown (see annotate.js), so a key
+// shows it at once; a key pressed while the rating before it is saved then rates that caption.
 import { Annotator, el, isTyping } from "./annotate.js";
 
 const LEVELS = JSON.parse(el("scale-data").textContent);
@@ -15,6 +16,7 @@ function showChoice(level) {
 }
 
 const handler = {
+  prefetch: true,
   label: () => "Caption",
   render(task, answer) {
     el("caption").textContent = task.responses[0].text;

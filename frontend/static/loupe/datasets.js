@@ -210,6 +210,8 @@ freezeForm.addEventListener("submit", async (event) => {
   if (field("min_agreement")) body.min_agreement = number("min_agreement") ?? 0;
   if (field("min_margin")) body.min_margin = number("min_margin") ?? 0;
   if (field("sft_threshold")) body.sft_threshold = number("sft_threshold");
+  if (number("min_trust") !== null) body.min_trust = number("min_trust");
+  if (freezeForm.exclude_flagged.checked) body.exclude_flagged = true;
   const sources = freezeForm.querySelector("fieldset.sources");
   if (sources && !sources.hidden) {
     body.sources = [...sources.querySelectorAll("[name=sources]:checked")].map((box) => box.value);
