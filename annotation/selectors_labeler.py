@@ -155,13 +155,15 @@ def labeler_verdicts(
     `with_ties` gives equal scores on a pair the verdict None (no preference) instead of none."""
     scores: dict[str, dict[int, float]] = defaultdict(dict)
     doubts: dict[str, dict[int, bool]] = defaultdict(dict)
-    for model, response, score, p_yes in (
-        AIFeedback.objects.filter(response__project=project)
-        .order_by("id")
-        .values_list("labeler_model", "response_id", "score", "p_yes")
+    correction = project.kind == ProjectKind.CORRECTION
+    # Only corrections read P(yes): decoding every verdict's JSON is most of the time this takes.
+    fields = ("labeler_model", "response_id", "score", *(("p_yes",) if correction else ()))
+    for model, response, score, *p_yes in (
+        AIFeedback.objects.filter(response__project=project).order_by("id").values_list(*fields)
     ):
         scores[model][response] = score
-        doubts[model][response] = any(p <= DOUBT_AT_MOST for p in p_yes or [])
+        if correction:
+            doubts[model][response] = any(p <= DOUBT_AT_MOST for p in p_yes[0] or [])
     found: dict[str, dict[Hashable, Hashable]] = {}
     for model in scores:
         mine: dict[Hashable, Hashable] = {}

@@ -19,9 +19,11 @@ the top k), over `--runs` seeds:
   says the top k is found: "identified with 1 − δ confidence" (90% by default). The same rule stops both
   policies; `correct` says whether the set it stopped on is the true top k. Uniform's votes grow by 10% a
   round (so its figure is exact to 10%), adaptive's go out in rounds of 2% of the votes so far (at least
-  200), spread over the captions whose intervals cross the boundary, as concurrent raters would get them.
+  200), spread over the captions whose intervals (the stopping rule's) cross the boundary, as concurrent
+  raters would get them.
 - `precision_at_k`: of the k captions with the highest observed mean after a fixed budget (`--budget`,
-  default 100 votes per caption, about what a real contest collects), how many are truly top k.
+  default 100 votes per caption, about what a real contest collects), how many are truly top k. Adaptive
+  samples here as the live queue does: by intervals at one caption's rate (`sampling.exploration_rate`).
 
 One JSON line for the contest, one per run, one per policy (median and 90th percentile over runs), and a
 summary last: `adaptive_to_uniform_votes` (the goal of issue 15: at most 0.5). With `--queue-captions N`,
@@ -131,10 +133,12 @@ class Contest:
 def _adaptive_round(contest: Contest, config: sampling.AdaptiveConfig, *, stop_when_identified: bool) -> bool:
     """One round of concurrent raters under KL-LUCB; False when the top k is identified (and asked to stop)."""
     stats = contest.stats
-    priority = sampling.adaptive_priority(stats, config)
-    undecided = np.flatnonzero(priority > 0)
-    if stop_when_identified and not len(undecided):
+    if stop_when_identified and sampling.top_k_identified(stats, config):
         return False
+    # Identifying: KL-LUCB proper, sampling by the intervals its stopping rule uses. A fixed budget: the
+    # live queue's rule (one caption's rate, `sampling.exploration_rate`), which finds the top k sooner.
+    priority = sampling.adaptive_priority(stats, config, union=stop_when_identified)
+    undecided = np.flatnonzero(priority > 0)
     batch = max(200, int(0.02 * contest.total))
     if not len(undecided):
         undecided = sampling.shortlist(priority, stats.votes, limit=max(1, config.top_k * 2))

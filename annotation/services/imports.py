@@ -709,7 +709,7 @@ def rows_insert(model: type, attnames: Sequence[str], rows: Iterable[tuple]) -> 
     Several times faster than `bulk_create` for the many small rows of a large import: no model instance
     is built, no value goes through a field's conversion one by one, and each statement carries many rows
     (`INSERT … VALUES (…), (…), …` run with `executemany`): on SQLite a statement per row costs three
-    times as much as the rows themselves.
+    times as much as the rows themselves. On PostgreSQL the rows go in with COPY instead (`_rows_copy`).
     """
     connection = transaction.get_connection()
     given = list(attnames)
@@ -731,6 +731,9 @@ def rows_insert(model: type, attnames: Sequence[str], rows: Iterable[tuple]) -> 
     complete = [row + end for row in rows]
     if not complete:
         return
+    if connection.vendor == "postgresql":
+        _rows_copy(connection, model._meta.db_table, columns, complete)
+        return
     per_statement = max(1, min(_ROWS_PER_STATEMENT, (connection.features.max_query_params or 65535) // len(columns)))
     table = connection.ops.quote_name(model._meta.db_table)
     one_row = f"({', '.join(['%s'] * len(columns))})"
@@ -747,6 +750,16 @@ def rows_insert(model: type, attnames: Sequence[str], rows: Iterable[tuple]) -> 
             )
         if whole < len(complete):
             cursor.execute(statement(len(complete) - whole), tuple(chain.from_iterable(complete[whole:])))
+
+
+def _rows_copy(connection: Any, table: str, columns: list[str], rows: list[tuple]) -> None:
+    """PostgreSQL: the rows in with one `COPY … FROM STDIN` (psycopg 3), several times faster than INSERTs
+    (bench/scale.py). It runs in the caller's transaction, so a failed import still keeps nothing; a unique
+    violation arrives as Django's IntegrityError, as an INSERT's would."""
+    statement = f"COPY {connection.ops.quote_name(table)} ({', '.join(columns)}) FROM STDIN"
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _twice(record: ItemRecord) -> ApplicationError:

@@ -1,0 +1,333 @@
+"""Scale on PostgreSQL (issue 16, "Prove it"): 100k then 1M items, 5 annotations per item (5M at 1M).
+
+Per size, in a pairwise project (2 responses per item):
+- import: a Loupe JSONL file of N items through `items_import` (the whole path: read, check, store), and
+  the store alone (`rows_insert`, which on PostgreSQL is COPY): items/s of each;
+- annotations: 5 per item bulk-inserted directly (the figure is about reads: the queue, snapshots and
+  exports must hold with millions of rows beside them), unit counts set as the queue would have them;
+- next task: `assignment_next` + `pairwise_judgment_submit` for `--next` tasks by a sixth annotator
+  (overlap 6, so every item stays open): median and p95 of each;
+- snapshot: `snapshot_create` of the pairs, which first derives the pairs of every item the annotations made
+  stale (timed apart: `pairs_refresh_s`), then freezes them;
+- export: `snapshot_export` to trl-jsonl, rows/s.
+One JSON line per measurement, a summary last (with how each figure grows from the first size to the last).
+
+    .venv/bin/python bench/scale.py                       # starts its own PostgreSQL (platform/services.py)
+    .venv/bin/python bench/scale.py --sizes 100000 --next 300
+    DATABASE_URL=postgres://… .venv/bin/python bench/scale.py   # an existing server (a database it may fill)
+
+Never a test. Goals (issue 16): next-task p95 under 50 ms at 1M; COPY import at least 100k items/s;
+snapshot and export growing linearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ANNOTATORS_PER_ITEM = 5
+
+
+def _emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _percentiles(values_ms: list[float]) -> dict:
+    ordered = sorted(values_ms)
+    return {
+        "median_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def _postgres(root: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "platform" / "services.py"), "start", str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return next(line.split("=", 1)[1] for line in out.splitlines() if "DATABASE_URL=" in line)
+
+
+def _django(data_dir: Path) -> None:
+    os.environ["LOUPE_DATA_DIR"] = str(data_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "loupe.settings.base"
+    os.environ.setdefault("LOUPE_DEMO", "1")
+    os.environ.setdefault("LOUPE_LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _write_items(path: Path, n: int) -> None:
+    with path.open("w") as handle:
+        for i in range(n):
+            handle.write(
+                json.dumps(
+                    {
+                        "external_id": f"s{i}",
+                        "prompt": f"What is in picture {i}?",
+                        "responses": [
+                            {"text": f"A red cube and a blue sphere ({i}).", "model": "m-a"},
+                            {"text": f"A red cube ({i}).", "model": "m-b"},
+                        ],
+                    }
+                )
+                + "\n"
+            )
+
+
+def _annotators(prefix: str, n: int) -> list:
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    return [model.objects.get_or_create(username=f"{prefix}-{k}")[0] for k in range(n)]
+
+
+def _import(project, path: Path, n: int) -> None:
+    from annotation import services
+    from annotation.services import imports
+
+    store_seconds = {"items": 0.0, "responses": 0.0}
+    original = imports.rows_insert
+
+    def timed(model, attnames, rows):
+        rows = list(rows)  # built before the clock starts: the store alone is timed
+        started = time.perf_counter()
+        original(model, attnames, rows)
+        store_seconds["items" if model.__name__ == "Item" else "responses"] += time.perf_counter() - started
+
+    imports.rows_insert = timed
+    try:
+        started = time.perf_counter()
+        report = services.items_import(project=project, path=path, import_format="loupe-jsonl", batch_size=20_000)
+        seconds = time.perf_counter() - started
+    finally:
+        imports.rows_insert = original
+    assert report.created == n, report
+    store = store_seconds["items"] + store_seconds["responses"]
+    _emit(
+        {
+            "size": n,
+            "measure": "import",
+            "seconds": round(seconds, 2),
+            "items_per_s": round(n / seconds),
+            "store_seconds": round(store, 2),
+            "store_items_per_s": round(n / store),
+            "store_rows_per_s": round(3 * n / store),
+            "copy_items_per_s": round(n / store_seconds["items"]),
+        }
+    )
+
+
+def _annotations_insert(project, n: int) -> list:
+    """5 judgments per item, inserted directly (COPY through `rows_insert`), and the units' counts set."""
+    from django.db import connection, transaction
+
+    from annotation.models import Item, PairwiseJudgment, Response
+    from annotation.services.imports import rows_insert
+
+    raters = _annotators(f"scale-rater-{n}", ANNOTATORS_PER_ITEM)
+    started = time.perf_counter()
+    responses: dict[int, list[int]] = {}
+    for item_id, pk in (
+        Response.objects.filter(project=project).order_by("item_id", "position").values_list("item_id", "pk")
+    ):
+        responses.setdefault(item_id, []).append(pk)
+    with transaction.atomic():
+        for k, rater in enumerate(raters):
+            rows_insert(
+                PairwiseJudgment,
+                (
+                    "item_id",
+                    "annotator_id",
+                    "client_request_id",
+                    "response_a_id",
+                    "response_b_id",
+                    "choice",
+                    "strength",
+                ),
+                (
+                    (
+                        item_id,
+                        rater.pk,
+                        f"scale-{item_id}",
+                        a,
+                        b,
+                        "a" if (item_id + k) % 3 else "b",
+                        1 + (item_id + k) % 2,
+                    )
+                    for item_id, (a, b) in responses.items()
+                ),
+            )
+        with connection.cursor() as cursor:
+            # What the queue would hold after these submits (queue_units_sync, set-wise), and every item's pairs
+            # stale, as submits leave them.
+            cursor.execute(
+                f"UPDATE {Item._meta.db_table} SET done_count = %s, taken_count = %s, pairs_stale = true "  # noqa: S608
+                "WHERE project_id = %s",
+                [ANNOTATORS_PER_ITEM, ANNOTATORS_PER_ITEM, project.pk],
+            )
+        cursor = connection.cursor()
+        cursor.execute(f"ANALYZE {PairwiseJudgment._meta.db_table}")  # noqa: S608
+        cursor.execute(f"ANALYZE {Item._meta.db_table}")  # noqa: S608
+    seconds = time.perf_counter() - started
+    total = n * ANNOTATORS_PER_ITEM
+    _emit(
+        {
+            "size": n,
+            "measure": "annotations_insert",
+            "annotations": total,
+            "annotations_in_database": PairwiseJudgment.objects.count(),
+            "seconds": round(seconds, 2),
+            "rows_per_s": round(total / seconds),
+        }
+    )
+    return raters
+
+
+def _next_tasks(project, n: int, tasks: int) -> dict:
+    from annotation import services
+    from annotation.services.queue import assignment_next
+
+    annotator = _annotators(f"scale-queue-{n}", 1)[0]
+    services.project_member_add(project=project, user=annotator)
+    next_ms, submit_ms = [], []
+    for k in range(tasks + 5):
+        started = time.perf_counter()
+        assignment = assignment_next(project=project, annotator=annotator)
+        took = (time.perf_counter() - started) * 1000
+        assert assignment is not None
+        started = time.perf_counter()
+        services.pairwise_judgment_submit(
+            assignment_id=assignment.pk,
+            annotator=annotator,
+            choice="a" if k % 2 else "b",
+            client_request_id=uuid.uuid4().hex,
+            project=project,
+        )
+        if k >= 5:  # the first calls warm caches and connections
+            next_ms.append(took)
+            submit_ms.append((time.perf_counter() - started) * 1000)
+    record = {
+        "size": n,
+        "measure": "next_task",
+        "tasks": tasks,
+        "next": _percentiles(next_ms),
+        "submit": _percentiles(submit_ms),
+    }
+    _emit(record)
+    return record
+
+
+def _snapshot_and_export(project, n: int, out: Path) -> dict:
+    from annotation import services
+    from annotation.services.preference_pairs import preference_pairs_refresh_stale
+
+    started = time.perf_counter()
+    refreshed = preference_pairs_refresh_stale(project=project)
+    refresh_s = time.perf_counter() - started
+    started = time.perf_counter()
+    snapshot = services.snapshot_create(project=project, created_by=None)
+    snapshot_s = time.perf_counter() - started
+    record = {
+        "size": n,
+        "measure": "snapshot",
+        "pairs_refresh_s": round(refresh_s, 2),
+        "pairs_created": getattr(refreshed, "created", None),
+        "snapshot_s": round(snapshot_s, 2),
+        "rows": snapshot.n_rows,
+        "rows_per_s": round(snapshot.n_rows / snapshot_s) if snapshot_s else None,
+    }
+    _emit(record)
+    started = time.perf_counter()
+    services.snapshot_export(snapshot=snapshot, export_format="trl-jsonl", out=out / f"export-{n}")
+    export_s = time.perf_counter() - started
+    export = {
+        "size": n,
+        "measure": "export",
+        "format": "trl-jsonl",
+        "rows": snapshot.n_rows,
+        "seconds": round(export_s, 2),
+        "rows_per_s": round(snapshot.n_rows / export_s),
+    }
+    _emit(export)
+    return {**record, "export_s": export["seconds"], "export_rows_per_s": export["rows_per_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="item counts, comma-separated")
+    parser.add_argument("--next", type=int, default=300, help="tasks timed per size")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="loupe-scale-"))
+    work.chmod(0o755)  # the PostgreSQL server runs as its own user, under this folder
+    services_root = work / "services"
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        os.environ["DATABASE_URL"] = _postgres(services_root)
+    try:
+        _django(work / "data")
+        from django.db import connection
+
+        from annotation import services
+
+        _emit({"measure": "setup", "database": connection.vendor, "server_version": connection.pg_version})
+        results = {}
+        for n in sizes:
+            project = services.project_create(slug=f"scale-{n}", kind="pairwise", created_by=None, overlap=6)
+            path = work / f"items-{n}.jsonl"
+            _write_items(path, n)
+            results[n] = {"import": None}
+            _import(project, path, n)
+            path.unlink()
+            _annotations_insert(project, n)
+            results[n]["next"] = _next_tasks(project, n, args.next)
+            results[n]["snapshot"] = _snapshot_and_export(project, n, work)
+        first, last = sizes[0], sizes[-1]
+        summary = {
+            "measure": "summary",
+            "sizes": sizes,
+            "next_p95_ms": {n: results[n]["next"]["next"]["p95_ms"] for n in sizes},
+            "submit_p95_ms": {n: results[n]["next"]["submit"]["p95_ms"] for n in sizes},
+            "snapshot_s": {n: results[n]["snapshot"]["snapshot_s"] for n in sizes},
+            "pairs_refresh_s": {n: results[n]["snapshot"]["pairs_refresh_s"] for n in sizes},
+            "export_rows_per_s": {n: results[n]["snapshot"]["export_rows_per_s"] for n in sizes},
+        }
+        if last != first:
+            scale = last / first
+            summary["growth_per_size_factor"] = {
+                "size_factor": scale,
+                "snapshot": round(
+                    results[last]["snapshot"]["snapshot_s"] / results[first]["snapshot"]["snapshot_s"], 2
+                ),
+                "export": round(results[last]["snapshot"]["export_s"] / results[first]["snapshot"]["export_s"], 2),
+                "next_p95": round(
+                    results[last]["next"]["next"]["p95_ms"] / results[first]["next"]["next"]["p95_ms"], 2
+                ),
+            }
+        _emit(summary)
+    finally:
+        if services_root.exists():
+            subprocess.run(
+                [sys.executable, str(REPO / "platform" / "services.py"), "stop", str(services_root)], check=False
+            )
+
+
+if __name__ == "__main__":
+    main()
