@@ -196,7 +196,7 @@ def alpha_of_pairs(pairs: Sequence[tuple], *, level: str, domain: Sequence[Hasha
 
 
 def categorical_figures(
-    table: Table, *, raters: Collection[Hashable], level: str, domain: Sequence[Hashable], rater: Hashable = None
+    table: Table, *, raters: Collection[Hashable], level: str, domain: Sequence[Hashable], rater: Hashable | None = None
 ) -> dict[str, Any]:
     """Agreement on values from `domain`: among `raters`, or `rater` against them. Percent agreement and
     Krippendorff's alpha at `level`; for nominal values also Cohen's kappa (among raters: Light's mean over
@@ -259,7 +259,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def span_figures(table: Table, *, raters: Collection[Hashable], rater: Hashable = None) -> dict[str, Any]:
+def span_figures(table: Table, *, raters: Collection[Hashable], rater: Hashable | None = None) -> dict[str, Any]:
     """Span agreement over rater pairs of one answer (values: lists of segments; a segment type of None is
     unknown, and a pair with one such side has no type F1): means over the pairs where either marked
     something (`pairs`); `both_unmarked` counts the pairs where neither did."""
@@ -335,7 +335,7 @@ def rank_correlations(first: Mapping[Hashable, float], second: Mapping[Hashable,
     return kendall_tau_b(xs, ys), spearman_rho(xs, ys)
 
 
-def rank_figures(table: Table, *, raters: Collection[Hashable], rater: Hashable = None) -> dict[str, Any]:
+def rank_figures(table: Table, *, raters: Collection[Hashable], rater: Hashable | None = None) -> dict[str, Any]:
     """Rank correlation over rater pairs of one item (values: answer → score, higher better; a ranking gives
     minus the position): the mean Kendall tau-b and Spearman rho over the pairs where they are defined."""
     taus, rhos = [], []

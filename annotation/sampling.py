@@ -224,6 +224,7 @@ class SamplerState:
         if policy not in POLICIES:
             raise ValueError(f"unknown sampling policy {policy!r}; expected one of {', '.join(POLICIES)}")
         self.policy, self.config = policy, config
+        self._top_first = True
         self.refresh(stats)
 
     def refresh(self, stats: CaptionStats) -> None:
@@ -244,6 +245,8 @@ class SamplerState:
         votes, total = float(stats.votes[index]), float(stats.total[index])
         mean = total / votes if votes > 0 else prior
         stats.votes[index], stats.total[index] = votes + 1, total + mean
+        if self._top is not None:  # LUCB pairs a caption of the top k with one of the rest: take turns
+            self._top_first = not bool(self._top[index])
         if self._top is None:
             self.priority[index] = -(votes + 1)
             return
@@ -256,7 +259,9 @@ class SamplerState:
 
     def order(self, *, available: np.ndarray | None = None, limit: int = 16) -> np.ndarray:
         """Up to `limit` available captions, the policy's first choice first."""
-        return shortlist(self.priority, self.stats.votes, available=available, limit=limit)
+        return shortlist(
+            self.priority, self.stats.votes, available=available, limit=limit, top=self._top, top_first=self._top_first
+        )
 
 
 def top_k_identified(stats: CaptionStats, config: AdaptiveConfig) -> bool:
@@ -295,15 +300,37 @@ def uniform_order(stats: CaptionStats, *, available: np.ndarray | None = None, l
 
 
 def shortlist(
-    priority: np.ndarray, votes: np.ndarray, *, available: np.ndarray | None = None, limit: int = 16
+    priority: np.ndarray,
+    votes: np.ndarray,
+    *,
+    available: np.ndarray | None = None,
+    limit: int = 16,
+    top: np.ndarray | None = None,
+    top_first: bool | None = None,
 ) -> np.ndarray:
-    """Up to `limit` available captions by priority, highest first; ties to the least voted, then index."""
+    """Up to `limit` available captions by priority, highest first; ties to the least voted, then index.
+
+    With `top` (the current top k, a mask), LUCB's pairing: the list alternates between the captions of the
+    top k and the others, each side by priority, starting with the top k's side when `top_first` (None:
+    the side whose first caption has the higher priority)."""
     mask = _available_mask(len(priority), available)
-    candidates = np.flatnonzero(mask)
-    if len(candidates) > limit:
-        keep = np.argpartition(-priority[candidates], limit - 1)[:limit]
-        candidates = candidates[keep]
-    return candidates[np.lexsort((candidates, votes[candidates], -priority[candidates]))]
+
+    def best(candidates: np.ndarray) -> np.ndarray:
+        if len(candidates) > limit:
+            keep = np.argpartition(-priority[candidates], limit - 1)[:limit]
+            candidates = candidates[keep]
+        return candidates[np.lexsort((candidates, votes[candidates], -priority[candidates]))]
+
+    if top is None:
+        return best(np.flatnonzero(mask))
+    inside, outside = best(np.flatnonzero(mask & top)), best(np.flatnonzero(mask & ~top))
+    if top_first is None:
+        top_first = bool(len(inside)) and (not len(outside) or priority[inside[0]] >= priority[outside[0]])
+    first, second = (inside, outside) if top_first else (outside, inside)
+    merged = [int(c) for pair in zip(first, second, strict=False) for c in pair]
+    shorter = min(len(first), len(second))
+    merged += [int(c) for c in first[shorter:]] + [int(c) for c in second[shorter:]]
+    return np.array(merged[:limit], dtype=np.int64)
 
 
 def adaptive_order(
@@ -313,7 +340,9 @@ def adaptive_order(
     KL-LUCB's choice among the available ones. Ties (say, captions without votes) go to the least voted."""
     if config.top_k >= len(stats):  # every caption is in the top k: nothing to tell apart
         return uniform_order(stats, available=available, limit=limit)
-    return shortlist(adaptive_priority(stats, config), stats.votes, available=available, limit=limit)
+    p, _ = _normalized(stats, config)
+    top, _ = _split(p, config.top_k)
+    return shortlist(adaptive_priority(stats, config), stats.votes, available=available, limit=limit, top=top)
 
 
 def caption_order(

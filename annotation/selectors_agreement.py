@@ -137,7 +137,7 @@ def _level_measure(project: Project) -> Measure:
     top = max([len(project.rating_levels or []) - 1, *(v for by in people.values() for v in by.values())], default=0)
     domain = list(range(max(top, 1) + 1))
 
-    def figures(table: Table, *, raters: set, rater: Hashable = None) -> dict[str, Any]:
+    def figures(table: Table, *, raters: set, rater: Hashable | None = None) -> dict[str, Any]:
         found = stats.categorical_figures(table, raters=raters, rater=rater, level=stats.ORDINAL, domain=domain)
         if rater is None:
             found["alpha_interval"] = stats.alpha(table, raters=raters, level=stats.INTERVAL, domain=domain)

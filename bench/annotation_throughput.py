@@ -15,7 +15,8 @@ set of the gunicorn master and workers), then a summary line. Loopback only; it 
 with that many captions, each carrying imported aggregate counts (`Response.meta["rating_counts"]`, about
 `--votes` in all, spread like a contest's: most captions unfunny), so that a submit which re-derived the
 cartoon's pairs would pay for every caption and vote. After the runs it times, per contest, what freezing a
-snapshot now adds: re-deriving the pairs of the items the submits marked stale (`snapshot_refresh` lines).
+snapshot now adds: re-deriving the pairs of the items the submits marked stale (`snapshot_refresh` lines;
+`--no-snapshot-refresh` skips them).
 
 For scale (issue 4): Label Studio 1.23 (Community, SQLite), one annotator, 100k tasks: next task 250 ms
 median, submit 82 ms (3 annotations/s); its next task grows from 80 ms at 10k.
@@ -354,6 +355,11 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=1_000_000, help="imported votes per contest (with --captions)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument(
+        "--no-snapshot-refresh",
+        action="store_true",
+        help="with --captions: skip timing the snapshot refresh after the runs (minutes at 100,000 captions)",
+    )
+    parser.add_argument(
         "--conn-max-age",
         type=int,
         default=None,
@@ -485,7 +491,7 @@ def main() -> None:
             return f"{r[size_key]}/K={r['annotators']}"
 
         refreshes = []
-        if args.captions:
+        if args.captions and not args.no_snapshot_refresh:
             connections.close_all()
             for size in sizes:
                 refreshes.append(_time_snapshot_refresh(slugs[size]))

@@ -57,7 +57,12 @@ def _postgres(root: Path) -> str:
         capture_output=True,
         text=True,
     ).stdout
-    return next(line.split("=", 1)[1] for line in out.splitlines() if "DATABASE_URL=" in line)
+    url = next(line.split("=", 1)[1] for line in out.splitlines() if "DATABASE_URL=" in line)
+    import psycopg
+
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as server:
+        server.execute("CREATE DATABASE loupe")
+    return url
 
 
 def _django(data_dir: Path) -> None:
@@ -136,56 +141,59 @@ def _import(project, path: Path, n: int) -> None:
 
 
 def _annotations_insert(project, n: int) -> list:
-    """5 judgments per item, inserted directly (COPY through `rows_insert`), and the units' counts set."""
+    """5 judgments per item, inserted directly by the server (INSERT … SELECT over the items and their
+    responses: millions of rows through Python would time the bench, not the database), and the units'
+    counts set as the queue would have them after those submits."""
     from django.db import connection, transaction
+    from django.utils import timezone
 
     from annotation.models import Item, PairwiseJudgment, Response
-    from annotation.services.imports import rows_insert
 
     raters = _annotators(f"scale-rater-{n}", ANNOTATORS_PER_ITEM)
+    given = {
+        "item_id": "i.id",
+        "annotator_id": "%(rater)s",
+        "client_request_id": "'scale-' || i.id",
+        "response_a_id": "r0.id",
+        "response_b_id": "r1.id",
+        "choice": "CASE WHEN (i.id + %(k)s) %% 3 = 0 THEN 'b' ELSE 'a' END",
+        "strength": "1 + (i.id + %(k)s) %% 2",
+    }
+    now = timezone.now()
+    defaults = {}
+    for field in PairwiseJudgment._meta.concrete_fields:
+        if field.primary_key or field.attname in given:
+            continue
+        value = (
+            now if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False) else field.get_default()
+        )
+        defaults[field.column] = field.get_db_prep_save(value, connection)
+    by_attname = {field.attname: field.column for field in PairwiseJudgment._meta.concrete_fields}
+    columns = [by_attname[name] for name in given] + list(defaults)
+    values = list(given.values()) + [f"%(d{i})s" for i in range(len(defaults))]
+    statement = (
+        f"INSERT INTO {PairwiseJudgment._meta.db_table} ({', '.join(columns)}) "  # noqa: S608 - names from the models
+        f"SELECT {', '.join(values)} FROM {Item._meta.db_table} i "
+        f"JOIN {Response._meta.db_table} r0 ON r0.item_id = i.id AND r0.position = 0 "
+        f"JOIN {Response._meta.db_table} r1 ON r1.item_id = i.id AND r1.position = 1 "
+        "WHERE i.project_id = %(project)s"
+    )
     started = time.perf_counter()
-    responses: dict[int, list[int]] = {}
-    for item_id, pk in (
-        Response.objects.filter(project=project).order_by("item_id", "position").values_list("item_id", "pk")
-    ):
-        responses.setdefault(item_id, []).append(pk)
-    with transaction.atomic():
+    with transaction.atomic(), connection.cursor() as cursor:
         for k, rater in enumerate(raters):
-            rows_insert(
-                PairwiseJudgment,
-                (
-                    "item_id",
-                    "annotator_id",
-                    "client_request_id",
-                    "response_a_id",
-                    "response_b_id",
-                    "choice",
-                    "strength",
-                ),
-                (
-                    (
-                        item_id,
-                        rater.pk,
-                        f"scale-{item_id}",
-                        a,
-                        b,
-                        "a" if (item_id + k) % 3 else "b",
-                        1 + (item_id + k) % 2,
-                    )
-                    for item_id, (a, b) in responses.items()
-                ),
-            )
-        with connection.cursor() as cursor:
-            # What the queue would hold after these submits (queue_units_sync, set-wise), and every item's pairs
-            # stale, as submits leave them.
-            cursor.execute(
-                f"UPDATE {Item._meta.db_table} SET done_count = %s, taken_count = %s, pairs_stale = true "  # noqa: S608
-                "WHERE project_id = %s",
-                [ANNOTATORS_PER_ITEM, ANNOTATORS_PER_ITEM, project.pk],
-            )
-        cursor = connection.cursor()
-        cursor.execute(f"ANALYZE {PairwiseJudgment._meta.db_table}")  # noqa: S608
-        cursor.execute(f"ANALYZE {Item._meta.db_table}")  # noqa: S608
+            params = {"rater": rater.pk, "k": k, "project": project.pk}
+            params.update({f"d{i}": value for i, value in enumerate(defaults.values())})
+            cursor.execute(statement, params)
+        # What the queue would hold after these submits (queue_units_sync, set-wise), and every item's pairs
+        # stale, as submits leave them.
+        cursor.execute(
+            f"UPDATE {Item._meta.db_table} SET done_count = %s, taken_count = %s, pairs_stale = true "  # noqa: S608
+            "WHERE project_id = %s",
+            [ANNOTATORS_PER_ITEM, ANNOTATORS_PER_ITEM, project.pk],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {PairwiseJudgment._meta.db_table}")
+        cursor.execute(f"ANALYZE {Item._meta.db_table}")
     seconds = time.perf_counter() - started
     total = n * ANNOTATORS_PER_ITEM
     _emit(
@@ -235,10 +243,18 @@ def _next_tasks(project, n: int, tasks: int) -> dict:
     return record
 
 
-def _snapshot_and_export(project, n: int, out: Path) -> dict:
+def _snapshot_and_export(project, n: int, out: Path, *, refresh_max: int) -> dict:
     from annotation import services
+    from annotation.models import Item
     from annotation.services.preference_pairs import preference_pairs_refresh_stale
 
+    stale = Item.objects.filter(project=project, pairs_stale=True)
+    left_stale = 0
+    if refresh_max and stale.count() > refresh_max:
+        # Deriving every item's pairs is what a snapshot after that many submits would do; past `refresh_max`
+        # items the bench derives the first ones only (timed: ms per item) and leaves the rest without pairs.
+        cutoff = stale.order_by("id").values_list("id", flat=True)[refresh_max]
+        left_stale = Item.objects.filter(project=project, pairs_stale=True, id__gte=cutoff).update(pairs_stale=False)
     started = time.perf_counter()
     refreshed = preference_pairs_refresh_stale(project=project)
     refresh_s = time.perf_counter() - started
@@ -250,6 +266,9 @@ def _snapshot_and_export(project, n: int, out: Path) -> dict:
         "measure": "snapshot",
         "pairs_refresh_s": round(refresh_s, 2),
         "pairs_created": getattr(refreshed, "created", None),
+        "items_refreshed": n - left_stale,
+        "refresh_ms_per_item": round(1000 * refresh_s / max(1, n - left_stale), 3),
+        "items_left_without_pairs": left_stale,
         "snapshot_s": round(snapshot_s, 2),
         "rows": snapshot.n_rows,
         "rows_per_s": round(snapshot.n_rows / snapshot_s) if snapshot_s else None,
@@ -274,6 +293,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="item counts, comma-separated")
     parser.add_argument("--next", type=int, default=300, help="tasks timed per size")
+    parser.add_argument(
+        "--refresh-max",
+        type=int,
+        default=100_000,
+        help="derive the stale pairs of at most this many items per size (0: all); the rest get none",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="loupe-scale-"))
@@ -298,7 +323,7 @@ def main() -> None:
             path.unlink()
             _annotations_insert(project, n)
             results[n]["next"] = _next_tasks(project, n, args.next)
-            results[n]["snapshot"] = _snapshot_and_export(project, n, work)
+            results[n]["snapshot"] = _snapshot_and_export(project, n, work, refresh_max=args.refresh_max)
         first, last = sizes[0], sizes[-1]
         summary = {
             "measure": "summary",

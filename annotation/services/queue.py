@@ -530,7 +530,7 @@ def _submit(
     amended = assignment.status == AssignmentStatus.SUBMITTED
     _sql(
         f"UPDATE {_ITEMS} SET pairs_stale = %s, done_count = done_count + %s WHERE id = %s",  # noqa: S608
-        [True, 1, assignment.item_id],
+        [True, 0 if amended else 1, assignment.item_id],
     )
     spent = rules.time_spent(time_spent_ms)
     if amended:

@@ -224,3 +224,17 @@ def test_dashboard_shows_a_row_per_annotator_with_the_labeler_and_plots_them(pai
     assert page.count('class="agreement-bar"') == 4
     assert page.count('data-labeler="true"') == 1
     assert 'id="agreement-people"' in page
+
+
+@pytest.mark.parametrize("kind", ["pairwise", "correction", "rating", "ranking"])
+def test_dashboard_card_renders_for_every_kind_before_anyone_answered(kind, researcher, client):
+    """A new project of any kind shows the card with its measures' columns and dashes, and no plot yet."""
+    project = project_with_items(f"agree-new-{kind}", kind, {"i1": ["one", "two", "three"]}, created_by=researcher)
+    client.force_login(researcher)
+    answer = client.get(f"/projects/{project.slug}/dashboard/")
+    assert answer.status_code == 200
+    page = answer.content.decode()
+    assert 'id="agreement-table"' in page and 'id="agreement-plot"' not in page
+    titles = {"pairwise": "α", "correction": "segment F1", "rating": "α ordinal", "ranking": "τ"}
+    assert f'<th class="num">{titles[kind]}</th>' in page
+    assert '<tr data-who="people"><td>people with each other</td><td class="num">–</td>' in page
