@@ -3,8 +3,9 @@ labeler's verdicts and the preference pairs they produced, filtered, searched, s
 server, and one item with everything said about it (the task page).
 
 Paging is by keyset (`after` / `before` cursors over the sort's indexed columns), so a page deep in a million
-items costs what the first one does; the number of matches is counted only up to `COUNT_CAP`. A page's
-answers, annotations, verdicts and pair counts are read in a fixed number of queries whatever its size.
+items costs what the first one does; the number of matches is counted only up to `COUNT_CAP`
+(`FILTERED_COUNT_CAP` when filtered). A page's answers, annotations, reviews, verdicts and pair counts are read
+in a fixed number of queries whatever its size.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ from loupe.errors import ApplicationError
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
-# Matches are counted up to here ("1000+ items"): a count over a million rows per page would cost more
-# than the page itself.
+# Matches are counted up to here ("more than 1000 items"): a count over a million rows per page would cost
+# more than the page itself. Filtered listings stop sooner: each match there costs the filters' subqueries,
+# and a count to 1000 took ten times the page's own query (bench/browse_pages.py, "disagree" at 100k items).
 COUNT_CAP = 1000
+FILTERED_COUNT_CAP = 200
 EXCERPT_CHARS = 160
 
 # Sort name → (columns of the keyset, descending). Every key ends in a column unique within the project,
@@ -246,6 +249,8 @@ def _after(columns: Sequence[str], values: Sequence[Any], *, descending: bool) -
         for earlier, value in zip(columns[:k], values[:k], strict=True):
             step &= Q(**{earlier: value})
         condition |= step
+    if len(columns) > 1:  # the same rows, with a range on the leading column that an index can seek to
+        condition &= Q(**{f"{columns[0]}__{beyond}e": values[0]})
     return condition
 
 
@@ -286,13 +291,14 @@ def browse_page(
     first_page = after is None and before is None
     # A first page that holds every match has counted them already.
     done_counting = first_page and not more
-    matches = len(items) if done_counting else matching.values("pk")[: COUNT_CAP + 1].count()
+    cap = COUNT_CAP if filters == BrowseFilters(sort=filters.sort) else FILTERED_COUNT_CAP
+    matches = len(items) if done_counting else matching.values("pk")[: cap + 1].count()
     return BrowsePage(
         rows=browse_rows(project=project, items=items),
         next_cursor=cursor_encode(_key(items[-1], columns)) if items and has_next else None,
         previous_cursor=cursor_encode(_key(items[0], columns)) if items and has_previous else None,
-        matches=min(matches, COUNT_CAP),
-        matches_capped=matches > COUNT_CAP,
+        matches=min(matches, cap),
+        matches_capped=matches > cap,
     )
 
 

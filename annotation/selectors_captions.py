@@ -164,7 +164,7 @@ def caption_table(
     limit: int = 50,
 ) -> dict[str, Any]:
     """One page of the live caption table: per caption its votes per level, mean, precision (standard error),
-    95% interval and rank (1 = highest mean over all captions; captions without votes rank last). `sort` is
+    95% interval (normal, clipped to the scale) and rank (1 = highest mean over all captions; captions without votes rank last). `sort` is
     one of `CAPTION_SORTS` (a leading `-` reverses), `search` matches caption text (case-insensitive), and
     `total` counts the captions that match."""
     if sort not in CAPTION_SORTS:
@@ -212,8 +212,9 @@ def caption_table(
                 "votes": int(n_votes[i]),
                 "mean": _number(m) if has_votes else None,
                 "precision": _number(p) if has_votes else None,
-                "ci_low": _number(m - Z_95 * p) if has_votes else None,
-                "ci_high": _number(m + Z_95 * p) if has_votes else None,
+                # Clipped to the scale (1 to L): a mean cannot lie outside it.
+                "ci_low": _number(max(1.0, m - Z_95 * p)) if has_votes else None,
+                "ci_high": _number(min(float(len(levels)), m + Z_95 * p)) if has_votes else None,
                 "rank": int(rank[i]),
             }
         )
@@ -239,7 +240,7 @@ def caption_contest_csv(*, project: Project, item: Item) -> str:
     for i in mine:
         response = responses[int(votes.ids[i])]
         meta = response.meta or {}
-        counted = votes.counts[i] - 0  # counts include imported level counts
+        counted = votes.counts[i]  # the project's own ratings and imported level counts
         aggregates.append(
             RatingAggregate(
                 item_key=item.external_id,
@@ -268,7 +269,7 @@ def caption_dashboard(*, project: Project) -> dict[str, Any] | None:
     return {
         "levels": list(project.rating_levels),
         "items": [item.external_id for item in caption_items(project=project)],
-        "sampling": project.get_rating_sampling_display(),
+        "sampling": "adaptive (KL-LUCB)" if project.rating_sampling == "adaptive" else "uniform (least-rated first)",
         "top_k": project.rating_top_k,
         "contest_csv": len(project.rating_levels) == len(HUMOR_SCALE),
     }

@@ -18,6 +18,16 @@ from django.db.models.base import DEFERRED
 _M = TypeVar("_M", bound=Model)
 
 
+def _cache(db: Any, name: str) -> dict:
+    """A dict kept on this thread's connection (through `connection`'s proxy, which is shared by every
+    thread): converters may be bound to the connection they were made for."""
+    cache = getattr(db, name, None)
+    if cache is None:
+        cache = {}
+        setattr(db, name, cache)
+    return cache
+
+
 class _Plan:
     """How a row of the given columns becomes an instance of the model (for one connection)."""
 
@@ -51,8 +61,7 @@ def instances(model: type[_M], query: str, params: list[Any]) -> list[_M]:
         rows = cursor.fetchall()
     if not rows:
         return []
-    # Cached on the connection object: converters may be bound to it (each thread has its own).
-    plans = connection.__dict__.setdefault("_loupe_row_plans", {})
+    plans = _cache(connection, "_loupe_row_plans")
     plan = plans.get((model, columns))
     if plan is None:
         plan = plans[(model, columns)] = _Plan(model, columns)
@@ -98,7 +107,7 @@ def insert(instance: Model) -> None:
     """INSERT a new instance (its primary key is set afterwards), with the values `save()` would store:
     each field's `pre_save` (auto_now, defaults) and database preparation. Unlike `save()` it sends no
     `pre_save`/`post_save` signals and calls no overridden `save()`: use it only for models without them."""
-    statements = connection.__dict__.setdefault("_loupe_inserts", {})
+    statements = _cache(connection, "_loupe_inserts")
     model = type(instance)
     statement = statements.get(model)
     if statement is None:

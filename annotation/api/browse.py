@@ -150,7 +150,7 @@ class BrowsePageOutputSerializer(serializers.Serializer):
     results = BrowseItemOutputSerializer(many=True)
     next = serializers.CharField(allow_null=True, help_text="The next page's URL.")
     previous = serializers.CharField(allow_null=True, help_text="The previous page's URL.")
-    matches = serializers.IntegerField(help_text="Items matching, counted up to 1000.")
+    matches = serializers.IntegerField(help_text="Items matching, counted up to 1000 (200 when filtered).")
     matches_capped = serializers.BooleanField(help_text="More items match than `matches`.")
 
 

@@ -5,7 +5,8 @@ the queue takes the first whose slot is free (its conditional UPDATE), so the ov
 rate limit (checked before) hold as for every kind, and nobody gets a caption twice (the candidates leave
 out every caption the participant was ever given, and `assignment_once_per_unit` stands behind that).
 
-- Uniform: one read of the `(project, done_count)` index, least-rated open captions first.
+- Uniform: one ordered read of the `(project, done_count)` index, least-rated open captions first (the
+  project's own ratings: `done_count`, not imported votes).
 - Adaptive: KL-LUCB over every caption's votes. Loading them (the project's own `ResponseRatingCount`s
   plus imported counts) costs ~10–50 ms at 10,000 captions, so each process keeps a `SamplerState` per
   project and reloads it when it is older than `LOUPE_RATING_SAMPLER_REFRESH_SECONDS` (default 2 s:
@@ -144,12 +145,16 @@ def _had(project: Project, annotator: AbstractBaseUser) -> np.ndarray:
 
 
 def uniform_candidates(*, project: Project, annotator: AbstractBaseUser, not_gold: str) -> list[int]:
-    """Up to `SHORTLIST` open captions the participant never had, fewest ratings first (ties by id)."""
+    """Up to `SHORTLIST` open captions the participant never had, fewest ratings first.
+
+    One ordered read of `response_done_idx` (project, done_count). Ties come in that index's order (by id on
+    SQLite, whose indexes end with the row id); an `ORDER BY done_count, id` would make PostgreSQL sort every
+    caption with the fewest ratings (an incremental sort reads the whole group) on every request."""
     units, assignments = _table(Response), _table(Assignment)
     rows = _rows(
         f"SELECT u.id FROM {units} u WHERE u.project_id = %s AND u.is_open {not_gold}"  # noqa: S608
         f"AND NOT EXISTS (SELECT 1 FROM {assignments} a WHERE a.project_id = %s AND a.annotator_id = %s "
-        "AND a.unit_id = u.id) ORDER BY u.done_count, u.id LIMIT %s",
+        "AND a.unit_id = u.id) ORDER BY u.done_count LIMIT %s",
         [project.pk, project.pk, annotator.pk, SHORTLIST],
     )
     return [row[0] for row in rows]

@@ -11,6 +11,8 @@ from annotation.formats.caption_contest import read_caption_contest_csv
 from annotation.models import Item, Response
 from annotation.pair_rules import HUMOR_SCALE, RatingAggregate
 
+pytestmark = [pytest.mark.production_path]  # raw SQL over JSON metadata: PostgreSQL hands back dicts
+
 LEVELS = ["unfunny", "somewhat funny", "funny"]
 
 

@@ -66,6 +66,9 @@ def pairwise(researcher):
     return project, ann, bob
 
 
+# JSON comparisons and keyset conditions differ between databases: this and the next two also run on
+# PostgreSQL (platform/test.sh).
+@pytest.mark.production_path
 def test_each_filter_keeps_the_items_it_names(pairwise, researcher, api_client_for):
     """Annotator, status, feedback, agreement (sides resolved to answers), date and search each keep
     exactly the items a manager would pick by hand."""
@@ -100,6 +103,7 @@ def test_each_filter_keeps_the_items_it_names(pairwise, researcher, api_client_f
     assert ai["labeler_model"] == "tiny-labeler" and ai["claims"] == [{"claim": "a giraffe", "p_yes": 0.2}]
 
 
+@pytest.mark.production_path
 def test_disagreement_and_corrections_in_the_other_kinds(researcher, api_client_for):
     """Correction: one marks a hallucination where another marks none; rating: two levels for one caption;
     ranking: two orders. A correction shows as struck and inserted text."""
@@ -162,6 +166,7 @@ def _walk(client, slug: str, **params) -> list[str]:
     return seen
 
 
+@pytest.mark.production_path
 def test_cursor_paging_visits_every_item_once_in_each_sort_and_back(researcher, api_client_for):
     project = project_with_items(
         "browse-pages", "pairwise", {f"e{k:02d}": ["a", "b"] for k in range(11)}, created_by=researcher
