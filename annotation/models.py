@@ -117,6 +117,8 @@ class Item(QueueUnit):
                 fields=["project", "id"], condition=models.Q(is_open=True, reopened=True), name="item_reopened_idx"
             ),
             models.Index(fields=["project", "done_count"], name="item_done_idx"),
+            # The data browser pages a project's items in import order (cursor on id) at any depth.
+            models.Index(fields=["project", "id"], name="item_project_order_idx"),
         ]
 
     def __str__(self) -> str:

@@ -183,16 +183,18 @@ def _normalized(stats: CaptionStats, config: AdaptiveConfig) -> tuple[np.ndarray
     return (mean - 1) / (stats.levels - 1), np.maximum(n, _EPS)
 
 
-def _split(p: np.ndarray, k: int) -> tuple[np.ndarray, float]:
-    """The current top k (a boolean mask) and the boundary between the k-th and (k+1)-th means."""
+def _split(p: np.ndarray, k: int, votes: np.ndarray) -> tuple[np.ndarray, float]:
+    """The current top k (a boolean mask) and the boundary between the k-th and (k+1)-th means.
+
+    Among captions with equal means the less voted go into the top k: before any votes every caption ties,
+    and LUCB then tries the widest intervals first instead of one arbitrary caption over and over."""
     top = np.zeros(len(p), dtype=bool)
     if k >= len(p):
         top[:] = True
         return top, -math.inf
-    order = np.argpartition(-p, k)  # the k best first, then the (k+1)-th
+    order = np.lexsort((votes, -p))  # best mean first, the less voted first among equal means
     top[order[:k]] = True
-    kth, next_best = p[order[:k]].min(), p[order[k:]].max()
-    return top, (kth + next_best) / 2
+    return top, (p[order[k - 1]] + p[order[k]]) / 2
 
 
 def adaptive_priority(stats: CaptionStats, config: AdaptiveConfig, *, union: bool = False) -> np.ndarray:
@@ -200,7 +202,7 @@ def adaptive_priority(stats: CaptionStats, config: AdaptiveConfig, *, union: boo
     `union`, intervals valid for all captions at once (the stopping rule's, see `exploration_rate`)."""
     p, n = _normalized(stats, config)
     beta = exploration_rate(captions=len(p) if union else 1, votes=float(stats.votes.sum()), delta=config.delta)
-    top, boundary = _split(p, config.top_k)
+    top, boundary = _split(p, config.top_k, stats.votes)
     priority = np.empty(len(p))
     inside = np.flatnonzero(top)
     outside = np.flatnonzero(~top)
@@ -235,7 +237,7 @@ class SamplerState:
             return
         p, _ = _normalized(self.stats, self.config)
         self._beta = exploration_rate(captions=1, votes=float(self.stats.votes.sum()), delta=self.config.delta)
-        self._top, self._boundary = _split(p, self.config.top_k)
+        self._top, self._boundary = _split(p, self.config.top_k, self.stats.votes)
         self.priority = adaptive_priority(self.stats, self.config)
 
     def lease(self, index: int) -> None:
@@ -341,7 +343,7 @@ def adaptive_order(
     if config.top_k >= len(stats):  # every caption is in the top k: nothing to tell apart
         return uniform_order(stats, available=available, limit=limit)
     p, _ = _normalized(stats, config)
-    top, _ = _split(p, config.top_k)
+    top, _ = _split(p, config.top_k, stats.votes)
     return shortlist(adaptive_priority(stats, config), stats.votes, available=available, limit=limit, top=top)
 
 

@@ -147,6 +147,16 @@ class ProjectForm(forms.Form):
     )
     public_quota = forms.IntegerField(min_value=0, initial=200, help_text="Answers per crowd participant (0: none).")
     public_rate_per_minute = forms.IntegerField(min_value=0, initial=60, help_text="New tasks per minute (0: any).")
+    rating_sampling = forms.ChoiceField(
+        choices=Project._meta.get_field("rating_sampling").choices,
+        initial="uniform",
+        required=False,
+        label="Caption sampling (rating projects)",
+        help_text=Project._meta.get_field("rating_sampling").help_text,
+    )
+    rating_top_k = forms.IntegerField(
+        min_value=1, max_value=1000, initial=10, required=False, label="Top k captions (adaptive sampling)"
+    )
     annotators = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -157,6 +167,13 @@ class ProjectForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 1}),
         help_text="Also see the dashboard, import, export and add members (you are one already).",
     )
+
+    def clean_rating_sampling(self) -> str:
+        return self.cleaned_data.get("rating_sampling") or "uniform"
+
+    def clean_rating_top_k(self) -> int:
+        top_k = self.cleaned_data.get("rating_top_k")
+        return 10 if top_k is None else top_k
 
 
 @login_required

@@ -3,6 +3,7 @@
     .venv/bin/python bench/adaptive_rating.py                                  # contest 660, 10 runs each
     .venv/bin/python bench/adaptive_rating.py --contest ../shared/data/caption-contest/691_summary_KLUCB.first2000.csv
     .venv/bin/python bench/adaptive_rating.py --runs 3 --queue-captions 10000  # also time the live next task
+    .venv/bin/python bench/adaptive_rating.py --queue-only --queue-captions 10000
 
 **The contest.** The table's captions (the archive's top 2,000, with their unfunny / somewhat / funny
 counts) keep their observed vote shares as their true ones. The captions the file leaves out (a contest
@@ -273,7 +274,11 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=5e10, help="give up identifying after this many votes")
     parser.add_argument("--queue-captions", type=int, default=0, help="also time the live next task at N captions")
     parser.add_argument("--queue-asks", type=int, default=200)
+    parser.add_argument("--queue-only", action="store_true", help="only the live next-task timing")
     args = parser.parse_args()
+    if args.queue_only:
+        queue_timing(captions=args.queue_captions or 10_000, asks=args.queue_asks)
+        return
 
     shares, fit = contest_truth(args.contest, captions=args.captions)
     config = sampling.AdaptiveConfig(top_k=args.top_k, delta=args.delta)

@@ -1,19 +1,23 @@
 """The next caption of a rating project, by the project's `rating_sampling` (see `annotation.sampling`).
 
-`caption_candidates` gives `queue._unit_take` a short list of captions for one participant, best first;
-the queue takes the first whose slot is free (its conditional UPDATE), so the overlap, the quota and the
-rate limit (checked before) hold as for every kind, and nobody gets a caption twice (the candidates leave
-out every caption the participant was ever given, and `assignment_once_per_unit` stands behind that).
+`uniform_candidates` and `AdaptiveChoice` give `queue._caption_take` a short list of captions for one
+participant, best first; the queue takes the first whose slot is free (its conditional UPDATE), so the
+overlap, the quota and the rate limit (checked before) hold as for every kind, and nobody gets a caption
+twice (the candidates leave out every caption the participant was ever given, and
+`assignment_once_per_unit` stands behind that).
 
 - Uniform: one ordered read of the `(project, done_count)` index, least-rated open captions first (the
   project's own ratings: `done_count`, not imported votes).
 - Adaptive: KL-LUCB over every caption's votes. Loading them (the project's own `ResponseRatingCount`s
-  plus imported counts) costs ~10–50 ms at 10,000 captions, so each process keeps a `SamplerState` per
-  project and reloads it when it is older than `LOUPE_RATING_SAMPLER_REFRESH_SECONDS` (default 2 s:
-  the bandit sees votes up to that late, which at 1,000 raters a minute is ~30 votes among thousands of
-  captions). Between reloads each lease counts as a provisional vote (`SamplerState.lease`), so raters
-  asking at once spread over the undecided captions. A choice is then an index read of the participant's
-  history plus O(captions) vector work of well under a millisecond.
+  plus imported counts) costs ~50 ms at 10,000 captions on a loaded 2-core machine, and the first load in
+  a process ~0.25 s more (it parses every caption's imported counts; they are kept until captions are
+  added or removed). So each process keeps a `SamplerState` per project and reloads it when it is older
+  than `LOUPE_RATING_SAMPLER_REFRESH_SECONDS` (default 2 s: the bandit sees votes up to that late, which
+  at 1,000 raters a minute is ~30 votes among thousands of captions). Between reloads each lease counts as
+  a provisional vote (`SamplerState.lease`), so raters asking at once spread over the undecided captions.
+  A choice is then an index read of the participant's history plus vector work of about a millisecond.
+  The reload runs inside the next-task transaction (on SQLite it holds the write lock meanwhile): one
+  request per process every 2 s pays it.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 
 from annotation import sampling
-from annotation.models import Assignment, GoldAnswer, Project, Response
-from annotation.selectors_captions import caption_votes_imported, caption_votes_live_counts
+from annotation.models import Assignment, Project, Response
+from annotation.selectors_captions import caption_votes
 
 SHORTLIST = 16
 
@@ -51,9 +55,6 @@ class _Contest:
     key: tuple
     ids: np.ndarray
     open: np.ndarray
-    imported_counts: np.ndarray
-    imported_votes: np.ndarray
-    imported_total: np.ndarray
     state: sampling.SamplerState
     loaded_at: float
 
@@ -67,49 +68,36 @@ def _config(project: Project) -> sampling.AdaptiveConfig:
     return sampling.AdaptiveConfig(top_k=max(1, project.rating_top_k))
 
 
-def _captions_signature(project: Project) -> tuple:
-    """Changes when captions are added or removed (an import), so the imported votes are read again."""
-    count, last = _rows(
-        f"SELECT COUNT(*), MAX(id) FROM {_table(Response)} WHERE project_id = %s",  # noqa: S608
-        [project.pk],
-    )[0]
-    gold = _rows(f"SELECT COUNT(*) FROM {_table(GoldAnswer)} WHERE project_id = %s", [project.pk])[0][0]  # noqa: S608
-    return (count, last, gold, project.rating_sampling, project.rating_top_k, tuple(project.rating_levels))
-
-
-def _load(project: Project, previous: _Contest | None) -> _Contest:
-    key = _captions_signature(project)
-    levels = len(project.rating_levels)
-    if previous is not None and previous.key == key:
-        ids, imported_counts = previous.ids, previous.imported_counts
-        imported_votes, imported_total = previous.imported_votes, previous.imported_total
+def _load(project: Project) -> _Contest:
+    votes = caption_votes(project=project)
+    levels = max(len(project.rating_levels), 2)
+    if len(votes.ids):
+        stats = sampling.CaptionStats.from_counts(votes.counts)
+        stats.votes = stats.votes + votes.given_votes
+        stats.total = stats.total + votes.given_votes * votes.given_mean
     else:
-        imported = caption_votes_imported(project=project)
-        ids, imported_counts = imported.ids, imported.counts
-        imported_votes = imported.given_votes
-        imported_total = imported.given_votes * imported.given_mean
-    counts = imported_counts + caption_votes_live_counts(project=project, ids=ids, levels=levels)
-    stats = sampling.CaptionStats.from_counts(counts) if len(ids) else sampling.CaptionStats.empty(captions=0, levels=2)
-    stats.votes = stats.votes + imported_votes
-    stats.total = stats.total + imported_total
-    open_ids = np.array(
-        [
-            row[0]
-            for row in _rows(
-                f"SELECT id FROM {_table(Response)} WHERE project_id = %s AND is_open ORDER BY id",  # noqa: S608
-                [project.pk],
-            )
-        ],
+        stats = sampling.CaptionStats.empty(captions=0, levels=levels)
+    units = np.array(
+        _rows(
+            f"SELECT id, is_open, taken_count - done_count FROM {_table(Response)} "  # noqa: S608
+            "WHERE project_id = %s ORDER BY id",
+            [project.pk],
+        ),
         dtype=np.int64,
-    )
-    is_open = np.isin(ids, open_ids)
+    ).reshape(-1, 3)
+    where = np.searchsorted(units[:, 0], votes.ids) if len(units) else np.zeros(0, dtype=np.int64)
+    is_open = units[where, 1].astype(bool) if len(units) else np.zeros(len(votes.ids), dtype=bool)
+    # Leases given out and not answered yet count as provisional votes at the caption's mean, as
+    # `SamplerState.lease` counts the ones this process gives between reloads: raters asking right after a
+    # reload spread over the captions in question too.
+    leased = np.maximum(units[where, 2], 0).astype(np.float64) if len(units) else np.zeros(len(votes.ids))
+    prior = (1 + levels) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(stats.votes > 0, stats.total / stats.votes, prior)
     return _Contest(
-        key=key,
-        ids=ids,
+        key=(project.rating_sampling, project.rating_top_k, tuple(project.rating_levels)),
+        ids=votes.ids,
         open=is_open,
-        imported_counts=imported_counts,
-        imported_votes=imported_votes,
-        imported_total=imported_total,
         state=sampling.SamplerState(sampling.ADAPTIVE, stats, _config(project)),
         loaded_at=time.monotonic(),
     )
@@ -122,9 +110,9 @@ def _contest(project: Project) -> _Contest:
     if (
         contest is None
         or time.monotonic() - contest.loaded_at >= refresh
-        or contest.key[3:] != (project.rating_sampling, project.rating_top_k, tuple(project.rating_levels))
+        or contest.key != (project.rating_sampling, project.rating_top_k, tuple(project.rating_levels))
     ):
-        contest = _load(project, contest)
+        contest = _load(project)
         _contests[key] = contest
     return contest
 

@@ -17,7 +17,7 @@ from tests.annotation.test_queue import make_project, next_task
 pytestmark = [pytest.mark.django_db]
 
 FUZZ = settings(
-    max_examples=70,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

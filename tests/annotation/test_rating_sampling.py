@@ -196,3 +196,83 @@ def test_next_caption_at_ten_thousand_captions_does_not_read_them_all(researcher
             timings.append(time.perf_counter() - started)
             del i
     assert statistics.median(timings) < 0.030, timings
+
+
+@pytest.mark.django_db
+def test_sampling_is_set_on_the_new_project_form_and_the_dashboard(admin_user, client):
+    client.force_login(admin_user)
+    made = client.post(
+        "/projects/new/",
+        {
+            "slug": "formed",
+            "kind": "rating",
+            "overlap": 5,
+            "visibility": "members",
+            "public_quota": 200,
+            "public_rate_per_minute": 60,
+            "rating_sampling": "adaptive",
+            "rating_top_k": 7,
+        },
+    )
+    assert made.status_code == 302, made.content.decode()[:2000]
+    project = Project.objects.get(slug="formed")
+    assert (project.rating_sampling, project.rating_top_k) == ("adaptive", 7)
+    settings_form = {
+        "instructions": "",
+        "overlap": 5,
+        "visibility": "members",
+        "public_quota": 200,
+        "public_rate_per_minute": 60,
+        "rating_sampling": "uniform",
+        "rating_top_k": 3,
+    }
+    assert client.post("/projects/formed/dashboard/", settings_form).status_code == 302
+    project.refresh_from_db()
+    assert (project.rating_sampling, project.rating_top_k) == ("uniform", 3)
+    refused = client.post("/projects/formed/dashboard/", {**settings_form, "rating_top_k": 0})
+    assert refused.status_code == 200  # the form again, with its error
+    assert "greater than or equal to 1" in refused.content.decode()
+    project.refresh_from_db()
+    assert project.rating_top_k == 3
+
+
+@pytest.mark.django_db
+def test_adaptive_learns_from_the_projects_own_ratings(researcher, make_user, api_client_for):
+    """No imported votes: the project's own ratings so far (counted by `ResponseRatingCount`) make the last
+    three captions the contenders for the top 2, and the next raters get those."""
+    from annotation.models import Rating
+    from annotation.services.preference_pairs import rating_counts_recount
+
+    raters = [make_user(f"new-rater-{i}") for i in range(12)]
+    project = rating_project(researcher, raters, captions=12, overlap=1000, rating_sampling="adaptive", rating_top_k=2)
+    earlier = [make_user(f"earlier-{i}") for i in range(16)]
+    captions = list(Response.objects.filter(project=project).order_by("position"))
+    Rating.objects.bulk_create(
+        [
+            Rating(
+                item_id=caption.item_id,
+                response=caption,
+                annotator=person,
+                level=(2 if (k + p) % 4 else 1) if caption.position >= 9 else 0,
+                client_request_id=f"earlier-{k}-{p}",
+            )
+            for k, caption in enumerate(captions)
+            for p, person in enumerate(earlier)
+        ]
+    )
+    rating_counts_recount(item_ids=[captions[0].item_id])
+    got = Counter()
+    for rater in raters:
+        task = next_task(api_client_for(rater))
+        got[Response.objects.get(pk=task["response_id"]).position] += 1
+    assert sum(got[k] for k in (9, 10, 11)) >= 10, got  # the last three: not what an id order would give
+
+
+@pytest.mark.django_db
+def test_raters_asking_at_once_get_different_captions(researcher, make_user, api_client_for):
+    """Leases not answered yet count as provisional votes, so eight raters who ask one after another (none
+    has answered) are spread over the captions rather than all given the same one."""
+    raters = [make_user(f"at-once-{i}") for i in range(8)]
+    rating_project(researcher, raters, captions=20, overlap=1000, rating_sampling="adaptive", rating_top_k=3)
+    shown = [next_task(api_client_for(rater))["response_id"] for rater in raters]
+    assert len(set(shown)) == 8, shown
