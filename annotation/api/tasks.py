@@ -349,7 +349,7 @@ class TaskSubmitApi(TaskApiView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         fields = self.KIND_FIELDS[project.kind]
-        if False:
+        if fields[0] not in values:
             raise ApplicationError(f"A {project.kind} answer needs '{fields[0]}'.", {"field": fields[0]})
         from annotation.services.suggestions import ai_suggestion_use_record, rewrite_use_check
 

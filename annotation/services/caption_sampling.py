@@ -94,6 +94,8 @@ def _load(project: Project) -> _Contest:
     prior = (1 + levels) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(stats.votes > 0, stats.total / stats.votes, prior)
+    stats.votes = stats.votes + leased
+    stats.total = stats.total + leased * means
     return _Contest(
         key=(project.rating_sampling, project.rating_top_k, tuple(project.rating_levels)),
         ids=votes.ids,

@@ -8,6 +8,9 @@ The rules are in `annotation.assignment` (pure Python); this module keeps them i
   is taken by a conditional UPDATE (`... WHERE is_open`), so two annotators asking at once never get the
   same slot: on SQLite the IMMEDIATE transaction serializes writers, on PostgreSQL the row lock makes the
   second UPDATE see the first one's result.
+- Rating projects choose the caption instead by their `rating_sampling` (`_caption_take`): least-rated
+  first, or adaptive (KL-LUCB for the top k, `annotation.services.caption_sampling`); the same slots, the
+  same never-twice rule, no cursor.
 - Expired leases are reclaimed at the start of every `assignment_next` (one read of a partial index when
   none has expired): their slots go back, and their units are marked `reopened`.
 - Submits are idempotent by client request id (`SubmitRequest`): a repeated request returns the stored
