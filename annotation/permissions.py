@@ -58,14 +58,19 @@ def access_project_for_management(*, user: AbstractBaseUser | AnonymousUser, pro
     return project
 
 
-def is_manager(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
-    """Whether `user` may see the project's dashboard, import into it and change its settings."""
+def _holds_role(*, user: AbstractBaseUser | AnonymousUser, project: Project, roles: tuple[str, ...]) -> bool:
+    """Whether `user` is active and staff, or a member of `project` with one of `roles`."""
     if not user.is_authenticated or not user.is_active:
         return False
     if user.is_staff:
         return True
     membership = _membership(user=user, project=project)
-    return membership is not None and membership.role in MANAGE_ROLES
+    return membership is not None and membership.role in roles
+
+
+def is_manager(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
+    """Whether `user` may see the project's dashboard, import into it and change its settings."""
+    return _holds_role(user=user, project=project, roles=MANAGE_ROLES)
 
 
 def access_snapshot(*, user: AbstractBaseUser | AnonymousUser, snapshot_id: int) -> DatasetSnapshot:
@@ -95,12 +100,7 @@ REVIEW_ROLES = (Role.REVIEWER, Role.MANAGER)
 
 def may_review(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
     """Whether `user` may review the project's annotations: a reviewer or manager of it, or staff."""
-    if not user.is_authenticated or not user.is_active:
-        return False
-    if user.is_staff:
-        return True
-    membership = _membership(user=user, project=project)
-    return membership is not None and membership.role in REVIEW_ROLES
+    return _holds_role(user=user, project=project, roles=REVIEW_ROLES)
 
 
 def access_project_for_review(*, user: AbstractBaseUser | AnonymousUser, project_slug: str) -> Project:

@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response as ApiResponse
 from rest_framework.views import APIView
 
+from annotation.api.tasks import ResponseShownSerializer
 from annotation.models import ReviewDecision
 from annotation.permissions import access_project, access_project_for_review
 from annotation.selectors_review import review_outcome, review_payload
@@ -14,11 +15,6 @@ from annotation.services.review import MAX_COMMENT_CHARS, review_next, review_su
 from loupe.errors import ApplicationError
 
 MAX_ID = 2**63 - 1
-
-
-class ReviewShownResponseSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    text = serializers.CharField()
 
 
 class ReviewDecisionSerializer(serializers.Serializer):
@@ -38,7 +34,7 @@ class ReviewTaskOutputSerializer(serializers.Serializer):
     image_url = serializers.CharField(allow_null=True)
     annotator = serializers.CharField(help_text="Who gave the answer.")
     submitted_at = serializers.DateTimeField(help_text="When the answer was last submitted (or amended).")
-    responses = ReviewShownResponseSerializer(
+    responses = ResponseShownSerializer(
         many=True, help_text="The answers judged: pairwise A then B; ranking in the annotator's order, best first."
     )
     answer = serializers.DictField(help_text="The annotator's answer, in the fields the submit API takes.")
