@@ -76,6 +76,8 @@ MIDDLEWARE = [
     "loupe.login_throttle.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees the views' exceptions first: a database that is down is a 503, not a 500.
+    "loupe.database_unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "loupe.urls"
