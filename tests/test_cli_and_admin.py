@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from annotation import services
 from annotation.models import DatasetSnapshot, Project
-from training.models import RunStatus, TrainingRun
+from training.models import JobStatus, TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,7 +120,7 @@ def test_train_queues_a_run_and_refuses_a_bad_config(tmp_path, researcher, annot
     )
     run = TrainingRun.objects.get()
     assert f"Queued training run {run.pk}" in out.getvalue()
-    assert (run.status, run.config["max_steps"], run.base_model) == (RunStatus.QUEUED, 3, str(tiny_lm_dir))
+    assert (run.status, run.config["max_steps"], run.base_model) == (JobStatus.QUEUED, 3, str(tiny_lm_dir))
 
 
 def test_the_admin_starts_a_run_through_the_same_checks(client, tmp_path, admin_user, researcher, annotator):
@@ -138,7 +138,7 @@ def test_the_admin_starts_a_run_through_the_same_checks(client, tmp_path, admin_
     accepted = client.post("/admin/training/trainingrun/add/", form)
     assert accepted.status_code == 302
     run = TrainingRun.objects.get()
-    assert (run.method, run.status, run.config["max_steps"]) == ("dpo", RunStatus.QUEUED, 2)
+    assert (run.method, run.status, run.config["max_steps"]) == ("dpo", JobStatus.QUEUED, 2)
 
 
 def test_make_tiny_model_writes_a_model_from_pretrained_loads(tmp_path):

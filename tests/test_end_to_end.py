@@ -39,7 +39,7 @@ def test_import_judge_snapshot_export_and_train_with_a_real_worker(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from training.models import ModelArtifact, RunStatus, TrainingRun
+    from training.models import JobStatus, ModelArtifact, TrainingRun
 
     admin, manager, worker_client = (api_client_for(u) for u in (admin_user, researcher, annotator))
     created = admin.post("/api/v1/projects/", {"slug": "e2e", "kind": "pairwise"}, format="json")
@@ -89,10 +89,10 @@ def test_import_judge_snapshot_export_and_train_with_a_real_worker(
 
     def finished():
         run = TrainingRun.objects.get(pk=run_id)
-        return run if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) else None
+        return run if run.status in (JobStatus.SUCCEEDED, JobStatus.FAILED) else None
 
     run = wait_for(finished, timeout=300, message=f"run {run_id} to finish")
-    assert run.status == RunStatus.SUCCEEDED, run.log + celery_worker_process.log_path.read_text()[-3000:]
+    assert run.status == JobStatus.SUCCEEDED, run.log + celery_worker_process.log_path.read_text()[-3000:]
     detail = admin.get(f"/api/v1/training-runs/{run_id}/").json()
     assert detail["step"] == 4 and detail["progress"] == 1.0
     assert [m["step"] for m in detail["metrics"]] == [1, 2, 3, 4]
@@ -113,7 +113,7 @@ def test_a_run_that_crashes_is_failed_with_its_traceback(celery_worker_process, 
     """A base model that does not exist is refused before queuing; a run whose base model does not load ends
     `failed`, its log holds the traceback and its detail the cause in one line."""
     from annotation import services
-    from training.models import RunStatus, TrainingRun
+    from training.models import JobStatus, TrainingRun
 
     project = services.project_create(slug="crash", kind="pairwise", created_by=admin_user)
     services.items_import(project=project, path=write_shapes_import(tmp_path / "i", n=2, seed=4))
@@ -141,7 +141,7 @@ def test_a_run_that_crashes_is_failed_with_its_traceback(celery_worker_process, 
     )
     assert started.status_code == 201
     run = wait_for(
-        lambda: TrainingRun.objects.filter(pk=started.json()["id"], status=RunStatus.FAILED).first(),
+        lambda: TrainingRun.objects.filter(pk=started.json()["id"], status=JobStatus.FAILED).first(),
         timeout=120,
         message="the run to fail",
     )

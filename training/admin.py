@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from annotation.models import Project
 from loupe.errors import ApplicationError
 from training import rounds, services
-from training.models import ModelArtifact, Round, RoundsRun, RunStatus, TrainingRun
+from training.models import JobStatus, ModelArtifact, Round, RoundsRun, TrainingRun
 
 
 class TrainingRunAddForm(forms.ModelForm):
@@ -70,13 +70,13 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request, queryset) -> None:  # noqa: ANN001
-        for run in queryset.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]):
+        for run in queryset.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]):
             services.training_run_cancel(run=run)
         messages.info(request, "Cancel requested.")
 
     @admin.action(description="Resume selected runs (from their last checkpoint where one was saved)")
     def resume_runs(self, request, queryset) -> None:  # noqa: ANN001
-        for run in queryset.filter(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]):
+        for run in queryset.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]):
             services.training_run_resume(run=run)
         messages.info(request, "Resumed.")
 
@@ -173,13 +173,13 @@ class RoundsRunAdmin(admin.ModelAdmin):
     @admin.action(description="Start or resume selected rounds runs (failed or cancelled continue at their step)")
     def start_or_resume(self, request, queryset) -> None:  # noqa: ANN001
         resumed = 0
-        for run in queryset.filter(status__in=[RunStatus.FAILED, RunStatus.CANCELLED]):
+        for run in queryset.filter(status__in=[JobStatus.FAILED, JobStatus.CANCELLED]):
             rounds.rounds_run_resume(rounds_run=run)
             resumed += 1
         messages.info(request, f"Resumed {resumed} rounds run(s); queued and running ones were left as they are.")
 
     @admin.action(description="Cancel selected rounds runs")
     def cancel_runs(self, request, queryset) -> None:  # noqa: ANN001
-        for run in queryset.filter(status__in=[RunStatus.QUEUED, RunStatus.RUNNING]):
+        for run in queryset.filter(status__in=[JobStatus.QUEUED, JobStatus.RUNNING]):
             rounds.rounds_run_cancel(rounds_run=run)
         messages.info(request, "Cancel requested.")

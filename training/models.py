@@ -3,7 +3,8 @@
 from django.conf import settings
 from django.db import models
 
-from annotation.models import DatasetSnapshot
+# One status vocabulary for every long job (data, labeler, training, benchmark and recipe runs).
+from annotation.models import DatasetSnapshot, JobStatus
 
 
 class ArtifactKind(models.TextChoices):
@@ -42,14 +43,6 @@ class ModelArtifact(models.Model):
         return self.name
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
 class TrainingRun(models.Model):
     method = models.CharField(max_length=20)
     base_model = models.CharField(max_length=500, help_text="Hub name or local folder of the base model.")
@@ -58,7 +51,7 @@ class TrainingRun(models.Model):
     )
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs")
     config = models.JSONField(default=dict)
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     step = models.PositiveIntegerField(default=0)
     max_steps = models.PositiveIntegerField(default=0)
     log = models.TextField(blank=True, default="")
@@ -122,7 +115,7 @@ class RoundsRun(models.Model):
     )
     n_rounds = models.PositiveSmallIntegerField()
     config = models.JSONField(default=dict, help_text="RoundsConfig fields (training.rounds).")
-    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     current_round = models.PositiveSmallIntegerField(default=0, help_text="1-based; 0 before the first starts.")
     step = models.CharField(max_length=10, choices=RoundsStep.choices, blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
@@ -150,7 +143,7 @@ class RoundsRun(models.Model):
     @property
     def steps_done(self) -> int:
         """Steps finished over all rounds: what a progress bar shows."""
-        if self.status == RunStatus.SUCCEEDED:
+        if self.status == JobStatus.SUCCEEDED:
             return self.steps_total
         if not self.current_round:
             return 0

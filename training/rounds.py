@@ -71,7 +71,6 @@ from training.models import (
     RoundsRun,
     RoundsStep,
     RunMetric,
-    RunStatus,
     TrainingRun,
 )
 from training.services import (
@@ -292,10 +291,10 @@ def rounds_run_cancel(*, rounds_run: RoundsRun) -> RoundsRun:
     """A queued run ends at once; a running one stops after its current step, which is asked to stop too
     (the labeler keeps what it stored, training its last checkpoint), and resumes from there."""
     run = RoundsRun.objects.select_for_update().get(pk=rounds_run.pk)
-    if run.status == RunStatus.QUEUED:
-        run.status, run.finished_at = RunStatus.CANCELLED, timezone.now()
+    if run.status == JobStatus.QUEUED:
+        run.status, run.finished_at = JobStatus.CANCELLED, timezone.now()
         run.save(update_fields=["status", "finished_at"])
-    elif run.status == RunStatus.RUNNING:
+    elif run.status == JobStatus.RUNNING:
         run.cancel_requested = True
         run.save(update_fields=["cancel_requested"])
         current = Round.objects.filter(rounds_run=run, number=run.current_round).first()
@@ -304,7 +303,7 @@ def rounds_run_cancel(*, rounds_run: RoundsRun) -> RoundsRun:
             if job is not None and job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
                 labeler_job_cancel(job=job)
             training = current.training_run
-            if training is not None and training.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+            if training is not None and training.status in (JobStatus.QUEUED, JobStatus.RUNNING):
                 training_run_cancel(run=training)
     else:
         raise ApplicationError(f"A {run.status} rounds run cannot be cancelled.")
@@ -316,9 +315,9 @@ def rounds_run_cancel(*, rounds_run: RoundsRun) -> RoundsRun:
 def rounds_run_resume(*, rounds_run: RoundsRun) -> RoundsRun:
     """Queue a failed or cancelled run again; it continues at the step that stopped it."""
     run = RoundsRun.objects.select_for_update().get(pk=rounds_run.pk)
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if run.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise ApplicationError(f"Only failed or cancelled rounds runs can be resumed; this one is {run.status}.")
-    run.status, run.cancel_requested, run.finished_at = RunStatus.QUEUED, False, None
+    run.status, run.cancel_requested, run.finished_at = JobStatus.QUEUED, False, None
     run.save(update_fields=["status", "cancel_requested", "finished_at"])
     _log(run.pk, f"[loupe] resume requested (round {run.current_round}, {run.step or 'start'})\n")
     _enqueue(run)
@@ -329,8 +328,8 @@ def rounds_run_resume(*, rounds_run: RoundsRun) -> RoundsRun:
 def rounds_runs_reap_dead() -> int:
     """Mark running rounds runs whose worker stopped beating as failed, so they can be resumed."""
     cutoff = timezone.now() - timedelta(seconds=settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS)
-    return RoundsRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-        status=RunStatus.FAILED,
+    return RoundsRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=JobStatus.FAILED,
         finished_at=timezone.now(),
         log=log_appended("[loupe] no heartbeat: the worker died; resume continues at the step it was on\n"),
     )
@@ -347,13 +346,13 @@ def _log(run_id: int, text: str) -> None:
 def rounds_run_execute(*, rounds_run_id: int) -> None:
     """Run a queued rounds run to its end in this process (a worker on the `training` queue). Safe to deliver
     twice: only the delivery that claims the queued row runs it."""
-    claimed = RoundsRun.objects.filter(pk=rounds_run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    claimed = RoundsRun.objects.filter(pk=rounds_run_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
     if not claimed:
         return
     run = RoundsRun.objects.select_related("project", "base_artifact").get(pk=rounds_run_id)
-    heartbeat = Heartbeat(RoundsRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING))
+    heartbeat = Heartbeat(RoundsRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING))
     heartbeat.start()
     try:
         config = rounds_config_check(config=run.config)
@@ -361,23 +360,23 @@ def rounds_run_execute(*, rounds_run_id: int) -> None:
             _round_run(run, number=number, config=config)
     except RoundsCancelled:
         heartbeat.stopped.set()
-        RoundsRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
+        RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
         _log(run.pk, "[loupe] cancelled; every finished step is kept and resume continues from here\n")
         return
     except (RoundStepFailed, ApplicationError) as error:
         heartbeat.stopped.set()
         message = error.message if isinstance(error, ApplicationError) else str(error)
-        RoundsRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now())
+        RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
         _log(run.pk, f"[loupe] round {_current(run.pk)} failed at {_step(run.pk)}: {message}\n")
         return
     except BaseException:
         heartbeat.stopped.set()
-        RoundsRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, finished_at=timezone.now())
+        RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
         _log(run.pk, f"[loupe] round {_current(run.pk)} failed at {_step(run.pk)}:\n{traceback.format_exc()}")
         raise
     heartbeat.stopped.set()
     RoundsRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.SUCCEEDED, step=RoundsStep.DONE, finished_at=timezone.now()
+        status=JobStatus.SUCCEEDED, step=RoundsStep.DONE, finished_at=timezone.now()
     )
     last = Round.objects.get(rounds_run=run, number=run.n_rounds)
     _log(run.pk, f"[loupe] succeeded: {run.n_rounds} rounds; the last model is {last.model.name}\n")
@@ -665,9 +664,9 @@ def _train(run: RoundsRun, round_: Round, *, config: RoundsConfig) -> None:
         )
         round_.save(update_fields=["training_run"])
     training = TrainingRun.objects.get(pk=round_.training_run_id)
-    if training.status in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if training.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         training = training_run_resume(run=training)
-    if training.status == RunStatus.QUEUED:
+    if training.status == JobStatus.QUEUED:
         # The run's row records a failure (status and traceback), read below; another delivery of its task
         # that took it first makes this a no-op.
         with contextlib.suppress(Exception):
@@ -676,9 +675,9 @@ def _train(run: RoundsRun, round_: Round, *, config: RoundsConfig) -> None:
         lambda: TrainingRun.objects.values_list("status", flat=True).get(pk=training.pk),
         reap=training_runs_reap_dead,
     )
-    if status == RunStatus.CANCELLED and RoundsRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
+    if status == JobStatus.CANCELLED and RoundsRun.objects.filter(pk=run.pk, cancel_requested=True).exists():
         raise RoundsCancelled
-    if status != RunStatus.SUCCEEDED:
+    if status != JobStatus.SUCCEEDED:
         log = TrainingRun.objects.values_list("log", flat=True).get(pk=training.pk)
         raise RoundStepFailed(f"training run {training.pk} ended {status}:\n{log[-2000:]}")
     model = ModelArtifact.objects.filter(produced_by_id=training.pk, kind=ArtifactKind.POLICY).order_by("-id").first()

@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from loupe.failures import FAILURE_PREFIX
-from training.models import ModelArtifact, Round, RoundsRun, RunMetric, RunStatus, TrainingRun
+from training.models import JobStatus, ModelArtifact, Round, RoundsRun, RunMetric, TrainingRun
 
 ETA_WINDOW = 20  # steps whose timing predicts the rest
 
@@ -30,7 +30,7 @@ def training_run_eta_seconds(*, run: TrainingRun) -> float | None:
 
     None when it is not running or fewer than two steps of the current attempt have been logged.
     """
-    if run.status != RunStatus.RUNNING or not run.max_steps or run.step >= run.max_steps or run.started_at is None:
+    if run.status != JobStatus.RUNNING or not run.max_steps or run.step >= run.max_steps or run.started_at is None:
         return None  # (a row set running by hand, in the admin, has no start time)
     recent = list(
         RunMetric.objects.filter(run=run, logged_at__gte=run.started_at)
@@ -54,7 +54,7 @@ def training_run_failure_cause(*, run: TrainingRun) -> str | None:
 
     The cause is the last `[loupe] failed:` line; a run that failed before that line existed shows its log's
     last line (a traceback ends with the exception and its message)."""
-    if run.status != RunStatus.FAILED:
+    if run.status != JobStatus.FAILED:
         return None
     lines = [line.strip() for line in run.log.splitlines() if line.strip()]
     causes = [line.removeprefix(FAILURE_PREFIX) for line in lines if line.startswith(FAILURE_PREFIX)]

@@ -39,7 +39,7 @@ from training.methods.configs import (
     RLOOConfig,
     SFTConfig,
 )
-from training.models import ArtifactKind, ModelArtifact, RunMetric, RunStatus, TrainingRun
+from training.models import ArtifactKind, JobStatus, ModelArtifact, RunMetric, TrainingRun
 from training.selectors import BEST_OF_N_FILE, FAILURE_PREFIX, checkpoint_in, training_run_last_checkpoint
 
 # Method name -> its config dataclass (torch-free, so the web process can validate a config).
@@ -238,9 +238,9 @@ def training_run_resume(*, run: TrainingRun) -> TrainingRun:
     """Queue a failed or cancelled run again: it continues from its last checkpoint, or starts again from the
     beginning when it has none (the log says which)."""
     run = TrainingRun.objects.select_for_update().get(pk=run.pk)
-    if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+    if run.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise ApplicationError(f"Only failed or cancelled runs can be resumed; this one is {run.status}.")
-    run.status = RunStatus.QUEUED
+    run.status = JobStatus.QUEUED
     run.cancel_requested = False
     run.finished_at = None
     run.save(update_fields=["status", "cancel_requested", "finished_at"])
@@ -258,13 +258,13 @@ def training_runs_reap_dead() -> int:
     what tells a dead run from a live one. Called when a worker starts and whenever runs are read.
     """
     cutoff = timezone.now() - timedelta(seconds=settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS)
-    dead = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff)
+    dead = TrainingRun.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=cutoff)
     count = 0
     for run in dead:
         checkpoint = training_run_last_checkpoint(run=run)
         resume = f"Resume continues from {checkpoint}." if checkpoint else "No checkpoint: resume starts again."
-        count += TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=RunStatus.FAILED,
+        count += TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=JobStatus.FAILED,
             finished_at=timezone.now(),
             log=log_appended(
                 f"\n[loupe] no heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S}: the worker died at step "
@@ -389,8 +389,8 @@ def training_run_execute(*, run_id: int) -> None:
     It trains in this process, or, when `LOUPE_TRAIN_LAUNCHER` names a launcher, in the processes that
     launcher starts (several GPUs); either way the run's rows show its progress and this process beats.
     """
-    claimed = TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
     )
     if not claimed:
         return  # Already taken by another delivery of this task, cancelled, or finished: nothing to do.
@@ -398,7 +398,7 @@ def training_run_execute(*, run_id: int) -> None:
     output_dir = Path(run.output_dir)
     resume = _has_progress(output_dir / "model")
     _append_log(run_id, f"[loupe] {'resuming' if resume else 'starting'} {run.method} on {run.base_model}\n")
-    heartbeat = Heartbeat(TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING))
+    heartbeat = Heartbeat(TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING))
     heartbeat.start()
     try:
         from training.core import is_vision_model
@@ -416,7 +416,7 @@ def training_run_execute(*, run_id: int) -> None:
     except BaseException as error:
         heartbeat.stopped.set()
         TrainingRun.objects.filter(pk=run_id).update(
-            status=RunStatus.FAILED,
+            status=JobStatus.FAILED,
             finished_at=timezone.now(),
             # The traceback for whoever debugs it, then the cause in one line for the run page.
             log=log_appended(failure_log(error)),
@@ -433,7 +433,7 @@ def _finish(*, run: TrainingRun, result: Any) -> None:
     run_id = run.pk
     with transaction.atomic():
         if result.stopped_early:
-            TrainingRun.objects.filter(pk=run_id).update(status=RunStatus.CANCELLED, finished_at=timezone.now())
+            TrainingRun.objects.filter(pk=run_id).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
             checkpoint = training_run_last_checkpoint(run=run)
             kept = f"{checkpoint} is kept" if checkpoint else "no checkpoint was saved yet"
             _append_log(run_id, f"[loupe] cancelled at step {result.steps}; {kept}\n")
@@ -456,7 +456,7 @@ def _finish(*, run: TrainingRun, result: Any) -> None:
                 },
             )
         TrainingRun.objects.filter(pk=run_id).update(
-            status=RunStatus.SUCCEEDED, finished_at=timezone.now(), step=result.steps
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now(), step=result.steps
         )
         _append_log(run_id, f"[loupe] succeeded after {result.steps} steps; output in {where}\n")
         if kind is not None and run.config.get("benchmarks"):

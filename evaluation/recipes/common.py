@@ -263,15 +263,15 @@ def _wait_for(read: Callable[[], str], finished: set[str], *, timeout: float = 3
 def training_run_to_end(context: RecipeContext, run: Any) -> Any:
     """Execute a queued training run here and return its model artifact (None for best-of-N); a run that does
     not succeed stops the recipe with its log's tail."""
-    from training.models import ArtifactKind, ModelArtifact, RunStatus, TrainingRun
+    from training.models import ArtifactKind, JobStatus, ModelArtifact, TrainingRun
     from training.services import training_run_execute
 
     context.progress(f"[{context.name}] training run {run.pk} ({run.method}, {run.max_steps} steps) ...")
     with contextlib.suppress(Exception):  # the run's row records the failure, read below
         training_run_execute(run_id=run.pk)
-    finished = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+    finished = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
     status = _wait_for(lambda: TrainingRun.objects.values_list("status", flat=True).get(pk=run.pk), finished)
-    if status != RunStatus.SUCCEEDED:
+    if status != JobStatus.SUCCEEDED:
         log = TrainingRun.objects.values_list("log", flat=True).get(pk=run.pk)
         raise RecipeFailed(f"training run {run.pk} ({run.method}) ended {status}:\n{log[-3000:]}")
     kinds = (ArtifactKind.POLICY, ArtifactKind.REWARD)

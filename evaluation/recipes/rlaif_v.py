@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from annotation.services import items_import, project_create
 from evaluation.models import BenchmarkRun
 from evaluation.recipes import common, shapes
-from training.models import Round, RunStatus
+from training.models import JobStatus, Round
 from training.rounds import rounds_run_execute, rounds_run_start
 
 
@@ -79,7 +79,7 @@ def run(context: common.RecipeContext) -> None:
     context.progress(f"[{context.name}] rounds run {rounds_run.pk}: {N_ROUNDS} rounds ...")
     rounds_run_execute(rounds_run_id=rounds_run.pk)
     rounds_run.refresh_from_db()
-    if rounds_run.status != RunStatus.SUCCEEDED:
+    if rounds_run.status != JobStatus.SUCCEEDED:
         raise common.RecipeFailed(f"rounds run {rounds_run.pk} ended {rounds_run.status}:\n{rounds_run.log[-3000:]}")
     context.stage("rounds", rounds_run=rounds_run.pk, status=rounds_run.status, rounds=rounds_run.n_rounds)
     context.results["rounds"] = []

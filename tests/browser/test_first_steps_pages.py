@@ -96,12 +96,12 @@ def test_a_run_page_shows_its_config_as_json_and_wraps_long_log_lines(
     page, login, live_server, admin_user, tmp_path, screenshot_dir
 ):
     from tests.training.conftest import build_pairs_snapshot
-    from training.models import RunStatus, TrainingRun
+    from training.models import JobStatus, TrainingRun
 
     snapshot = build_pairs_snapshot(slug="json-config", image_dir=tmp_path / "images")
     long_line = "FileNotFoundError: /models/" + "very-long-folder-name-" * 20 + "config.json"
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/models/tiny", snapshot=snapshot, status=RunStatus.FAILED,
+        method="dpo", base_model="/models/tiny", snapshot=snapshot, status=JobStatus.FAILED,
         config={"use_lora": True, "reward_model": None, "beta": 0.1}, log=f"step 1/20\n{long_line}\n",
     )  # fmt: skip
     login(page, admin_user)

@@ -14,7 +14,7 @@ from django.test.utils import override_settings
 from annotation import services
 from loupe.settings import base as production_settings
 from tests.training.conftest import build_pairs_snapshot
-from training.models import RunMetric, RunStatus, TrainingRun
+from training.models import JobStatus, RunMetric, TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -88,7 +88,7 @@ def test_the_run_page_gets_plotly_gzipped_and_cached(
     a second visit takes it from the browser's cache; the curves are drawn."""
     snapshot = build_pairs_snapshot(slug="static-run", image_dir=tmp_path / "images")
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/models/tiny", snapshot=snapshot, status=RunStatus.SUCCEEDED, step=2, max_steps=2
+        method="dpo", base_model="/models/tiny", snapshot=snapshot, status=JobStatus.SUCCEEDED, step=2, max_steps=2
     )
     for step in (1, 2):
         RunMetric.objects.create(run=run, step=step, values={"loss": 0.7 - 0.1 * step})

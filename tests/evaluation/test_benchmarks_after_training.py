@@ -10,7 +10,7 @@ from annotation.models import JobStatus
 from evaluation.models import BenchmarkRun
 from tests.training.conftest import build_pairs_snapshot
 from training import services as training_services
-from training.models import ModelArtifact, RunStatus, TrainingRun
+from training.models import ModelArtifact, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -68,7 +68,7 @@ def test_a_succeeded_run_queues_its_benchmarks_on_the_model_it_produced(
     run = TrainingRun.objects.get(pk=response.json()["id"])
     assert run.config["benchmarks"] == POPE_AFTER and run.config["beta"] == 0.1
     assert training_services.method_config_build(method="dpo", config=run.config).max_steps == 2
-    run.status = RunStatus.RUNNING
+    run.status = JobStatus.RUNNING
     run.save()
     result = SimpleNamespace(stopped_early=False, steps=2, output_dir=tiny_vlm_dir)
     with django_capture_on_commit_callbacks() as queued:
@@ -79,7 +79,7 @@ def test_a_succeeded_run_queues_its_benchmarks_on_the_model_it_produced(
     assert bench.config["shapes"]["n_images"] == 4 and bench.created_by == admin_user
     assert len(queued) == 1  # the benchmark task, sent once the training run's result is committed
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED
+    assert run.status == JobStatus.SUCCEEDED
     assert f"benchmark pope queued as benchmark run {bench.pk}" in run.log
 
 
@@ -96,7 +96,7 @@ def test_a_benchmark_whose_input_is_gone_is_logged_and_a_cancelled_run_queues_no
     captions.unlink()
     training_services._finish(run=run, result=SimpleNamespace(stopped_early=False, steps=2, output_dir=tiny_vlm_dir))
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED and not BenchmarkRun.objects.exists()
+    assert run.status == JobStatus.SUCCEEDED and not BenchmarkRun.objects.exists()
     assert "benchmark mmhal not queued: config.questions must be the path of an existing file." in run.log
 
     second_run = post_run(api_client_for(admin_user), snapshot, POPE_AFTER, base_model=str(tiny_vlm_dir))

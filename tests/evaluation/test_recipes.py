@@ -17,7 +17,7 @@ from annotation.models import AIFeedback, Correction, DatasetSnapshot, JobStatus
 from evaluation.models import BenchmarkRun, RecipeRun
 from evaluation.recipes import RecipeConfig, recipe_run
 from evaluation.recipes.shapes import segments_against_truth, truth_of
-from training.models import ModelArtifact, Round, RoundsRun, RunStatus, TrainingRun
+from training.models import ModelArtifact, Round, RoundsRun, TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,7 +65,7 @@ def table_of(report_path: Path) -> str:
 def trained(run_id: int, *, method: str, base: ModelArtifact) -> ModelArtifact:
     """A training run that succeeded, and the model it registered, whose lineage is `base`."""
     run = TrainingRun.objects.get(pk=run_id)
-    assert (run.method, run.status, run.step) == (method, RunStatus.SUCCEEDED, run.max_steps)
+    assert (run.method, run.status, run.step) == (method, JobStatus.SUCCEEDED, run.max_steps)
     model = ModelArtifact.objects.get(produced_by=run, name=f"run-{run.pk}-{method}")
     assert model.base == base and model.snapshot_id == run.snapshot_id
     weights = "adapter_config.json" if model.is_adapter else "config.json"
@@ -134,7 +134,7 @@ def test_rlhf_v_corrections_through_the_api_train_ddpo_and_benchmark_it(tmp_path
 def test_rlaif_v_two_rounds_with_chair_and_pope_after_each(tmp_path, models_dir):
     path, report = run_recipe("rlaif-v", tmp_path, models_dir)
     rounds_run = RoundsRun.objects.get(pk=stage(report, "rounds")["rounds_run"])
-    assert (rounds_run.status, rounds_run.n_rounds) == (RunStatus.SUCCEEDED, 2)
+    assert (rounds_run.status, rounds_run.n_rounds) == (JobStatus.SUCCEEDED, 2)
     first, second = Round.objects.filter(rounds_run=rounds_run).order_by("number")
     base = rounds_run.base_artifact
     assert first.model.base == base and second.model.base == first.model  # lineage, round by round
@@ -185,7 +185,7 @@ def test_humor_contests_train_reward_dpo_and_best_of_n_judged_in_both_orders(tmp
         stage(report, "DPO")["training_run"], method="dpo", base=ModelArtifact.objects.get(name="recipe-tiny-lm")
     )
     best = TrainingRun.objects.get(pk=stage(report, "best-of-N")["training_run"])
-    assert best.status == RunStatus.SUCCEEDED and best.base_artifact == dpo
+    assert best.status == JobStatus.SUCCEEDED and best.base_artifact == dpo
     assert best.config["reward_model"] == reward.location
     runs = succeeded_benchmarks(report, labels={"tiny LM", "DPO", "best-of-N"}, benchmarks={"humor"})
     for run in runs:

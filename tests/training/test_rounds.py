@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from annotation import services as annotation_services
 from annotation.models import AIFeedback, DatasetSnapshot, Item, JobStatus, LabelerJob, Response
 from training import rounds
-from training.models import ModelArtifact, Round, RoundsRun, RoundsStep, RunStatus, TrainingRun
+from training.models import ModelArtifact, Round, RoundsRun, RoundsStep, TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,7 +85,7 @@ def _check_round(run: RoundsRun, round_: Round, *, policy: ModelArtifact) -> Non
     score = {(f.response.item.external_id, f.response.text): f.score for f in feedback.select_related("response__item")}
     assert all(score[(r["item_key"], r["chosen"])] > score[(r["item_key"], r["rejected"])] for r in rows)
     training = round_.training_run
-    assert (training.method, training.status, training.snapshot_id) == ("dpo", RunStatus.SUCCEEDED, round_.snapshot_id)
+    assert (training.method, training.status, training.snapshot_id) == ("dpo", JobStatus.SUCCEEDED, round_.snapshot_id)
     assert training.base_artifact == policy
     model = round_.model
     assert (model.produced_by_id, model.base_id, model.snapshot_id) == (training.pk, policy.pk, round_.snapshot_id)
@@ -122,12 +122,12 @@ def test_two_rounds_register_models_with_lineage_and_a_failed_round_resumes_at_i
     rounds.rounds_run_execute(rounds_run_id=run.pk)
 
     run.refresh_from_db()
-    assert (run.status, run.current_round, run.step) == (RunStatus.FAILED, 2, RoundsStep.TRAIN), run.log
+    assert (run.status, run.current_round, run.step) == (JobStatus.FAILED, 2, RoundsStep.TRAIN), run.log
     assert f"round 2 failed at train: training run {broken[0]} ended failed" in run.log
     first, second = Round.objects.filter(rounds_run=run).order_by("number")
     _check_round(run, first, policy=base)
     assert second.policy == first.model and second.snapshot_id and second.model_id is None
-    assert TrainingRun.objects.get(pk=broken[0]).status == RunStatus.FAILED
+    assert TrainingRun.objects.get(pk=broken[0]).status == JobStatus.FAILED
     before = {1: _round_state(first), 2: _round_state(second)}
     counts = (Item.objects.count(), LabelerJob.objects.count(), DatasetSnapshot.objects.count())
 
@@ -135,7 +135,7 @@ def test_two_rounds_register_models_with_lineage_and_a_failed_round_resumes_at_i
     rounds.rounds_run_execute(rounds_run_id=run.pk)
 
     run.refresh_from_db()
-    assert (run.status, run.step, run.steps_done) == (RunStatus.SUCCEEDED, RoundsStep.DONE, 8), run.log
+    assert (run.status, run.step, run.steps_done) == (JobStatus.SUCCEEDED, RoundsStep.DONE, 8), run.log
     first, second = Round.objects.filter(rounds_run=run).order_by("number")
     # Round 1 untouched; round 2 kept its answers, labels and snapshot and resumed its own training run.
     assert _round_state(first) == before[1]
@@ -162,7 +162,7 @@ def test_manage_rounds_wait_runs_the_rounds_on_a_worker(celery_worker_process, s
     out = capsys.readouterr()
     run = RoundsRun.objects.get()
     worker_log = celery_worker_process.log_path.read_text()[-3000:]
-    assert run.status == RunStatus.SUCCEEDED, run.log + worker_log
+    assert run.status == JobStatus.SUCCEEDED, run.log + worker_log
     assert f"Rounds run {run.pk} succeeded" in out.out and "step" in out.err
     first, second = Round.objects.filter(rounds_run=run).order_by("number")
     assert f"Round 1: {first.policy.name} -> {first.model.name}" in out.out
@@ -256,15 +256,15 @@ def test_the_admin_starts_a_run_and_its_action_resumes_a_failed_one(shapes_proje
     added = client.post("/admin/training/roundsrun/add/", {**form, "config": json.dumps(_config(tiny_vlm_dir))})
     assert added.status_code == 302, added.content.decode()[-2000:]
     run = RoundsRun.objects.get()
-    assert (run.status, run.n_rounds, run.base_artifact.location) == (RunStatus.QUEUED, 2, str(tiny_vlm_dir))
+    assert (run.status, run.n_rounds, run.base_artifact.location) == (JobStatus.QUEUED, 2, str(tiny_vlm_dir))
     Round.objects.create(rounds_run=run, number=1, policy=run.base_artifact)
     assert client.get(f"/admin/training/roundsrun/{run.pk}/change/").status_code == 200
 
-    RoundsRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, current_round=1, step=RoundsStep.LABEL)
+    RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, current_round=1, step=RoundsStep.LABEL)
     acted = client.post(
         "/admin/training/roundsrun/", {"action": "start_or_resume", "_selected_action": [run.pk]}, follow=True
     )
     assert "Resumed 1 rounds run" in acted.content.decode()
     run.refresh_from_db()
-    assert (run.status, run.current_round, run.step) == (RunStatus.QUEUED, 1, RoundsStep.LABEL)
+    assert (run.status, run.current_round, run.step) == (JobStatus.QUEUED, 1, RoundsStep.LABEL)
     assert "resume requested (round 1, label)" in run.log

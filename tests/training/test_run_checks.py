@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from annotation.models import DatasetSnapshot
 from training import services
-from training.models import ArtifactKind, ModelArtifact, RunStatus, TrainingRun
+from training.models import ArtifactKind, JobStatus, ModelArtifact, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +103,7 @@ def test_the_run_form_refuses_a_missing_base_model_with_the_reason(admin_user, c
 
 def _failed_run(snapshot, tmp_path, *, log: str, checkpoints: tuple[str, ...] = ()) -> TrainingRun:
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/m", snapshot=snapshot, status=RunStatus.FAILED, log=log,
+        method="dpo", base_model="/m", snapshot=snapshot, status=JobStatus.FAILED, log=log,
         output_dir=str(tmp_path / "run"),
     )  # fmt: skip
     for name in checkpoints:
@@ -135,7 +135,7 @@ def test_a_failed_run_shows_its_cause_in_one_line(api, admin_user, client, pairs
 def test_a_running_run_without_a_start_time_is_shown_without_an_eta(api, pairs_snapshot, tmp_path):
     """A row set running by hand (the admin) has no start time: the detail API answers, with no ETA (was a 500)."""
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/m", snapshot=pairs_snapshot, status=RunStatus.RUNNING, max_steps=10, step=2,
+        method="dpo", base_model="/m", snapshot=pairs_snapshot, status=JobStatus.RUNNING, max_steps=10, step=2,
         output_dir=str(tmp_path / "run"),
     )  # fmt: skip
     response = api.get(f"/api/v1/training-runs/{run.pk}/")
@@ -147,7 +147,7 @@ def test_a_run_that_failed_before_the_cause_line_existed_shows_its_last_line(api
     """Older failed runs (no `[loupe] failed:` line) show the traceback's last line; other runs no cause."""
     run = _failed_run(pairs_snapshot, tmp_path, log="Traceback (most recent call last):\nValueError: bad\n\n")
     assert api.get(f"/api/v1/training-runs/{run.pk}/").json()["failure_cause"] == "ValueError: bad"
-    TrainingRun.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED)
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.CANCELLED)
     assert api.get(f"/api/v1/training-runs/{run.pk}/").json()["failure_cause"] is None
 
 
@@ -164,7 +164,7 @@ def test_the_worker_records_the_cause_line_after_the_traceback(pairs_snapshot, t
     with pytest.raises(ValueError):
         services.training_run_execute(run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and "Traceback" in run.log
+    assert run.status == JobStatus.FAILED and "Traceback" in run.log
     last = run.log.strip().splitlines()[-1]
     assert last.startswith("[loupe] failed: ValueError: ") and len(last) <= 320
 
@@ -203,7 +203,7 @@ def test_a_dead_worker_without_a_checkpoint_does_not_promise_one(pairs_snapshot,
     from django.utils import timezone
 
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/m", snapshot=pairs_snapshot, status=RunStatus.RUNNING, step=3,
+        method="dpo", base_model="/m", snapshot=pairs_snapshot, status=JobStatus.RUNNING, step=3,
         heartbeat_at=timezone.now() - dt.timedelta(hours=1), output_dir=str(tmp_path / "run"),
     )  # fmt: skip
     assert services.training_runs_reap_dead() == 1

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import _database_url_of_test_db
 from training import services
-from training.models import ModelArtifact, RunMetric, RunStatus
+from training.models import JobStatus, ModelArtifact, RunMetric
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +25,7 @@ def test_accelerate_launch_trains_a_run_on_two_processes(pairs_snapshot, tiny_lm
     )
     services.training_run_execute(run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == RunStatus.SUCCEEDED, run.log
+    assert run.status == JobStatus.SUCCEEDED, run.log
     assert "launching: " in run.log and "on 2 processes" in run.log
     assert list(RunMetric.objects.filter(run=run).values_list("step", flat=True)) == [1, 2, 3]
     assert ModelArtifact.objects.get(produced_by=run).location.endswith("/model")

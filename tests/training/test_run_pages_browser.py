@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from training.models import RunMetric, RunStatus, TrainingRun
+from training.models import JobStatus, RunMetric, TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,7 +17,7 @@ def test_the_run_page_draws_curves_and_cancels(page, login, live_server, admin_u
     and the log; Cancel asks the run to stop."""
     now = timezone.now()
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/models/tiny", snapshot=pairs_snapshot, status=RunStatus.RUNNING, step=4,
+        method="dpo", base_model="/models/tiny", snapshot=pairs_snapshot, status=JobStatus.RUNNING, step=4,
         max_steps=20, started_at=now - dt.timedelta(minutes=1), heartbeat_at=now, log="step 4/20: loss=0.61\n",
     )  # fmt: skip
     for step in range(1, 5):
@@ -47,12 +47,12 @@ def test_the_run_page_draws_curves_and_cancels(page, login, live_server, admin_u
     page.wait_for_selector("#run-status:has-text('stopping')")
     assert "Cancel requested" in page.inner_text("#run-message")
     run.refresh_from_db()
-    assert run.cancel_requested and run.status == RunStatus.RUNNING
+    assert run.cancel_requested and run.status == JobStatus.RUNNING
 
     # The worker dies before the next step: the page's next poll shows the failure, and the "Cancel requested"
     # note about the running run goes with it.
     TrainingRun.objects.filter(pk=run.pk).update(
-        status=RunStatus.FAILED, log=run.log + "Traceback (most recent call last):\n[loupe] failed: MemoryError\n"
+        status=JobStatus.FAILED, log=run.log + "Traceback (most recent call last):\n[loupe] failed: MemoryError\n"
     )
     page.wait_for_selector("#run-cause:has-text('MemoryError')")
     assert page.inner_text("#run-message") == ""
@@ -73,7 +73,7 @@ def test_a_failed_run_without_a_checkpoint_shows_its_cause_and_starts_again(
     """The cause is one line above the log, not the traceback; there is no "Resume from the last checkpoint",
     only "Start again from the beginning" with the reason; it queues the run and the cause goes away."""
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/data/models/llava", snapshot=pairs_snapshot, status=RunStatus.FAILED,
+        method="dpo", base_model="/data/models/llava", snapshot=pairs_snapshot, status=JobStatus.FAILED,
         log=TRACEBACK, output_dir=str(tmp_path / "run"),
     )  # fmt: skip
     login(page, admin_user)
@@ -92,7 +92,7 @@ def test_a_failed_run_without_a_checkpoint_shows_its_cause_and_starts_again(
     page.wait_for_selector("#run-status:has-text('queued')")
     assert "starts from the beginning" in page.inner_text("#run-message") and page.is_hidden("#run-cause")
     run.refresh_from_db()
-    assert run.status == RunStatus.QUEUED and run.log.endswith("from the beginning (no checkpoint was saved)\n")
+    assert run.status == JobStatus.QUEUED and run.log.endswith("from the beginning (no checkpoint was saved)\n")
 
 
 def test_a_failed_run_with_a_checkpoint_offers_resume_from_it(
@@ -102,7 +102,7 @@ def test_a_failed_run_with_a_checkpoint_offers_resume_from_it(
     for name in ("checkpoint-10", "checkpoint-20"):
         (tmp_path / "run" / "model" / "checkpoints" / name).mkdir(parents=True)
     run = TrainingRun.objects.create(
-        method="dpo", base_model="/data/models/llava", snapshot=pairs_snapshot, status=RunStatus.FAILED, step=23,
+        method="dpo", base_model="/data/models/llava", snapshot=pairs_snapshot, status=JobStatus.FAILED, step=23,
         max_steps=100, log=TRACEBACK, output_dir=str(tmp_path / "run"),
     )  # fmt: skip
     login(page, admin_user)
@@ -115,7 +115,7 @@ def test_a_failed_run_with_a_checkpoint_offers_resume_from_it(
     page.wait_for_selector("#run-status:has-text('queued')")
     assert "continues from checkpoint-20" in page.inner_text("#run-message")
     run.refresh_from_db()
-    assert run.status == RunStatus.QUEUED
+    assert run.status == JobStatus.QUEUED
 
 
 def test_the_run_form_shows_settings_and_refuses_a_bad_config(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import wait_for
-from training.models import ArtifactKind, ModelArtifact, RunMetric, RunStatus, TrainingRun
+from training.models import ArtifactKind, JobStatus, ModelArtifact, RunMetric, TrainingRun
 
 pytestmark = [pytest.mark.worker]
 
@@ -57,11 +57,11 @@ def test_a_killed_worker_fails_its_run_and_resume_finishes_it(
     second = start_worker()
     assert client.post(f"/api/v1/training-runs/{run_id}/resume/").json()["status"] == "queued"
     run = wait_for(
-        lambda: (r := _run(run_id)).status in (RunStatus.SUCCEEDED, RunStatus.FAILED) and r,
+        lambda: (r := _run(run_id)).status in (JobStatus.SUCCEEDED, JobStatus.FAILED) and r,
         timeout=120,
         message="the resumed run to finish",
     )
-    assert run.status == RunStatus.SUCCEEDED, _explain(run_id, second)
+    assert run.status == JobStatus.SUCCEEDED, _explain(run_id, second)
     assert run.step == run.max_steps == 30
     resumed_from = int(run.log.split("resuming from ")[1].split("checkpoint-")[1].split()[0])
     assert 5 <= resumed_from <= killed_at and resumed_from % 5 == 0
@@ -92,8 +92,8 @@ def test_cancel_stops_within_a_step_and_resume_completes_the_run(
     run_id = started.json()["id"]
     wait_for(lambda: _run(run_id).step >= 3, timeout=120, interval=0.1, message="the run to pass step 3")
     requested_at = client.post(f"/api/v1/training-runs/{run_id}/cancel/").json()["step"]
-    run = wait_for(lambda: (r := _run(run_id)).status != RunStatus.RUNNING and r, timeout=60, message="the run to stop")
-    assert run.status == RunStatus.CANCELLED, _explain(run_id, worker)
+    run = wait_for(lambda: (r := _run(run_id)).status != JobStatus.RUNNING and r, timeout=60, message="the run to stop")
+    assert run.status == JobStatus.CANCELLED, _explain(run_id, worker)
     assert requested_at <= run.step <= requested_at + 2 and run.step < 60
     checkpoint = f"checkpoint-{run.step}"
     assert (Path(run.output_dir) / "model" / "checkpoints" / checkpoint).is_dir()
@@ -101,11 +101,11 @@ def test_cancel_stops_within_a_step_and_resume_completes_the_run(
 
     assert client.post(f"/api/v1/training-runs/{run_id}/resume/").status_code == 200
     run = wait_for(
-        lambda: (r := _run(run_id)).status in (RunStatus.SUCCEEDED, RunStatus.FAILED) and r,
+        lambda: (r := _run(run_id)).status in (JobStatus.SUCCEEDED, JobStatus.FAILED) and r,
         timeout=120,
         message="the resumed run to finish",
     )
-    assert run.status == RunStatus.SUCCEEDED, _explain(run_id, worker)
+    assert run.status == JobStatus.SUCCEEDED, _explain(run_id, worker)
     assert run.step == 60 and "resuming from" in run.log and checkpoint in run.log.split("resuming from")[1]
     artifact = ModelArtifact.objects.get(produced_by_id=run_id)
     assert artifact.kind == ArtifactKind.REWARD

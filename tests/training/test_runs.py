@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from annotation.models import DatasetSnapshot
 from training import services
-from training.models import ArtifactKind, ModelArtifact, RunMetric, RunStatus, TrainingRun
+from training.models import ArtifactKind, JobStatus, ModelArtifact, RunMetric, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_a_good_config_is_stored_with_its_defaults_and_queued_once(
         )
     assert response.status_code == 201, response.content
     run = TrainingRun.objects.get(pk=response.json()["id"])
-    assert run.status == RunStatus.QUEUED and run.max_steps == 7
+    assert run.status == JobStatus.QUEUED and run.max_steps == 7
     assert run.config["max_steps"] == 7 and run.config["learning_rate"] == 1e-3
     assert len(queued) == 1
 
@@ -137,7 +137,7 @@ def test_methods_api_lists_every_setting_with_help(admin_user, api_client_for):
 def make_running_run(snapshot, *, step: int, max_steps: int, heartbeat_age: float = 0.0) -> TrainingRun:
     now = timezone.now()
     return TrainingRun.objects.create(
-        method="dpo", base_model="/models/tiny", snapshot=snapshot, status=RunStatus.RUNNING, step=step,
+        method="dpo", base_model="/models/tiny", snapshot=snapshot, status=JobStatus.RUNNING, step=step,
         max_steps=max_steps, started_at=now - dt.timedelta(seconds=60),
         heartbeat_at=now - dt.timedelta(seconds=heartbeat_age), log="step 1\n",
     )  # fmt: skip
@@ -165,7 +165,7 @@ def test_a_run_whose_heartbeat_stopped_is_failed_when_read(admin_user, api_clien
     assert detail["status"] == "failed" and detail["finished_at"] is not None
     assert detail["log_tail"].startswith("step 1\n") and "the worker died at step 4" in detail["log_tail"]
     alive.refresh_from_db()
-    assert alive.status == RunStatus.RUNNING
+    assert alive.status == JobStatus.RUNNING
 
 
 def test_training_and_evaluation_metrics_of_a_step_share_its_row(pairs_snapshot):
@@ -189,7 +189,7 @@ def test_cancel_and_resume_follow_the_run_status(admin_user, api_client_for, pai
     running = make_running_run(pairs_snapshot, step=1, max_steps=5)
     stopping = client.post(f"/api/v1/training-runs/{running.pk}/cancel/").json()
     assert stopping["status"] == "running" and stopping["cancel_requested"] is True
-    done = TrainingRun.objects.create(method="dpo", base_model="m", snapshot=pairs_snapshot, status=RunStatus.SUCCEEDED)
+    done = TrainingRun.objects.create(method="dpo", base_model="m", snapshot=pairs_snapshot, status=JobStatus.SUCCEEDED)
     assert client.post(f"/api/v1/training-runs/{done.pk}/cancel/").status_code == 400
     resumed = client.post(f"/api/v1/training-runs/{done.pk}/resume/")
     assert resumed.status_code == 400 and "Only failed or cancelled" in resumed.json()["message"]

@@ -11,7 +11,7 @@ from annotation.management.progress import job_follow
 from annotation.models import Project
 from loupe.errors import ApplicationError
 from training import rounds
-from training.models import Round, RoundsRun, RunStatus
+from training.models import JobStatus, Round, RoundsRun
 
 
 class Command(BaseCommand):
@@ -89,7 +89,7 @@ class Command(BaseCommand):
         for round_ in Round.objects.filter(rounds_run=run).select_related("policy", "model"):
             trained = round_.model.name if round_.model else "(not trained)"
             self.stdout.write(f"Round {round_.number}: {round_.policy.name} -> {trained} {json.dumps(round_.figures)}")
-        if run.status != RunStatus.SUCCEEDED:
+        if run.status != JobStatus.SUCCEEDED:
             raise CommandError(
                 f"Rounds run {run_id} ended {run.status} at round {run.current_round} ({run.step}); "
                 f"resume with --resume {run_id}:\n{run.log[-3000:]}"

@@ -8,7 +8,7 @@ from annotation.management.progress import job_follow
 from annotation.models import DatasetSnapshot
 from loupe.errors import ApplicationError
 from training import services
-from training.models import ModelArtifact, RunStatus, TrainingRun
+from training.models import JobStatus, ModelArtifact, TrainingRun
 
 
 class Command(BaseCommand):
@@ -58,6 +58,6 @@ class Command(BaseCommand):
 
         job_follow(desc=f"run {run_id}", unit="step", read=read)
         run = TrainingRun.objects.get(pk=run_id)
-        if run.status != RunStatus.SUCCEEDED:
+        if run.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Run {run_id} ended {run.status}:\n{run.log[-3000:]}")
         self.stdout.write(f"Run {run_id} succeeded; output in {run.output_dir}/model")
