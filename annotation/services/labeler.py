@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from annotation.labeler.backends import BACKEND_KINDS, LabelerBackendError
 from annotation.labeler.config import LabelerConfig
-from annotation.labeler.pipeline import AnswerToLabel, LabelledAnswer, LabelProgress
+from annotation.labeler.pipeline import AnswerToLabel, LabelledAnswer, LabelProgress, Rewrite
 from annotation.models import AIFeedback, DatasetSnapshot, Item, JobStatus, LabelerJob, Project, Response
 from annotation.services.preference_pairs import ai_feedback_record, ai_feedback_rewrite_record
 from loupe.db import log_appended
@@ -315,29 +315,33 @@ def _run(job: LabelerJob) -> int:
     for labelled in label_answers(
         answers=_answers(job, by_key), backend=backend, config=config, done=done, progress=progress, total=total
     ):
-        feedback = ai_feedback_record(
-            response=by_key.pop(labelled.answer.key),
-            labeler_model=backend.name,
-            prompt_version=job.prompt_version,
-            **labelled.feedback_fields(),
-        )
-        if job.rewrite and labelled.rejected:
-            _rewrite_store(feedback, labelled, backend=backend, config=config)
+        rewriting = job.rewrite and bool(labelled.rejected)
+        # Written before the verdict is stored, so that the verdict, its rewrite and its count are committed
+        # together: a worker killed in between leaves no verdict without its rewrite for a resume to skip.
+        written = _rewrite_write(labelled, backend=backend, config=config) if rewriting else None
+        with transaction.atomic():
+            feedback = ai_feedback_record(
+                response=by_key.pop(labelled.answer.key),
+                labeler_model=backend.name,
+                prompt_version=job.prompt_version,
+                **labelled.feedback_fields(),
+            )
+            if rewriting:
+                ai_feedback_rewrite_record(feedback=feedback, text=written.text if written else None)
+            LabelerJob.objects.filter(pk=job.pk).update(
+                labelled=F("labelled") + 1, done=F("done") + 1, heartbeat_at=timezone.now()
+            )
         stored += 1
-        LabelerJob.objects.filter(pk=job.pk).update(
-            labelled=F("labelled") + 1, done=F("done") + 1, heartbeat_at=timezone.now()
-        )
     return stored
 
 
-def _rewrite_store(feedback: AIFeedback, labelled: LabelledAnswer, *, backend: Any, config: LabelerConfig) -> None:
-    """The HA-DPO rewrite of a labelled answer from its rejected claims, kept on its feedback row for the
-    correction page to offer and turned into a rewrite pair (nothing is kept when the model wrote nothing
-    new)."""
+def _rewrite_write(labelled: LabelledAnswer, *, backend: Any, config: LabelerConfig) -> Rewrite | None:
+    """The HA-DPO rewrite of a labelled answer from its rejected claims (None when the model wrote nothing
+    new), kept on its feedback row for the correction page to offer and turned into a rewrite pair."""
     from annotation.labeler.pipeline import rewrite_answer
 
     answer = labelled.answer
-    written = rewrite_answer(
+    return rewrite_answer(
         backend=backend,
         prompt=answer.prompt,
         answer=answer.answer,
@@ -345,7 +349,6 @@ def _rewrite_store(feedback: AIFeedback, labelled: LabelledAnswer, *, backend: A
         rejected_claims=[c.claim.text for c in labelled.rejected],
         config=config,
     )
-    ai_feedback_rewrite_record(feedback=feedback, text=written.text if written else None)
 
 
 def _fail(job_id: int, text: str) -> None:
