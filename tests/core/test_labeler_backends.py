@@ -99,7 +99,11 @@ def test_batched_verdicts_equal_one_question_at_a_time(local_backend):
 # - one random code per class took held-out object claims (scenes 500-559) to 77-84 % in 2000 steps; a colour
 #   code plus a shape code (built as the question is) to 84-91 %, but on one seed of three only: with the
 #   projector still training in stage 2 the other two stayed at 67 % and 81 %. Frozen, all three pass 80 % by
-#   step 1000 and end at about 90 % (the truthful caption wins on 19, 18 and 17 of the 20 test scenes);
+#   step 1000 and end at 90-91 %, but the truthful caption won on 18, 17 and 16 of the 20 test scenes (the
+#   training loss ends well below the held-out one); the object claims of 1200 scenes instead of 600 in the
+#   same 2000 steps give 17, 17, 18, 17 and 16 (five training seeds: the scenes of stage 1, the order of
+#   stage 2; this fixture's seed: 18). The margin is thin: with stage 1 at 1000 steps one seed of three never
+#   left the yes/no prior (10 wins), so a change to any stage wants the same check over several seeds;
 # - stage 1 on shapes-world's own scenes (2.5 objects in 9 cells) reaches 86 % of object patches in 1000
 #   steps; on crowded scenes (about 6 objects) 97 % in 800.
 
@@ -290,7 +294,7 @@ def fine_tune(backend: LocalBackend, *, seeds: range, steps: int, lr: float, bat
 @pytest.fixture(scope="module")
 def yes_no_labeler(tiny_vlm_dir, tmp_path_factory):
     """The tiny VLM trained in stages (the patches of crowded scenes 2000-4559, then the object claims of scenes
-    1000-1599) to answer yes or no to shapes-world claims, saved to a folder."""
+    1000-2199) to answer yes or no to shapes-world claims, saved to a folder."""
     backend = LocalBackend.from_path(tiny_vlm_dir, batch_size=32)
     # One thread: the same weights run after run (no thread-count-dependent summation order).
     threads = torch.get_num_threads()
@@ -298,7 +302,7 @@ def yes_no_labeler(tiny_vlm_dir, tmp_path_factory):
     try:
         pretrain_vision(backend, seeds=range(2000, 2000 + 64 * 40), steps=700, lr=3e-3)
         align_projector(backend, seeds=range(2000, 2000 + 64 * 10), steps=300, lr=3e-3)
-        losses = fine_tune(backend, seeds=range(1000, 1600), steps=2000, lr=1e-3)
+        losses = fine_tune(backend, seeds=range(1000, 2200), steps=2000, lr=1e-3)
     finally:
         torch.set_num_threads(threads)
     folder = tmp_path_factory.mktemp("yes-no-labeler")
