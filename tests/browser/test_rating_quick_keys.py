@@ -51,8 +51,10 @@ def crowd_page(page, live_server, project_with):
         visibility="public",
     )
     held = HeldSubmits(page)
-    page.goto(f"{live_server.url}/crowd/{project.slug}/")
-    page.wait_for_selector("#task:not([hidden])")
+    # Keys are pressed once the next caption is in hand: the page asks for it as soon as it shows one.
+    with page.expect_response(lambda r: "/tasks/next/?after=" in r.url):
+        page.goto(f"{live_server.url}/crowd/{project.slug}/")
+        page.wait_for_selector("#task:not([hidden])")
     return page, held
 
 
