@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,52 +166,56 @@ def _database_url_of_test_db() -> str:
     )
 
 
+def celery_workers(
+    tmp_path: Path, *, queues: str, env: dict[str, str] | None = None, log_name: str = "worker"
+) -> Iterator[Callable[[], subprocess.Popen]]:
+    """Start real `celery worker` processes on the test database and broker (no eager mode) for the fixtures
+    below: each in its own process group, so a test can SIGKILL it with its children, its log at
+    `process.log_path`; every one still alive at the end is stopped."""
+    started: list[tuple[subprocess.Popen, Any]] = []
+
+    def start() -> subprocess.Popen:
+        log_path = tmp_path / f"{log_name}-{len(started)}.log"
+        log = log_path.open("w")
+        process_env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_of_test_db(),
+            "DJANGO_SETTINGS_MODULE": "loupe.settings.test",
+            **(env or {}),
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "loupe", "worker", "--pool", "solo", "-Q", queues,
+             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
+            cwd=REPO, env=process_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        started.append((process, log))
+        deadline = time.monotonic() + 60
+        while "ready." not in log_path.read_text() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        if "ready." not in log_path.read_text():
+            os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail("Celery worker did not start:\n" + log_path.read_text()[-4000:])
+        process.log_path = log_path
+        return process
+
+    yield start
+    for process, log in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path) -> Iterator[subprocess.Popen]:
-    """A real `celery worker` process on the test database and broker (no eager mode)."""
-    env = {**os.environ, "DATABASE_URL": _database_url_of_test_db(), "DJANGO_SETTINGS_MODULE": "loupe.settings.test"}
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "loupe",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            "default,training,labeler",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in (tmp_path / "worker.log").read_text() and time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    if "ready." not in (tmp_path / "worker.log").read_text():
-        process.kill()
-        pytest.fail("Celery worker did not start:\n" + (tmp_path / "worker.log").read_text()[-4000:])
-    process.log_path = tmp_path / "worker.log"
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+    """A real `celery worker` process on the default, training and labeler queues."""
+    workers = celery_workers(tmp_path, queues="default,training,labeler")
+    yield next(workers)()
+    next(workers, None)
 
 
 # --------------------------------------------------------------------------------------------- browser

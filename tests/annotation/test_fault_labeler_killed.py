@@ -6,9 +6,6 @@ ends with exactly one verdict and none of the first ones is asked again."""
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +13,7 @@ from django.db.models import Count
 
 from annotation import services
 from annotation.models import AIFeedback, JobStatus, LabelerJob, Response
-from tests.conftest import REPO, _database_url_of_test_db
+from tests.conftest import celery_workers
 from tests.helpers import wait_for, write_shapes_import
 
 # 20 shapes-world items of two answers each, labelled two answers a chunk: the worker commits a verdict every
@@ -31,41 +28,7 @@ REAPED = "[loupe] no heartbeat: the worker died; its verdicts are kept, resume d
 def start_labeler_worker(transactional_db, tmp_path) -> Iterator:
     """Start real `celery worker` processes on the `labeler` queue, each in its own process group so that the
     test can SIGKILL it with its children; every one still alive at the end is stopped."""
-    started: list[tuple[subprocess.Popen, object]] = []
-
-    def start() -> subprocess.Popen:
-        log_path = tmp_path / f"labeler-worker-{len(started)}.log"
-        log = log_path.open("w")
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_of_test_db(),
-            "DJANGO_SETTINGS_MODULE": "loupe.settings.test",
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "loupe", "worker", "--pool", "solo", "-Q", "labeler",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        started.append((process, log))
-        deadline = time.monotonic() + 60
-        while "ready." not in log_path.read_text() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        if "ready." not in log_path.read_text():
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("Celery worker did not start:\n" + log_path.read_text()[-4000:])
-        process.log_path = log_path
-        return process
-
-    yield start
-    for process, log in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+    yield from celery_workers(tmp_path, queues="labeler", log_name="labeler-worker")
 
 
 def _verdicts(project) -> dict[int, tuple]:

@@ -2,8 +2,6 @@
 and summary stored; forbidden to non-staff; bad configs refused with the field named; failures and cancels recorded."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ from annotation.models import JobStatus
 from evaluation import services
 from evaluation.models import BenchmarkExample, BenchmarkRun
 from loupe.errors import ApplicationError
-from tests.conftest import REPO, _database_url_of_test_db
+from tests.conftest import REPO, celery_workers
 from tests.helpers import wait_for
 from training.models import ModelArtifact
 
@@ -25,26 +23,9 @@ SHARED = REPO.parent / "shared" / "data"
 @pytest.fixture
 def benchmark_worker(transactional_db, tmp_path):
     """A real `celery worker` process listening on the `benchmark` queue only (so routing is part of the test)."""
-    log_path = tmp_path / "worker.log"
-    log = log_path.open("w")
-    env = {**os.environ, "DATABASE_URL": _database_url_of_test_db(), "DJANGO_SETTINGS_MODULE": "loupe.settings.test"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "loupe", "worker", "--pool", "solo", "-Q", "benchmark",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    wait_for(lambda: "ready." in log_path.read_text() or process.poll() is not None, timeout=60, message="worker")
-    if "ready." not in log_path.read_text():
-        pytest.fail("worker did not start:\n" + log_path.read_text()[-3000:])
-    process.log_path = log_path
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+    workers = celery_workers(tmp_path, queues="benchmark")
+    yield next(workers)()
+    next(workers, None)
 
 
 def _finished(run_id: int) -> BenchmarkRun | None:

@@ -2,16 +2,11 @@
 Celery worker process that a test may kill."""
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _database_url_of_test_db
+from tests.conftest import celery_workers
 
 _ids = itertools.count(1)
 # The heartbeat timeout the worker tests run with: short, so a killed worker's run is found dead quickly.
@@ -72,39 +67,6 @@ def start_worker(transactional_db, tmp_path, settings):
     alive at the end is stopped.
     """
     settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS = SHORT_HEARTBEAT_SECONDS
-    started: list[tuple[subprocess.Popen, object]] = []
-
-    def start() -> subprocess.Popen:
-        log_path = tmp_path / f"worker-{len(started)}.log"
-        log = log_path.open("w")
-        env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_of_test_db(),
-            "DJANGO_SETTINGS_MODULE": "loupe.settings.test",
-            "LOUPE_HEARTBEAT_TIMEOUT_SECONDS": str(SHORT_HEARTBEAT_SECONDS),
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "loupe", "worker", "--pool", "solo", "-Q", "training",
-             "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        started.append((process, log))
-        deadline = time.monotonic() + 60
-        while "ready." not in log_path.read_text() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.2)
-        if "ready." not in log_path.read_text():
-            os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail("Celery worker did not start:\n" + log_path.read_text()[-4000:])
-        process.log_path = log_path
-        return process
-
-    yield start
-    for process, log in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
+    yield from celery_workers(
+        tmp_path, queues="training", env={"LOUPE_HEARTBEAT_TIMEOUT_SECONDS": str(SHORT_HEARTBEAT_SECONDS)}
+    )
