@@ -86,7 +86,7 @@ class RecipeRun(models.Model):
 
     name = models.CharField(
         max_length=20,
-        choices=[(name, name) for name in ("rlhf-v", "rlaif-v", "ha-dpo", "humor", "scicap")],
+        choices=[(name, name) for name in ("rlhf-v", "rlaif-v", "ha-dpo", "humor", "scicap", "hallucination")],
         help_text="Which recipe (evaluation.recipes.RECIPES says what each does).",
     )
     size = models.CharField(

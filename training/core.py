@@ -243,6 +243,7 @@ def run_trainer(
     resume: bool,
     merge_lora: bool = True,
     model_info: dict[str, Any] | None = None,
+    freeze_vision: str = "none",
 ) -> TrainResult:
     """Train with ``hooks`` attached, resuming from the last checkpoint if asked, and save the final model.
 
@@ -253,6 +254,9 @@ def run_trainer(
     beside the model as ``loupe_model.json`` (see ``read_model_info``).
     """
     hooks = hooks or NullHooks()
+    frozen = vision_parts_freeze(trainer.model, freeze_vision)
+    if frozen:
+        hooks.on_log_line(f"frozen ({freeze_vision}): {frozen:,} parameters of the vision tower/projector")
     callback = HooksCallback(hooks)
     trainer.add_callback(callback)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; the hooks get them instead
@@ -288,6 +292,28 @@ def run_trainer(
         stopped_early=callback.stopped_early,
         history=callback.history,
     )
+
+
+def vision_parts_freeze(model: torch.nn.Module, what: str) -> int:
+    """Stop training a vision-language model's vision tower ("tower") or tower and projector
+    ("tower_and_projector"); returns how many parameters were frozen (0 for "none", a text model, or a
+    LoRA model, whose base weights are frozen already). Called before the trainer builds its optimizer,
+    which takes only the parameters that still require gradients."""
+    if what == "none" or hasattr(model, "peft_config"):
+        return 0
+    inner = getattr(model, "model", None)
+    parts = [getattr(inner, "vision_tower", None)]
+    if what == "tower_and_projector":
+        parts.append(getattr(inner, "multi_modal_projector", None))
+    frozen = 0
+    for part in parts:
+        if part is None:
+            continue
+        for parameter in part.parameters():
+            if parameter.requires_grad:
+                parameter.requires_grad_(False)
+                frozen += parameter.numel()
+    return frozen
 
 
 MODEL_INFO_FILE = "loupe_model.json"

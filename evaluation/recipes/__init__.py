@@ -24,6 +24,10 @@ RECIPES: dict[str, tuple[str, str]] = {
     "ha-dpo": ("evaluation.recipes.ha_dpo", "the labeler's rewrites as chosen → LoRA DPO → POPE (3 settings), SHR"),
     "humor": ("evaluation.recipes.humor", "caption-contest ratings → reward model, DPO, best-of-N → humor win-rate"),
     "scicap": ("evaluation.recipes.scicap", "caption ratings → [GOOD]/[BAD] SFT → ROUGE-L/BLEU/METEOR ± [GOOD]"),
+    "hallucination": (
+        "evaluation.recipes.hallucination",
+        "the VLM's own answers → corrections, pairwise judgments, AI labeler → DDPO/DPO → CHAIR, POPE per model",
+    ),
 }
 
 

@@ -167,10 +167,40 @@ def base_artifact(context: RecipeContext, *, kind: str, model_kind: str = "polic
     return model_artifact_register(name=name, location=location, kind=model_kind)
 
 
-def sft_warm_start(context: RecipeContext, *, base: Any, n_items: int, max_steps: int) -> Any:
+def sighted_base(context: RecipeContext) -> Any:
+    """The tiny VLM with eyes (`training.shapes_vision`: its vision tower and projector pre-trained on the
+    shapes world, as LLaVA starts from CLIP and an aligned projector), built once under the models folder and
+    registered as a `ModelArtifact`: the base a recipe that must read images starts from."""
+    from training.models import ModelArtifact
+    from training.services import model_artifact_register, model_name_from_reference
+    from training.shapes_vision import sighted_vlm
+
+    folder = sighted_vlm(base_dir=tiny_model(context, kind="vlm"), out_dir=models_root(context) / "sighted-vlm")
+    location = str(folder)
+    found = ModelArtifact.objects.filter(location=location, kind="policy", is_adapter=False).order_by("id").first()
+    if found is not None:
+        return found
+    return model_artifact_register(name=model_name_from_reference(reference="recipe-sighted-vlm"), location=location,
+                                   kind="policy")  # fmt: skip
+
+
+def yes_no_labeler_folder(context: RecipeContext) -> Path:
+    """The AI labeler of the RLAIF-V rounds: the sighted tiny VLM taught to answer the labeler's yes/no
+    questions about shapes-world claims (`training.shapes_vision.yes_no_labeler`), built once under the models
+    folder, as RLAIF-V takes an existing open model as its labeler."""
+    from training.shapes_vision import sighted_vlm, yes_no_labeler
+
+    sighted = sighted_vlm(base_dir=tiny_model(context, kind="vlm"), out_dir=models_root(context) / "sighted-vlm")
+    return yes_no_labeler(sighted_dir=sighted, out_dir=models_root(context) / "yes-no-labeler")
+
+
+def sft_warm_start(
+    context: RecipeContext, *, base: Any, n_items: int, max_steps: int, train_config: dict[str, Any] | None = None
+) -> Any:
     """A VLM that describes scenes before feedback trains it (the papers start from an instruction-tuned model):
     annotators prefer the true caption to the one with a planted error in a pairwise project, through the API,
-    and an SFT run on that snapshot (SFT learns the preferred answers) trains `base` on them. Returns its model."""
+    and an SFT run on that snapshot (SFT learns the preferred answers) trains `base` on them, with
+    `train_config`'s settings on top. Returns its model."""
     from annotation.services import SnapshotFilter, items_import, project_create, snapshot_create
     from evaluation.recipes import shapes
     from training.services import training_run_create
@@ -195,7 +225,7 @@ def sft_warm_start(context: RecipeContext, *, base: Any, n_items: int, max_steps
     )
     run = training_run_create(
         method="sft", snapshot=snapshot, base_artifact=base, created_by=context.owner,
-        config={"max_steps": max_steps, "save_steps": max_steps, "seed": seed},
+        config={"max_steps": max_steps, "save_steps": max_steps, "seed": seed, **(train_config or {})},
     )  # fmt: skip
     model = training_run_to_end(context, run)
     context.stage("SFT warm start", project=project.slug, judgments=judged, **training_facts(run.pk))

@@ -7,6 +7,7 @@ import difflib
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,66 @@ def segments_against_truth(answer: str, truth: str, *, types: Sequence[str]) -> 
             }
         )
     return segments
+
+
+def errors_against_truth(answer: str, truth: str) -> int:
+    """How many wrong stretches an annotator who sees the scene finds in `answer` (what a judge comparing two
+    answers counts): the segments `segments_against_truth` marks, plus one when the answer leaves out an object
+    the scene has (a gap a segment cannot mark)."""
+    from annotation.shapes_world import mentioned_objects
+
+    wrong = len(segments_against_truth(answer, truth, types=("object", "attribute", "count", "other")))
+    missing = len(set(mentioned_objects(truth)) - set(mentioned_objects(answer)))
+    return wrong + missing
+
+
+def model_answers_import_write(
+    folder: Path, *, model_dir: str, n: int, seed: int, samples: int = 1, temperature: float = 0.0
+) -> Path:
+    """A Loupe JSONL import of the model's own answers: `n` new scenes (PNGs written beside the file, each
+    asked `Describe the image.`) with `samples` answers of the model at `model_dir` (greedy when `temperature`
+    is 0), and the scene's ground truth in `meta`, as a researcher imports a model's outputs to have them
+    corrected or compared. Torch: worker side."""
+    import random as random_module
+
+    import torch
+
+    from annotation.shapes_world import scene_generate, scene_render
+    from training.generation import answer_prefix_of, load_policy, sample_answers
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model, processing_class = load_policy(model_dir)
+    prefix = answer_prefix_of(model_dir)
+    prompt = "Describe the image."
+    scenes = [scene_generate(seed=seed * 1_000_003 + 700_000 + i) for i in range(n)]
+    decoding = {"do_sample": temperature > 0, "temperature": temperature if temperature > 0 else 1.0}
+    torch.manual_seed(seed)
+    random_module.seed(seed)
+    items = []
+    for start in range(0, n, 32):
+        chunk = scenes[start : start + 32]
+        images = [scene_render(scene) for scene in chunk]
+        answers = sample_answers(
+            model, processing_class, prompts=[prompt] * len(chunk), images=[[image] for image in images],
+            max_new_tokens=64, answer_prefix=prefix, use_template=True, n=samples, **decoding,
+        )  # fmt: skip
+        for scene, image, texts in zip(chunk, images, answers, strict=True):
+            name = f"scene-{scene.seed}.png"
+            image.save(folder / name)
+            items.append(
+                {
+                    "external_id": f"scene-{scene.seed}",
+                    "image": name,
+                    "prompt": prompt,
+                    "responses": [{"text": text, "model": Path(model_dir).name} for text in texts],
+                    "meta": {
+                        "scene_seed": scene.seed,
+                        "width": scene.width,
+                        "height": scene.height,
+                        "objects": [asdict(o) for o in scene.objects],
+                    },
+                }
+            )
+    path = folder / "items.jsonl"
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    return path

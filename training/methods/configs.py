@@ -23,6 +23,7 @@ from loupe.jsonchecks import dataclass_types_check
 if TYPE_CHECKING:
     from trl import DPOConfig as TrlDPOConfig
 
+FREEZE_VISION_CHOICES = ("none", "tower", "tower_and_projector")
 GOOD_TOKEN = "[GOOD]"  # noqa: S105 - SciCap's control token, not a secret
 BAD_TOKEN = "[BAD]"  # noqa: S105 - SciCap's control token, not a secret
 
@@ -113,6 +114,14 @@ class TrainingConfig:
             "template is where the image placeholder goes."
         },
     )
+    freeze_vision: str = field(
+        default="none",
+        metadata={
+            "help": "A vision-language model's parts kept as they are: 'none' trains everything, 'tower' the "
+            "projector and the language model (LLaVA-1.5's instruction tuning), 'tower_and_projector' the "
+            "language model alone. Ignored for text models and with LoRA (only the adapters train)."
+        },
+    )
     gradient_checkpointing: bool = field(
         default=True,
         metadata={"help": "Recompute activations to save GPU memory. Always off on CPU, where it only costs."},
@@ -153,6 +162,10 @@ class TrainingConfig:
             raise ValueError(f"eval_steps must be at least 1 or None, not {self.eval_steps}")
         if self.max_length is not None and self.max_length < 8:
             raise ValueError(f"max_length must be at least 8 tokens or None, not {self.max_length}")
+        if self.freeze_vision not in FREEZE_VISION_CHOICES:
+            raise ValueError(
+                f"freeze_vision must be one of {', '.join(FREEZE_VISION_CHOICES)}, not {self.freeze_vision!r}"
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps cannot be negative, not {self.warmup_steps}")
         if not isinstance(self.lora_target_modules, list) or not all(
@@ -333,10 +346,20 @@ class DPOConfig(TrainingConfig):
         default=0.1,
         metadata={"help": "Strength of the pull towards the reference model (DPO's beta); higher stays closer."},
     )
+    sft_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a language-model loss on the chosen answers added to the preference loss (HA-DPO's "
+            "auxiliary SFT term; RPO). 0: the preference loss alone. Without it a small model can lower both "
+            "answers' likelihood and drift to answers neither side holds (likelihood displacement)."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _positive(self, "beta")
+        if self.sft_weight < 0:
+            raise ValueError(f"sft_weight cannot be negative, not {self.sft_weight}")
 
     def trl_args(self, *, output_dir: Path, with_eval: bool, image_tokens: int = 0) -> TrlDPOConfig:
         """trl's DPO config for this run (see ``TrainingConfig.trainer_arguments``); ``image_tokens``: the most
@@ -347,6 +370,7 @@ class DPOConfig(TrainingConfig):
             **self.trainer_arguments(output_dir=output_dir, with_eval=with_eval),
             model_init_kwargs=self.model_init_kwargs(),
             beta=self.beta,
+            **({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, self.sft_weight]} if self.sft_weight else {}),
             max_length=self.sequence_max_length(image_tokens=image_tokens),
             prediction_loss_only=True,  # evaluation needs the loss and metrics, never the full logits
         )

@@ -211,10 +211,17 @@ class DDPOTrainer(DPOTrainer):
     """
 
     def __init__(
-        self, *args: Any, gamma: float, normalize: Normalize = "mean", min_match_tokens: int = 3, **kwargs: Any
+        self,
+        *args: Any,
+        gamma: float,
+        normalize: Normalize = "mean",
+        min_match_tokens: int = 3,
+        sft_weight: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         self.gamma = gamma
         self.normalize = normalize
+        self.sft_weight = sft_weight
         args_config = kwargs.get("args")
         if args_config is not None and args_config.precompute_ref_log_probs:
             raise ValueError("DDPO weighs each token, so reference log-probs cannot be precomputed as sums")
@@ -232,12 +239,19 @@ class DDPOTrainer(DPOTrainer):
 
     def _sequence_logps(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         """Weighted sequence log-probs (2B,) of the batch under ``model``."""
+        return self._logps(model, inputs)[0]
+
+    def _logps(self, model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weighted sequence log-probs (2B,) of the batch under ``model``, and the mean token negative
+        log-likelihood of the chosen answers (the ``sft_weight`` term; trl's "sft" loss)."""
         model_kwargs = {k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS}
         token_logps, mask = completion_token_logps(
             model, completion_mask=inputs["completion_mask"], fused_lm_head=True, **model_kwargs
         )  # (2B, L-1) each
         weights = dense_token_weights(inputs["changed_mask"][:, 1:], self.gamma)  # (2B, L-1)
-        return weighted_sequence_logps(token_logps, weights, mask, normalize=self.normalize)
+        chosen_logps, chosen_mask = token_logps.chunk(2)[0], mask.chunk(2)[0].bool()
+        chosen_nll = -chosen_logps[chosen_mask].mean()
+        return weighted_sequence_logps(token_logps, weights, mask, normalize=self.normalize), chosen_nll
 
     def _reference_sequence_logps(self, inputs: dict[str, Any]) -> torch.Tensor:
         adapter = contextlib.nullcontext()
@@ -255,12 +269,15 @@ class DDPOTrainer(DPOTrainer):
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
-        policy_chosen, policy_rejected = self._sequence_logps(model, inputs).chunk(2)  # (B,) each
+        policy_logps, chosen_nll = self._logps(model, inputs)
+        policy_chosen, policy_rejected = policy_logps.chunk(2)  # (B,) each
         ref_chosen, ref_rejected = self._reference_sequence_logps(inputs).chunk(2)  # (B,) each
         losses, chosen_rewards, rejected_rewards = ddpo_loss(
             policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.beta
         )
         loss = losses.mean()
+        if self.sft_weight:
+            loss = loss + self.sft_weight * chosen_nll
 
         gather = self.accelerator.gather_for_metrics
         metrics = self._metrics[mode]
@@ -310,5 +327,13 @@ def train_ddpo(
         gamma=config.gamma,
         normalize=config.normalize,
         min_match_tokens=config.min_match_tokens,
+        sft_weight=config.sft_weight,
     )
-    return run_trainer(trainer=trainer, output_dir=output_dir, hooks=hooks, resume=resume, merge_lora=config.merge_lora)
+    return run_trainer(
+        trainer=trainer,
+        output_dir=output_dir,
+        hooks=hooks,
+        resume=resume,
+        merge_lora=config.merge_lora,
+        freeze_vision=config.freeze_vision,
+    )

@@ -140,5 +140,6 @@ def train_dpo(
         hooks=hooks,
         resume=resume,
         merge_lora=config.merge_lora,
+        freeze_vision=config.freeze_vision,
         model_info={"kind": "policy"},
     )

@@ -81,6 +81,7 @@ def _train_online(
         hooks=hooks,
         resume=resume,
         merge_lora=config.merge_lora,
+        freeze_vision=config.freeze_vision,
         model_info={"kind": "policy"},
     )
 

@@ -276,5 +276,6 @@ def train_reward(
         hooks=hooks,
         resume=resume,
         merge_lora=config.merge_lora,
+        freeze_vision=config.freeze_vision,
         model_info={"kind": "reward", "chat_template": use_template},
     )

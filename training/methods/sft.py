@@ -188,5 +188,6 @@ def train_sft(
         hooks=hooks,
         resume=resume,
         merge_lora=config.merge_lora,
+        freeze_vision=config.freeze_vision,
         model_info={"kind": "policy", "answer_prefix": answer_prefix_for(train_rows, config)},
     )
