@@ -4,6 +4,7 @@ OpenAI-compatible backend end to end against ``serve_model``'s server on a free 
 same verdicts as the local model, a server stopped mid-job, an answer that is neither yes nor no.
 """
 
+import json
 import random
 
 import pytest
@@ -12,41 +13,17 @@ import torch
 from annotation.labeler.backends import LabelerBackendError
 from annotation.labeler.backends.local import LocalBackend, answer_token_ids
 from annotation.labeler.backends.openai_compat import OpenAICompatBackend
-from annotation.labeler.claims import question_from_claim, split_claims
 from annotation.labeler.config import LabelerConfig
 from annotation.labeler.pipeline import AnswerToLabel, label_answers, yes_no_question
 from annotation.labeler.prompts import prompt_set
 from annotation.labeler.verdicts import NO_WORDS, YES_WORDS, YesNoQuestion
-from annotation.shapes_world import (
-    COLOURS,
-    GRID,
-    SHAPES,
-    Scene,
-    SceneObject,
-    scene_caption,
-    scene_generate,
-    scene_hallucinated_caption,
-    scene_render,
-)
-from training.core import encode_texts, render_text, tokenizer_of
+from annotation.shapes_world import scene_caption, scene_generate, scene_hallucinated_caption, scene_render
+from training import shapes_vision
+from training.core import tokenizer_of
+from training.shapes_vision import scene_questions
 
 PROMPTS = prompt_set("v1")
 SIZE = 48  # the tiny VLM's image size: one 16-pixel patch per grid cell
-
-
-def scene_questions(seed: int) -> tuple[object, list[tuple[str, bool]]]:
-    """A scene's image and (question, truth) for the claims of its true caption and of four hallucinated
-    ones: a claim is true iff the true caption makes it (shapes-world captions name every object)."""
-    scene = scene_generate(seed=seed, width=SIZE, height=SIZE)
-    truth = {c.text for c in split_claims(scene_caption(scene))}
-    rng = random.Random(seed)
-    false: set[str] = set()
-    for _ in range(4):
-        false |= {c.text for c in split_claims(scene_hallucinated_caption(scene, rng=rng)[0])} - truth
-    rows = [(question_from_claim(c), True) for c in sorted(truth)] + [
-        (question_from_claim(c), False) for c in sorted(false)
-    ]
-    return scene_render(scene), rows
 
 
 @pytest.fixture(scope="module")
@@ -86,229 +63,19 @@ def test_batched_verdicts_equal_one_question_at_a_time(local_backend):
 # ------------------------------------------------------------------------------------------------------------
 # A labeler fine-tuned here: answer "yes" to true shapes-world claims and "no" to false ones
 #
-# Trained as LLaVA is. Stage 1 stands in for the pre-trained CLIP a real LLaVA starts from: the vision tower
-# learns what object each 16-pixel patch (one grid cell) holds; stage 1b aligns the projector; stage 2 trains
-# the language model on the labeler's own questions. What each part buys (measured on 2 shared cores):
-# - trained on the answer alone, the 2-layer language model stays at the yes/no prior for thousands of steps
-#   (the answer depends on question and image together; nothing about either alone predicts it). The
-#   language-model loss on the words of the true claims' questions (the image makes "green" -> "star" -> "in
-#   the bottom left" predictable) teaches it to look up the object a word names first;
-# - with that loss, image tokens as clean as word tokens (a learnt embedding per patch class) give the answer
-#   in about 600 steps, but the tower's features do not (62 % of held-out object claims after 1200 steps, 59 %
-#   by always answering no, though a probe reads 98 % of object patches right): stage 1b maps them onto codes;
-# - one random code per class took held-out object claims (scenes 500-559) to 77-84 % in 2000 steps; a colour
-#   code plus a shape code (built as the question is) to 84-91 %, but on one seed of three only: with the
-#   projector still training in stage 2 the other two stayed at 67 % and 81 %. Frozen, all three pass 80 % by
-#   step 1000 and end at 90-91 %, but the truthful caption won on 18, 17 and 16 of the 20 test scenes (the
-#   training loss ends well below the held-out one); the object claims of 1200 scenes instead of 600 in the
-#   same 2000 steps give 17, 17, 18, 17 and 16 (five training seeds: the scenes of stage 1, the order of
-#   stage 2; this fixture's seed: 18). The margin is thin: with stage 1 at 1000 steps one seed of three never
-#   left the yes/no prior (10 wins), so a change to any stage wants the same check over several seeds;
-# - stage 1 on shapes-world's own scenes (2.5 objects in 9 cells) reaches 86 % of object patches in 1000
-#   steps; on crowded scenes (about 6 objects) 97 % in 800.
-
-PATCH = SIZE // GRID
-OBJECT_CLASSES = [(colour, shape) for colour in COLOURS for shape in SHAPES]  # a patch's object; one more: none
-
-
-def crowded_scene(seed: int) -> Scene:
-    """A scene for stage 1 with an object in most cells (drawn as ``scene_generate`` draws them: 8-13 pixels,
-    inside its cell), so each image shows about six objects instead of two and a half."""
-    rng = random.Random(seed)
-    objects = []
-    for cell in range(GRID * GRID):
-        if rng.random() < 0.3:
-            continue
-        row, col = divmod(cell, GRID)
-        size = rng.randint(PATCH // 2, int(PATCH * 0.85))
-        slack = (PATCH - size) // 2
-        x = col * PATCH + PATCH // 2 + rng.randint(-slack, slack)
-        y = row * PATCH + PATCH // 2 + rng.randint(-slack, slack)
-        objects.append(SceneObject(shape=rng.choice(SHAPES), colour=rng.choice(COLOURS), x=x, y=y, size=size))
-    return Scene(seed=seed, objects=objects, width=SIZE, height=SIZE)
-
-
-def patch_classes(scene: Scene) -> list[int]:
-    """The class of each patch in reading order: its object's (colour, shape) index, or "none"."""
-    classes = [len(OBJECT_CLASSES)] * (GRID * GRID)
-    for obj in scene.objects:
-        classes[(obj.y // PATCH) * GRID + obj.x // PATCH] = OBJECT_CLASSES.index((obj.colour, obj.shape))
-    return classes
-
-
-def pretrain_vision(backend: LocalBackend, *, seeds: range, steps: int, lr: float, batch: int = 64) -> float:
-    """Stage 1: the vision tower and a linear probe learn each patch's class on crowded scenes; the probe is
-    dropped and the tower frozen. Returns the probe's accuracy on the object patches of the last 10 batches."""
-    vision = backend.model.model.vision_tower
-    scenes = [crowded_scene(seed) for seed in seeds]
-    pixels = backend.processing_class.image_processor([scene_render(s) for s in scenes], return_tensors="pt")
-    pixels, classes = pixels["pixel_values"], torch.tensor([patch_classes(s) for s in scenes])
-    torch.manual_seed(0)
-    probe = torch.nn.Linear(vision.config.hidden_size, len(OBJECT_CLASSES) + 1)
-    optimizer = torch.optim.AdamW([*vision.parameters(), *probe.parameters()], lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)  # ends cleaner
-    right = []
-    for step in range(steps):
-        rows = slice((step * batch) % len(scenes), (step * batch) % len(scenes) + batch)
-        logits = probe(vision(pixel_values=pixels[rows]).last_hidden_state[:, 1:])  # drop CLS: one per patch
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), classes[rows].flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        objects = classes[rows] < len(OBJECT_CLASSES)
-        right.append((logits.argmax(-1) == classes[rows])[objects].float().mean().item())
-    vision.requires_grad_(False)
-    return sum(right[-10:]) / len(right[-10:])
-
-
-def align_projector(backend: LocalBackend, *, seeds: range, steps: int, lr: float, batch: int = 64) -> float:
-    """Stage 1b, in the place of LLaVA's feature alignment: with the tower frozen, the projector learns to put
-    each patch on the sum of a random code of its colour and one of its shape (drawn like word embeddings; an
-    empty patch gets a code of its own), so an image token starts stage 2 as clean as a word token and built
-    as the question is, from a colour and a shape. Returns the nearest-code accuracy on the object patches."""
-    vision, projector = backend.model.model.vision_tower, backend.model.model.multi_modal_projector
-    scenes = [crowded_scene(seed) for seed in seeds]
-    pixels = backend.processing_class.image_processor([scene_render(s) for s in scenes], return_tensors="pt")
-    classes = torch.tensor([patch_classes(s) for s in scenes])
-    with torch.no_grad():
-        patches = vision(pixel_values=pixels["pixel_values"]).last_hidden_state[:, 1:]
-    std = backend.model.config.text_config.initializer_range
-    width = backend.model.config.text_config.hidden_size
-    draw = torch.Generator().manual_seed(0)
-    empty = torch.randn(1, width, generator=draw) * std
-    colour_codes = torch.randn(len(COLOURS), width, generator=draw) * std
-    shape_codes = torch.randn(len(SHAPES), width, generator=draw) * std
-    object_codes = torch.stack(
-        [colour_codes[COLOURS.index(colour)] + shape_codes[SHAPES.index(shape)] for colour, shape in OBJECT_CLASSES]
-    )
-    codes = torch.cat([object_codes, empty])
-    optimizer = torch.optim.AdamW(projector.parameters(), lr=lr)
-    for step in range(steps):
-        rows = slice((step * batch) % len(scenes), (step * batch) % len(scenes) + batch)
-        loss = (projector(patches[rows]) - codes[classes[rows]]).pow(2).mean() / std**2
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    with torch.no_grad():
-        nearest = torch.cdist(projector(patches), codes[None]).argmin(-1)
-    objects = classes < len(OBJECT_CLASSES)
-    return (nearest == classes)[objects].float().mean().item()
-
-
-def claim_batch(backend: LocalBackend, examples: list[tuple[YesNoQuestion, bool]]) -> dict[str, torch.Tensor]:
-    """Each question as the labeler asks it followed by its answer ("yes" or "no", then the template's end of
-    turn), as one left-padded batch, with masks of the positions whose next token is the answer's first token,
-    one of its other tokens, and a word of a true claim's question."""
-    processing_class = backend.processing_class
-    tokenizer = tokenizer_of(processing_class)
-
-    def text(question: YesNoQuestion, answer: str | None) -> str:
-        return render_text(processing_class, prompt=question.text, answer=answer, with_image=True, use_template=True)
-
-    def length(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    texts = [text(q, "yes" if truth else "no") for q, truth in examples]
-    answer_lengths = [length(full) - length(text(q, None)) for full, (q, _) in zip(texts, examples, strict=True)]
-    tokenizer.padding_side = "left"
-    inputs = encode_texts(processing_class, texts=texts, images=[[q.image] for q, _ in examples])
-    ids = inputs["input_ids"]
-    position = torch.arange(ids.shape[1]).expand_as(ids)
-    answer_start = ids.shape[1] - torch.tensor(answer_lengths)[:, None]
-    last_image = torch.where(ids == backend.model.config.image_token_id, position, -1).max(-1, keepdim=True).values
-    question_mark = torch.where(ids == tokenizer.convert_tokens_to_ids("?"), position, -1).max(-1, keepdim=True).values
-    true = torch.tensor([truth for _, truth in examples])[:, None]
-    return {
-        **inputs,
-        "first_answer_token": position == answer_start - 1,
-        "rest_of_answer": (position >= answer_start) & (position < ids.shape[1] - 1),
-        # Inputs from the last image token to the word before "?" predict the question's words, up to "?".
-        "question_words": (position >= last_image) & (position < question_mark) & true,
-    }
-
-
-def is_count_question(question: str) -> bool:
-    return question.endswith(("objects?", "one object?"))
-
-
-def fine_tune(backend: LocalBackend, *, seeds: range, steps: int, lr: float, batch: int = 32) -> list[float]:
-    """Stage 2: train the language model (plain AdamW) to answer "yes" to the question of a true
-    object claim and "no" to that of a false one, the questions rendered exactly as the labeler asks them, plus
-    the language-model loss on the true questions' words; returns the answer losses. Count claims are left out:
-    counting is a skill of its own, and a count claim is the same in both captions of a scene unless the error
-    is an extra object, whose own claim then decides the ranking. Tower and projector are frozen, so the image
-    tokens are computed once per batch here, and each step runs the language model as LLaVA's forward does
-    (image tokens replaced by the projected patches)."""
-    model = backend.model
-    examples = []
-    for seed in seeds:
-        image, rows = scene_questions(seed)
-        examples += [
-            (yes_no_question(question=q, image=image, prompts=PROMPTS), truth)
-            for q, truth in rows
-            if not is_count_question(q)
-        ]
-    random.Random(0).shuffle(examples)
-    # The projector stays on the codes of stage 1b: trained here too, it drifts off them while the language
-    # model is still random, and the answer then came late or not at all (held-out object claims 66-81 % on
-    # two of three seeds against 83-86 % by step 1000 frozen).
-    projector = model.model.multi_modal_projector.requires_grad_(False)
-    batches = []
-    for i in range(0, len(examples) - batch + 1, batch):
-        inputs = claim_batch(backend, examples[i : i + batch])
-        with torch.no_grad():
-            patches = model.model.vision_tower(pixel_values=inputs.pop("pixel_values")).last_hidden_state[:, 1:]
-            batches.append({**inputs, "image_tokens": projector(patches)})
-    torch.manual_seed(0)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    # Constant, then down to 0 over the second half: the answer settles.
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, 2 * (1 - step / steps)))
-    language_model = model.model.language_model
-    model.train()
-    losses = []
-    for step in range(steps):
-        inputs = batches[step % len(batches)]
-        ids, first, rest, words = (
-            inputs[name] for name in ("input_ids", "first_answer_token", "rest_of_answer", "question_words")
-        )
-        is_image = (ids == model.config.image_token_id)[..., None]
-        embeds = language_model.embed_tokens(ids).masked_scatter(is_image, inputs["image_tokens"])
-        hidden = language_model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]).last_hidden_state
-        scored = first | rest | words  # the vocabulary head only where a loss is taken
-        token_losses = torch.zeros(first.shape)
-        token_losses[scored] = torch.nn.functional.cross_entropy(
-            model.lm_head(hidden[scored]), ids.roll(-1, dims=1)[scored], reduction="none"
-        )
-        answer_loss = token_losses[first].mean()
-        loss = answer_loss + token_losses[rest].mean() + token_losses[words].mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(answer_loss.item())
-    model.eval()
-    return losses
+# Trained as LLaVA is, by training.shapes_vision: stages 1 and 1b (``sighted_vlm``) give the tiny VLM eyes,
+# stage 2 (``yes_no_labeler``) trains its language model on the labeler's own questions. What each part buys,
+# and how thin the margin of the ranking test is, is recorded there, above ``fine_tune``.
 
 
 @pytest.fixture(scope="module")
 def yes_no_labeler(tiny_vlm_dir, tmp_path_factory):
     """The tiny VLM trained in stages (the patches of crowded scenes 2000-4559, then the object claims of scenes
-    1000-2199) to answer yes or no to shapes-world claims, saved to a folder."""
-    backend = LocalBackend.from_path(tiny_vlm_dir, batch_size=32)
-    # One thread: the same weights run after run (no thread-count-dependent summation order).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        pretrain_vision(backend, seeds=range(2000, 2000 + 64 * 40), steps=700, lr=3e-3)
-        align_projector(backend, seeds=range(2000, 2000 + 64 * 10), steps=300, lr=3e-3)
-        losses = fine_tune(backend, seeds=range(1000, 2200), steps=2000, lr=1e-3)
-    finally:
-        torch.set_num_threads(threads)
-    folder = tmp_path_factory.mktemp("yes-no-labeler")
-    backend.model.save_pretrained(folder)
-    backend.processing_class.save_pretrained(folder)
-    return folder, losses
+    1000-2199) to answer yes or no to shapes-world claims, saved to a folder, and its stage-2 answer losses."""
+    tmp = tmp_path_factory.mktemp("labeler")
+    sighted = shapes_vision.sighted_vlm(base_dir=tiny_vlm_dir, out_dir=tmp / "sighted")
+    folder = shapes_vision.yes_no_labeler(sighted_dir=sighted, out_dir=tmp / "yes-no-labeler")
+    return folder, json.loads((folder / shapes_vision.YES_NO_LOSSES_FILE).read_text())
 
 
 def shapes_answers(seeds: range) -> list[AnswerToLabel]:
