@@ -45,13 +45,16 @@ class HallucinationSettings:
     sft_weight: float = field(default=1.0, metadata={"help": "Chosen-answer language-model loss weight."})
     n_eval_images: int = field(default=300, metadata={"help": "Held-out scenes of CHAIR and POPE."})
     pope: bool = field(default=False, metadata={"help": "Run POPE (three settings) on every model too."})
+    ablation: bool = field(
+        default=False, metadata={"help": "Also train DPO without the SFT term (sft_weight 0) on each human snapshot."}
+    )
     rounds: bool = field(default=False, metadata={"help": "Run two RLAIF-V rounds with the yes/no labeler."})
 
     @classmethod
     def of(cls, config: common.RecipeConfig) -> HallucinationSettings:
         if config.small:
             return cls()
-        return cls(feedback_items=600, n_eval_images=500, pope=True, rounds=True)
+        return cls(feedback_items=600, n_eval_images=500, pope=True, rounds=True, ablation=True)
 
 
 def run(context: common.RecipeContext) -> None:
@@ -68,24 +71,26 @@ def run(context: common.RecipeContext) -> None:
         "learning_rate": settings_.learning_rate, "per_device_train_batch_size": 8, "sft_weight": settings_.sft_weight,
     }  # fmt: skip
 
-    corrections, snapshot = _corrections(context, sft=sft, n=settings_.feedback_items)
-    for method, label in (("ddpo", "DDPO"), ("dpo", "DPO")):
+    def train_on(snapshot: Any, *, method: str, label: str, feedback: str, answers: int, **extra: Any) -> None:
         run_ = training_run_create(
-            method=method, snapshot=snapshot, base_artifact=sft, created_by=context.owner, config=dict(train)
+            method=method, snapshot=snapshot, base_artifact=sft, created_by=context.owner, config={**train, **extra}
         )
         model = common.training_run_to_end(context, run_)
-        context.stage(f"{label} on corrections", **common.training_facts(run_.pk))
-        models.append({"label": f"{label} (corrections)", "feedback": "human corrections (RLHF-V)",
-                       "answers": corrections, "model": model})  # fmt: skip
+        context.stage(label, **common.training_facts(run_.pk))
+        models.append({"label": label, "feedback": feedback, "answers": answers, "model": model})
+
+    corrections, snapshot = _corrections(context, sft=sft, n=settings_.feedback_items)
+    feedback = {"feedback": "human corrections (RLHF-V)", "answers": corrections}
+    train_on(snapshot, method="ddpo", label="DDPO (corrections)", **feedback)
+    train_on(snapshot, method="dpo", label="DPO (corrections)", **feedback)
+    if settings_.ablation:
+        train_on(snapshot, method="dpo", label="DPO (corrections), no SFT term", sft_weight=0.0, **feedback)
 
     judged, snapshot = _pairwise(context, sft=sft, n=settings_.feedback_items)
-    run_ = training_run_create(
-        method="dpo", snapshot=snapshot, base_artifact=sft, created_by=context.owner, config=dict(train)
-    )
-    model = common.training_run_to_end(context, run_)
-    context.stage("DPO on pairwise judgments", **common.training_facts(run_.pk))
-    models.append({"label": "DPO (pairwise)", "feedback": "human pairwise judgments", "answers": 2 * judged,
-                   "model": model})  # fmt: skip
+    feedback = {"feedback": "human pairwise judgments", "answers": 2 * judged}
+    train_on(snapshot, method="dpo", label="DPO (pairwise)", **feedback)
+    if settings_.ablation:
+        train_on(snapshot, method="dpo", label="DPO (pairwise), no SFT term", sft_weight=0.0, **feedback)
 
     if settings_.rounds:
         models += _rlaif_v_rounds(context, sft=sft, train=train, n=settings_.feedback_items)
@@ -152,12 +157,14 @@ def _pairwise(context: common.RecipeContext, *, sft: Any, n: int) -> tuple[int, 
         context.out_dir / "pairwise", model_dir=sft.location, n=n, seed=2000 + seed, samples=2, temperature=1.0
     )
     items_import(project=project, path=source, images=source.parent)
+    chosen_errors: list[int] = []  # what the judge saw: errors left in the answer it preferred
 
     def prefer_fewer_errors(task: dict[str, Any]) -> dict[str, Any] | None:
         truth = shapes.truth_of(Item.objects.get(pk=task["item_id"]).meta)
         first, second = (shapes.errors_against_truth(r["text"], truth) for r in task["responses"][:2])
         if first == second:
             return None
+        chosen_errors.append(min(first, second))
         return {"choice": "a" if first < second else "b", "strength": 2}
 
     judged = common.annotate_all(
@@ -167,7 +174,7 @@ def _pairwise(context: common.RecipeContext, *, sft: Any, n: int) -> tuple[int, 
         project=project, created_by=context.owner, snapshot_filter=SnapshotFilter(test_fraction=0.0, seed=seed)
     )
     context.stage("pairwise judgments through the annotation API", project=project.slug, judgments=judged,
-                  pairs=snapshot.n_rows)  # fmt: skip
+                  pairs=snapshot.n_rows, chosen_with_errors=sum(1 for e in chosen_errors if e))  # fmt: skip
     return judged, snapshot
 
 

@@ -94,6 +94,15 @@ def errors_against_truth(answer: str, truth: str) -> int:
     return wrong + missing
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    """A sampled answer without control characters: a byte-level tokenizer can sample a NUL, which Loupe's
+    import refuses (no database stores it), as it would refuse the researcher's file."""
+    return _CONTROL.sub("", text)
+
+
 def model_answers_import_write(
     folder: Path, *, model_dir: str, n: int, seed: int, samples: int = 1, temperature: float = 0.0
 ) -> Path:
@@ -132,7 +141,7 @@ def model_answers_import_write(
                     "external_id": f"scene-{scene.seed}",
                     "image": name,
                     "prompt": prompt,
-                    "responses": [{"text": text, "model": Path(model_dir).name} for text in texts],
+                    "responses": [{"text": _printable(text), "model": Path(model_dir).name} for text in texts],
                     "meta": {
                         "scene_seed": scene.seed,
                         "width": scene.width,
