@@ -109,7 +109,8 @@ def model_answers_import_write(
     """A Loupe JSONL import of the model's own answers: `n` new scenes (PNGs written beside the file, each
     asked `Describe the image.`) with `samples` answers of the model at `model_dir` (greedy when `temperature`
     is 0), and the scene's ground truth in `meta`, as a researcher imports a model's outputs to have them
-    corrected or compared. Torch: worker side."""
+    corrected or compared. A scene where an answer came out empty is left out (the import refuses empty
+    answers, rightly). Torch: worker side."""
     import random as random_module
 
     import torch
@@ -133,7 +134,10 @@ def model_answers_import_write(
             model, processing_class, prompts=[prompt] * len(chunk), images=[[image] for image in images],
             max_new_tokens=64, answer_prefix=prefix, use_template=True, n=samples, **decoding,
         )  # fmt: skip
-        for scene, image, texts in zip(chunk, images, answers, strict=True):
+        for scene, image, sampled in zip(chunk, images, answers, strict=True):
+            texts = [_printable(text).strip() for text in sampled]
+            if not all(texts):  # an answer that stopped at once says nothing to correct or compare
+                continue
             name = f"scene-{scene.seed}.png"
             image.save(folder / name)
             items.append(
@@ -141,7 +145,7 @@ def model_answers_import_write(
                     "external_id": f"scene-{scene.seed}",
                     "image": name,
                     "prompt": prompt,
-                    "responses": [{"text": _printable(text), "model": Path(model_dir).name} for text in texts],
+                    "responses": [{"text": text, "model": Path(model_dir).name} for text in texts],
                     "meta": {
                         "scene_seed": scene.seed,
                         "width": scene.width,

@@ -123,10 +123,10 @@ def test_label_ai_wait_follows_a_job_on_the_worker_to_its_end(
 def yes_no_labeler_dir(tiny_vlm_dir, tmp_path_factory):
     """The tiny VLM fine-tuned to answer yes or no (the untrained one answers word salad, which a server-side
     labeler rightly refuses)."""
-    from tests.core.test_labeler_backends import fine_tune
+    from training.shapes_vision import fine_tune
 
     backend = LocalBackend.from_path(tiny_vlm_dir, batch_size=32)
-    fine_tune(backend, seeds=range(1000, 1200), steps=60, lr=2e-3)
+    fine_tune(backend.model, backend.processing_class, seeds=range(1000, 1200), steps=60, lr=2e-3)
     folder = tmp_path_factory.mktemp("yes-no-labeler-jobs")
     backend.model.save_pretrained(folder)
     backend.processing_class.save_pretrained(folder)

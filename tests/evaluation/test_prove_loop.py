@@ -31,7 +31,7 @@ def test_feedback_through_the_product_lowers_the_vlms_hallucination(tmp_path):
     corrections = next(s for s in report["stages"] if s["stage"] == "corrections through the annotation API")
     project = Project.objects.get(slug=corrections["project"])
     assert Correction.objects.filter(item__project=project).count() == corrections["answers"]
-    assert corrections["answers"] == 300 and corrections["pairs"] > 100  # most answers had something to correct
+    assert corrections["answers"] == corrections["items"] > 290 and corrections["pairs"] > 100  # most were wrong
     assert all(run.status == JobStatus.SUCCEEDED for run in TrainingRun.objects.all())
 
     models = {row["label"]: row for row in report["results"]["models"]}
