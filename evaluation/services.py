@@ -481,7 +481,7 @@ def benchmark_run_execute(*, run_id: int) -> None:
         _log(run_id, failure_log(exc))  # the traceback for staff
         return
     finally:
-        heartbeat.stopped.set()
+        heartbeat.stop()
     with transaction.atomic():
         BenchmarkExample.objects.filter(run_id=run_id).delete()
         BenchmarkExample.objects.bulk_create(

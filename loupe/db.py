@@ -19,12 +19,17 @@ class Heartbeat(threading.Thread):
     """Stamps `heartbeat_at` on a running job's row several times per heartbeat timeout while the job works, so
     a long step (a training step, a slow batch) is not taken for a dead worker. `rows` selects the job's row
     while it is running (`Model.objects.filter(pk=..., status=RUNNING)`): once it is not, the beats change
-    nothing. Set `stopped` to end it."""
+    nothing. `stop()` ends it and waits for a beat in flight, so none lands after the job's last write."""
 
     def __init__(self, rows: QuerySet) -> None:
         super().__init__(daemon=True)
         self.rows, self.stopped = rows, threading.Event()
         self.every = max(0.2, min(10.0, settings.LOUPE_HEARTBEAT_TIMEOUT_SECONDS / 4))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join()
 
     def run(self) -> None:
         try:

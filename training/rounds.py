@@ -359,22 +359,22 @@ def rounds_run_execute(*, rounds_run_id: int) -> None:
         for number in range(1, run.n_rounds + 1):
             _round_run(run, number=number, config=config)
     except RoundsCancelled:
-        heartbeat.stopped.set()
+        heartbeat.stop()
         RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.CANCELLED, finished_at=timezone.now())
         _log(run.pk, "[loupe] cancelled; every finished step is kept and resume continues from here\n")
         return
     except (RoundStepFailed, ApplicationError) as error:
-        heartbeat.stopped.set()
+        heartbeat.stop()
         message = error.message if isinstance(error, ApplicationError) else str(error)
         RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
         _log(run.pk, f"[loupe] round {_current(run.pk)} failed at {_step(run.pk)}: {message}\n")
         return
     except BaseException:
-        heartbeat.stopped.set()
+        heartbeat.stop()
         RoundsRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
         _log(run.pk, f"[loupe] round {_current(run.pk)} failed at {_step(run.pk)}:\n{traceback.format_exc()}")
         raise
-    heartbeat.stopped.set()
+    heartbeat.stop()
     RoundsRun.objects.filter(pk=run.pk).update(
         status=JobStatus.SUCCEEDED, step=RoundsStep.DONE, finished_at=timezone.now()
     )

@@ -414,7 +414,7 @@ def training_run_execute(*, run_id: int) -> None:
         else:
             result, _ = training_run_train(run_id=run_id, resume=resume, hooks=DatabaseHooks(run_id))
     except BaseException as error:
-        heartbeat.stopped.set()
+        heartbeat.stop()
         TrainingRun.objects.filter(pk=run_id).update(
             status=JobStatus.FAILED,
             finished_at=timezone.now(),
@@ -422,7 +422,7 @@ def training_run_execute(*, run_id: int) -> None:
             log=log_appended(failure_log(error)),
         )
         raise
-    heartbeat.stopped.set()
+    heartbeat.stop()
     _finish(run=run, result=result)
 
 

@@ -70,7 +70,7 @@ def recipe_run_execute(*, recipe_run_id: int) -> None:
         )
         raise
     finally:
-        heartbeat.stopped.set()
+        heartbeat.stop()
     RecipeRun.objects.filter(pk=run.pk).update(
         status=JobStatus.SUCCEEDED, finished_at=timezone.now(), report_path=str(path)
     )
