@@ -153,45 +153,44 @@ def tiny_model(context: RecipeContext, *, kind: str) -> Path:
     return folder
 
 
-def base_artifact(context: RecipeContext, *, kind: str, model_kind: str = "policy") -> Any:
-    """The tiny base model registered as a `ModelArtifact` (reused when one is registered at its folder), so
-    the models the recipe trains have a lineage back to it."""
+def _artifact_at(location: Path, *, reference: str, model_kind: str = "policy") -> Any:
+    """The `ModelArtifact` registered at `location` (reused when one is), so the models a recipe trains have a
+    lineage back to it."""
     from training.models import ModelArtifact
     from training.services import model_artifact_register, model_name_from_reference
 
-    location = str(tiny_model(context, kind=kind))
-    found = ModelArtifact.objects.filter(location=location, kind=model_kind, is_adapter=False).order_by("id").first()
-    if found is not None:
-        return found
-    name = model_name_from_reference(reference=f"recipe-tiny-{kind}")
-    return model_artifact_register(name=name, location=location, kind=model_kind)
+    found = ModelArtifact.objects.filter(location=str(location), kind=model_kind, is_adapter=False).order_by("id")
+    if (artifact := found.first()) is not None:
+        return artifact
+    name = model_name_from_reference(reference=reference)
+    return model_artifact_register(name=name, location=str(location), kind=model_kind)
+
+
+def base_artifact(context: RecipeContext, *, kind: str, model_kind: str = "policy") -> Any:
+    """The tiny base model of `kind` registered as a `ModelArtifact`."""
+    return _artifact_at(tiny_model(context, kind=kind), reference=f"recipe-tiny-{kind}", model_kind=model_kind)
+
+
+def sighted_folder(context: RecipeContext) -> Path:
+    """The tiny VLM with eyes (`training.shapes_vision`: its vision tower and projector pre-trained on the
+    shapes world, as LLaVA starts from CLIP and an aligned projector), built once under the models folder."""
+    from training.shapes_vision import sighted_vlm
+
+    return sighted_vlm(base_dir=tiny_model(context, kind="vlm"), out_dir=models_root(context) / "sighted-vlm")
 
 
 def sighted_base(context: RecipeContext) -> Any:
-    """The tiny VLM with eyes (`training.shapes_vision`: its vision tower and projector pre-trained on the
-    shapes world, as LLaVA starts from CLIP and an aligned projector), built once under the models folder and
-    registered as a `ModelArtifact`: the base a recipe that must read images starts from."""
-    from training.models import ModelArtifact
-    from training.services import model_artifact_register, model_name_from_reference
-    from training.shapes_vision import sighted_vlm
-
-    folder = sighted_vlm(base_dir=tiny_model(context, kind="vlm"), out_dir=models_root(context) / "sighted-vlm")
-    location = str(folder)
-    found = ModelArtifact.objects.filter(location=location, kind="policy", is_adapter=False).order_by("id").first()
-    if found is not None:
-        return found
-    return model_artifact_register(name=model_name_from_reference(reference="recipe-sighted-vlm"), location=location,
-                                   kind="policy")  # fmt: skip
+    """The sighted tiny VLM registered as a `ModelArtifact`: the base a recipe that must read images starts from."""
+    return _artifact_at(sighted_folder(context), reference="recipe-sighted-vlm")
 
 
 def yes_no_labeler_folder(context: RecipeContext) -> Path:
     """The AI labeler of the RLAIF-V rounds: the sighted tiny VLM taught to answer the labeler's yes/no
     questions about shapes-world claims (`training.shapes_vision.yes_no_labeler`), built once under the models
     folder, as RLAIF-V takes an existing open model as its labeler."""
-    from training.shapes_vision import sighted_vlm, yes_no_labeler
+    from training.shapes_vision import yes_no_labeler
 
-    sighted = sighted_vlm(base_dir=tiny_model(context, kind="vlm"), out_dir=models_root(context) / "sighted-vlm")
-    return yes_no_labeler(sighted_dir=sighted, out_dir=models_root(context) / "yes-no-labeler")
+    return yes_no_labeler(sighted_dir=sighted_folder(context), out_dir=models_root(context) / "yes-no-labeler")
 
 
 def sft_warm_start(
