@@ -3,8 +3,10 @@
 Starts gunicorn with `platform/gunicorn.conf.py` (gthread, 2 workers × 4 threads) on SQLite in WAL mode
 in a throwaway `LOUPE_DATA_DIR`, creates a project per size (10k, then 100k tasks, bulk-inserted through
 the ORM), and drives K simulated annotators, each a thread with its own keep-alive connection and token,
-doing next → submit for a fixed time. Prints one JSON line per (size, K) with the median and p95 latency
-of next, of submit and of the two together, annotations per second, and the server's memory (resident
+doing next → submit for a fixed time, in each of two modes: `two-requests` (next, then submit) and
+`submit-with-next` (`submit/?next=1` answers and hands the next task in one request, as the annotate pages
+do). Prints one JSON line per (size, K, mode) with the median and p95 latency of next, of submit and of
+the two together (in `submit-with-next`, the one request), annotations per second, and the server's memory (resident
 set of the gunicorn master and workers), then a summary line. Loopback only; it is never a test.
 
     .venv/bin/python bench/annotation_throughput.py                      # 10k and 100k, K = 1 and 4
@@ -263,29 +265,44 @@ def _answer(kind: str, task: dict, rng: random.Random) -> dict:
     }
 
 
-def _annotator(port: int, token: str, slug: str, kind: str, deadline: float, timings: Timings, lock: threading.Lock):
+def _annotator(
+    port: int,
+    token: str,
+    slug: str,
+    kind: str,
+    deadline: float,
+    timings: Timings,
+    lock: threading.Lock,
+    mode: str = "two-requests",
+):
+    """One annotator's loop. `two-requests`: next, then submit. `submit-with-next`: submit/?next=1 answers
+    and hands the next task in one request (a first next starts the loop); its latency counts as a whole
+    next + submit cycle, and `next_ms` stays empty."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     rng = random.Random(token)
     mine = Timings()
+    task = None
     try:
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
-            connection.request("POST", f"/api/v1/projects/{slug}/tasks/next/", body=b"", headers=headers)
-            reply = connection.getresponse()
-            body = reply.read()
+            if task is None:
+                connection.request("POST", f"/api/v1/projects/{slug}/tasks/next/", body=b"", headers=headers)
+                reply = connection.getresponse()
+                body = reply.read()
+                if reply.status == 204:
+                    mine.empty += 1
+                    break
+                if reply.status != 200:
+                    mine.errors.append(f"next {reply.status} {body[:200]!r}")
+                    break
+                task = json.loads(body)
             t1 = time.perf_counter()
-            if reply.status == 204:
-                mine.empty += 1
-                break
-            if reply.status != 200:
-                mine.errors.append(f"next {reply.status} {body[:200]!r}")
-                break
-            task = json.loads(body)
             payload = {"client_request_id": uuid.uuid4().hex, "time_spent_ms": 1000, **_answer(kind, task, rng)}
+            query = "?next=1" if mode == "submit-with-next" else ""
             connection.request(
                 "POST",
-                f"/api/v1/projects/{slug}/tasks/{task['assignment_id']}/submit/",
+                f"/api/v1/projects/{slug}/tasks/{task['assignment_id']}/submit/{query}",
                 body=json.dumps(payload).encode(),
                 headers=headers,
             )
@@ -295,9 +312,17 @@ def _annotator(port: int, token: str, slug: str, kind: str, deadline: float, tim
             if reply.status != 201:
                 mine.errors.append(f"submit {reply.status} {body[:200]!r}")
                 break
-            mine.next_ms.append((t1 - t0) * 1000)
+            if mode == "submit-with-next":
+                task = json.loads(body)["next_task"]
+                if task is None:
+                    mine.empty += 1
+                    break
+                mine.cycle_ms.append((t2 - t1) * 1000)
+            else:
+                task = None
+                mine.next_ms.append((t1 - t0) * 1000)
+                mine.cycle_ms.append((t2 - t0) * 1000)
             mine.submit_ms.append((t2 - t1) * 1000)
-            mine.cycle_ms.append((t2 - t0) * 1000)
     except OSError as error:
         mine.errors.append(f"connection: {error}")
     finally:
@@ -310,11 +335,13 @@ def _annotator(port: int, token: str, slug: str, kind: str, deadline: float, tim
         timings.empty += mine.empty
 
 
-def _drive(*, port: int, users: list, slug: str, kind: str, seconds: float) -> tuple[Timings, float]:
+def _drive(
+    *, port: int, users: list, slug: str, kind: str, seconds: float, mode: str = "two-requests"
+) -> tuple[Timings, float]:
     timings, lock = Timings(), threading.Lock()
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=_annotator, args=(port, token, slug, kind, deadline, timings, lock), daemon=True)
+        threading.Thread(target=_annotator, args=(port, token, slug, kind, deadline, timings, lock, mode), daemon=True)
         for _user, token in users
     ]
     started = time.monotonic()
@@ -350,6 +377,12 @@ def main() -> None:
     parser.add_argument("--kind", default="pairwise", choices=("pairwise", "correction", "rating", "ranking"))
     parser.add_argument("--overlap", type=int, default=1)
     parser.add_argument(
+        "--modes",
+        default="two-requests,submit-with-next",
+        help="comma-separated: two-requests (next, then submit) and/or submit-with-next (submit/?next=1, one "
+        "request per annotation, as the annotate pages do)",
+    )
+    parser.add_argument(
         "--captions", help="rating only: captions per contest (one cartoon each), comma-separated; replaces --sizes"
     )
     parser.add_argument("--votes", type=int, default=1_000_000, help="imported votes per contest (with --captions)")
@@ -374,6 +407,9 @@ def main() -> None:
         parser.error("--captions needs --kind rating")
     sizes = [int(s) for s in (args.captions or args.sizes).split(",")]
     ks = [int(k) for k in args.annotators.split(",")]
+    modes = args.modes.split(",")
+    if set(modes) - {"two-requests", "submit-with-next"}:
+        parser.error("--modes: two-requests and/or submit-with-next")
 
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="loupe-bench-"))
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -383,7 +419,7 @@ def main() -> None:
         t0 = time.monotonic()
         _setup_django(data_dir)
         # A contest gives each rater every caption once; fresh raters per run keep its queue from running out.
-        users = _make_users(2 * sum(ks) * len(sizes) if args.captions else max(ks))
+        users = _make_users(2 * sum(ks) * len(sizes) * len(modes) if args.captions else max(ks))
         taken = 0
         slugs = {}
         for size in sizes:
@@ -455,40 +491,44 @@ def main() -> None:
         results = []
         for size in sizes:
             for k in ks:
-                warm_users, run_users = users[:k], users[:k]
-                if args.captions:
-                    warm_users, run_users = users[taken : taken + k], users[taken + k : taken + 2 * k]
-                    taken += 2 * k
-                _drive(port=port, users=warm_users, slug=slugs[size], kind=args.kind, seconds=args.warmup)
-                cpu_before = _cpu_seconds(process.pid)
-                timings, elapsed = _drive(
-                    port=port, users=run_users, slug=slugs[size], kind=args.kind, seconds=args.seconds
-                )
-                row = {
-                    "event": "run",
-                    "settings": settings_label,
-                    "kind": args.kind,
-                    ("captions" if args.captions else "tasks"): size,
-                    "annotators": k,
-                    "annotations": len(timings.submit_ms),
-                    "next_ms": _summary(timings.next_ms),
-                    "submit_ms": _summary(timings.submit_ms),
-                    "next_plus_submit_ms": _summary(timings.cycle_ms),
-                    "annotations_per_s": round(len(timings.submit_ms) / elapsed, 1),
-                    "server_cpu_ms_per_annotation": round(
-                        (_cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, len(timings.submit_ms)), 1
-                    ),
-                    "load_average": round(os.getloadavg()[0], 2),
-                    "server_rss_mb": _rss_mb(process.pid),
-                    "errors": timings.errors[:3],
-                    "queue_empty": timings.empty,
-                }
-                results.append(row)
-                print(json.dumps(row), flush=True)
+                for mode in modes:
+                    warm_users, run_users = users[:k], users[:k]
+                    if args.captions:
+                        warm_users, run_users = users[taken : taken + k], users[taken + k : taken + 2 * k]
+                        taken += 2 * k
+                    _drive(
+                        port=port, users=warm_users, slug=slugs[size], kind=args.kind, seconds=args.warmup, mode=mode
+                    )
+                    cpu_before = _cpu_seconds(process.pid)
+                    timings, elapsed = _drive(
+                        port=port, users=run_users, slug=slugs[size], kind=args.kind, seconds=args.seconds, mode=mode
+                    )
+                    row = {
+                        "event": "run",
+                        "settings": settings_label,
+                        "kind": args.kind,
+                        "mode": mode,
+                        ("captions" if args.captions else "tasks"): size,
+                        "annotators": k,
+                        "annotations": len(timings.submit_ms),
+                        "next_ms": _summary(timings.next_ms),
+                        "submit_ms": _summary(timings.submit_ms),
+                        "next_plus_submit_ms": _summary(timings.cycle_ms),
+                        "annotations_per_s": round(len(timings.submit_ms) / elapsed, 1),
+                        "server_cpu_ms_per_annotation": round(
+                            (_cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, len(timings.submit_ms)), 1
+                        ),
+                        "load_average": round(os.getloadavg()[0], 2),
+                        "server_rss_mb": _rss_mb(process.pid),
+                        "errors": timings.errors[:3],
+                        "queue_empty": timings.empty,
+                    }
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
         size_key = "captions" if args.captions else "tasks"
 
         def label(r: dict) -> str:
-            return f"{r[size_key]}/K={r['annotators']}"
+            return f"{r[size_key]}/K={r['annotators']}/{r['mode']}"
 
         refreshes = []
         if args.captions and not args.no_snapshot_refresh:

@@ -34,7 +34,7 @@ from annotation.services.crowd import (
     PARTICIPANT_COOKIE,
     participant_from_cookie,
 )
-from annotation.services.queue import SUBMITTERS, queue_empty_reason, quota_left
+from annotation.services.queue import SUBMITTERS, RateLimited, queue_empty_reason, quota_left
 from loupe import rows
 from loupe.errors import ApplicationError
 from loupe.parsers import CheckedJSONParser
@@ -134,6 +134,15 @@ class ResponseShownSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
+class QueueEmptySerializer(serializers.Serializer):
+    """Why no task is left for you (what `tasks/next/`'s 204 says in its headers)."""
+
+    reason = serializers.CharField(
+        help_text="no_tasks, all_done, done_for_you, wait, quota; rate_limited for a crowd participant going too fast."
+    )
+    message = serializers.CharField(help_text="What the annotate page shows.")
+
+
 class TaskOutputSerializer(serializers.Serializer):
     """A task as the annotate page shows it."""
 
@@ -172,12 +181,35 @@ def task_payload(assignment: Assignment, *, project: Project) -> dict[str, Any]:
     }
 
 
-def _empty(project: Project, user: Any) -> ApiResponse:
+def _queue_empty(project: Project, user: Any) -> dict[str, str]:
+    """Why the queue has nothing for this user: `reason` (an `EmptyReason`) and the page's `message`."""
     reason = queue_empty_reason(project=project, annotator=user)
-    message = rules.empty_message(reason, quota=project.public_quota)
+    return {"reason": reason.value, "message": rules.empty_message(reason, quota=project.public_quota)}
+
+
+def _empty(project: Project, user: Any) -> ApiResponse:
+    empty = _queue_empty(project, user)
     return ApiResponse(
-        status=status.HTTP_204_NO_CONTENT, headers={"X-Queue-Reason": reason.value, "X-Queue-Message": message}
+        status=status.HTTP_204_NO_CONTENT,
+        headers={"X-Queue-Reason": empty["reason"], "X-Queue-Message": empty["message"]},
     )
+
+
+def _after_param(request: Request) -> int | None:
+    """The `after` query parameter (an assignment id of the caller's, still shown), checked."""
+    after = request.query_params.get("after")
+    if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
+        raise ApplicationError("after: an assignment id (a whole number) is expected.", {"field": "after"})
+    return int(after) if after is not None else None
+
+
+AFTER_PARAMETER = OpenApiParameter(
+    "after",
+    int,
+    required=False,
+    description="Prefetch: the task to show after this one of yours (still shown): another task you hold, else a "
+    "new one. You hold at most two.",
+)
 
 
 class TaskNextApi(TaskApiView):
@@ -187,15 +219,7 @@ class TaskNextApi(TaskApiView):
 
     @extend_schema(
         request=None,
-        parameters=[
-            OpenApiParameter(
-                "after",
-                int,
-                required=False,
-                description="Prefetch: the task to show after this one of yours (still shown): another task you "
-                "hold, else a new one. You hold at most two.",
-            )
-        ],
+        parameters=[AFTER_PARAMETER],
         responses={
             200: TaskOutputSerializer,
             204: OpenApiResponse(description="No task left for you; `X-Queue-Reason` and `X-Queue-Message` say why."),
@@ -203,9 +227,7 @@ class TaskNextApi(TaskApiView):
         },
     )
     def post(self, request: Request, slug: str) -> ApiResponse:
-        after = request.query_params.get("after")
-        if after is not None and not (after.isascii() and after.isdigit() and len(after) <= 18):
-            raise ApplicationError("after: an assignment id (a whole number) is expected.", {"field": "after"})
+        after = _after_param(request)
         user = request.user
         new_participant = None
         if user.is_authenticated:
@@ -218,9 +240,7 @@ class TaskNextApi(TaskApiView):
             ParticipantAuthentication().enforce_csrf(request)
             new_participant = services.participant_create(project=project, address=request.META.get("REMOTE_ADDR", ""))
             user = new_participant.user
-        assignment = services.assignment_next(
-            project=project, annotator=user, after=int(after) if after is not None else None
-        )
+        assignment = services.assignment_next(project=project, annotator=user, after=after)
         response = (
             _empty(project, user) if assignment is None else ApiResponse(task_payload(assignment, project=project))
         )
@@ -334,6 +354,14 @@ class TaskSubmitApi(TaskApiView):
         corrected_text = serializers.CharField(required=False, help_text="Correction: the answer with the fixes.")
         level = serializers.IntegerField(required=False, help_text="Rating.")
         order = serializers.ListField(child=serializers.IntegerField(), required=False, help_text="Ranking.")
+        next_task = TaskOutputSerializer(
+            required=False,
+            allow_null=True,
+            help_text="With `?next=1`: your next task, as `tasks/next/` gives it (null when none is left).",
+        )
+        next_empty = QueueEmptySerializer(
+            required=False, allow_null=True, help_text="With `?next=1` and no next task: why."
+        )
 
     KIND_FIELDS = {
         ProjectKind.PAIRWISE: ("choice", "strength", "reason"),
@@ -342,9 +370,24 @@ class TaskSubmitApi(TaskApiView):
         ProjectKind.RANKING: ("order",),
     }
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        parameters=[
+            OpenApiParameter(
+                "next",
+                bool,
+                required=False,
+                description="Also lease your next task and answer it as `next_task` (with `after`, the one after that "
+                "task of yours): one request per answer instead of two.",
+            ),
+            AFTER_PARAMETER,
+        ],
+        responses={201: OutputSerializer},
+    )
     def post(self, request: Request, slug: str, assignment_id: int) -> ApiResponse:
         project = access_project(user=request.user, project_slug=slug)
+        want_next = request.query_params.get("next", "").lower() in ("1", "true", "yes")
+        after = _after_param(request) if want_next else None
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -369,7 +412,22 @@ class TaskSubmitApi(TaskApiView):
             "assignment_id": assignment_id,
             **selectors.annotation_answer(annotation=annotation, kind=project.kind),
         }
+        if want_next:
+            body.update(_next_after_answer(project=project, user=request.user, after=after))
         return ApiResponse(body, status=status.HTTP_201_CREATED)
+
+
+def _next_after_answer(*, project: Project, user: Any, after: int | None) -> dict[str, Any]:
+    """`next_task` and `next_empty` of a submit that asked for its next task. The answer is stored by now, so
+    nothing here may turn the reply into an error: a crowd participant over the rate limit gets no next task
+    and the reason (`rate_limited`), as the page would from `tasks/next/`'s 429."""
+    try:
+        assignment = services.assignment_next(project=project, annotator=user, after=after)
+    except RateLimited as error:
+        return {"next_task": None, "next_empty": {"reason": "rate_limited", "message": error.message}}
+    if assignment is None:
+        return {"next_task": None, "next_empty": _queue_empty(project, user)}
+    return {"next_task": task_payload(assignment, project=project), "next_empty": None}
 
 
 class TaskSkipApi(TaskApiView):

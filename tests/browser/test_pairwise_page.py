@@ -17,6 +17,8 @@ def test_an_annotator_judges_by_keyboard_and_amends_an_answer(
     next choice, and Backspace reopens the last answer, which a new key replaces."""
     services.items_import(project=pairwise_project, path=shapes_import)
     login(page, annotator)
+    queue_calls = []  # each answer brings the next task back (`submit/?next=1`): no `next` per answer
+    page.on("request", lambda r: "/tasks/" in r.url and queue_calls.append(r.url.split("/tasks/")[1]))
     page.goto(f"{live_server.url}/projects/{pairwise_project.slug}/annotate/")
     page.wait_for_selector("#task:not([hidden])")
     page.wait_for_function("() => document.getElementById('item-image').naturalWidth > 0")
@@ -33,6 +35,8 @@ def test_an_annotator_judges_by_keyboard_and_amends_an_answer(
         page.keyboard.press(keys)
         page.wait_for_function(f"() => document.getElementById('task').dataset.assignment !== '{assignment}'")
     assert page.inner_text("#mine") == "3"
+    assert [call for call in queue_calls if call.startswith("next/")] == ["next/"]
+    assert sum("/submit/?next=1" in call for call in queue_calls) == 3
 
     expected = [("a", 1, ""), ("b", 2, "B names the right colour"), ("both_bad", 1, "")]
     for (assignment_id, left, right), (choice, strength, reason) in zip(shown, expected, strict=True):

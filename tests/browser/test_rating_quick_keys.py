@@ -5,6 +5,8 @@ caption, never dropped; a third is refused visibly; the header counts every answ
 Submits are held at the network (Playwright routes) until the test lets them go, so "while the first rating is
 still being saved" is a state the test makes, not a race it hopes to win."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -21,7 +23,7 @@ class HeldSubmits:
     def __init__(self, page) -> None:
         self.held = []
         self.holding = True
-        page.route("**/submit/", self._hold)
+        page.route(re.compile(r"/submit/(\?.*)?$"), self._hold)  # the page asks `submit/?next=1&after=…`
 
     def _hold(self, route) -> None:
         if self.holding:

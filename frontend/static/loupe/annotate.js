@@ -208,13 +208,27 @@ export class Annotator {
     return ahead;
   }
 
-  // After an answer or a skip: the prefetched task is on screen already, or the next one is asked for.
-  async moveOn(ahead) {
-    if (!ahead) {
+  // After an answer or a skip: the prefetched task is on screen already, or the one the answer brought back
+  // (`submit/?next=1`: `next_task`, or `next_empty` saying why there is none) is shown, or the next one is
+  // asked for. With a prefetched task on screen, the task the answer brought is the one to show after it.
+  async moveOn(ahead, answered = null) {
+    const following = answered ? answered.next_task : null;
+    if (ahead) {
+      if (following && following.assignment_id !== ahead.assignment_id && this.task === ahead) {
+        this.ahead = following;
+        this.aheadFor = ahead.assignment_id;
+        this.aheadPending = false;
+      }
+      this.prefetch();
+    } else if (following) {
+      this.show(following);
+      this.prefetch();
+    } else if (answered && answered.next_empty) {
+      this.showEmpty(answered.next_empty.message);
+    } else {
       await this.next();
       return;
     }
-    this.prefetch();
     if (this.handler.ready) this.handler.ready();
   }
 
@@ -333,12 +347,16 @@ export class Annotator {
       this.show(ahead);
       this.setStatus(`Saving… ${doneMessage}`);
     }
+    // The answer brings the next task back (`next=1`): one request per answer. With a prefetched task on
+    // screen, the task after that one (`after`).
+    const query = ahead ? `?next=1&after=${ahead.assignment_id}` : "?next=1";
+    let answered = null;
     try {
-      await apiCall("POST", `${this.base}${task.assignment_id}/submit/`, {
+      ({ data: answered } = await apiCall("POST", `${this.base}${task.assignment_id}/submit/${query}`, {
         ...body,
         client_request_id: submitId,
         time_spent_ms: spentMs,
-      });
+      }));
       if (!ahead) this.task = null; // answered: a second click has nothing left to send
       if (this.handler.forget) this.handler.forget(task);
       if (task.status === "submitted") {
@@ -368,7 +386,7 @@ export class Annotator {
     } finally {
       this.busy = false;
     }
-    await this.moveOn(ahead); // after an amend, the next task is the one you hold
+    await this.moveOn(ahead, answered); // after an amend, the next task is the one you hold
   }
 
   async skip() {
