@@ -20,8 +20,9 @@ cartoon's pairs would pay for every caption and vote. After the runs it times, p
 snapshot now adds: re-deriving the pairs of the items the submits marked stale (`snapshot_refresh` lines;
 `--no-snapshot-refresh` skips them).
 
-For scale (issue 4): Label Studio 1.23 (Community, SQLite), one annotator, 100k tasks: next task 250 ms
-median, submit 82 ms (3 annotations/s); its next task grows from 80 ms at 10k.
+`--label-studio` then runs the same sizes and K on Label Studio 1.23 (Community, SQLite, `label-studio
+start`; `bench/label_studio_peer.py`) after Loupe's server is stopped, and the summary sets the two side by
+side (`label_studio`, `label_studio_cpu_over_loupe`).
 """
 
 from __future__ import annotations
@@ -368,6 +369,36 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> No
     raise SystemExit("gunicorn did not answer in time")
 
 
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _label_studio_runs(*, sizes: list[int], ks: list[int], seconds: float, warmup: float) -> list[dict]:
+    """The same sizes and K on Label Studio (one server, a project per size, one user per annotator): its
+    `"event": "run"` lines, printed as they come."""
+    import label_studio_peer as peer  # beside this file: bench/ is the script's folder on sys.path
+
+    system = f"label-studio {peer.label_studio_version()}"
+    rows = []
+    with peer.LabelStudioServer() as server:
+        tokens = peer.annotator_tokens(server, max(ks))
+        projects = {size: peer.pairwise_project(server, tasks=size) for size in sizes}
+        for size in sizes:
+            project_id, import_s = projects[size]
+            print(json.dumps({"event": "project", "system": system, "tasks": size, "seconds": round(import_s, 1)}))
+            for k in ks:
+                measured = peer.drive(server, project_id=project_id, tokens=tokens[:k], seconds=seconds, warmup=warmup)
+                row = peer.run_row(server, measured, system=system, tasks=size, annotators=k, import_s=import_s)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000", help="tasks per project, comma-separated")
@@ -388,6 +419,12 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=1_000_000, help="imported votes per contest (with --captions)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument(
+        "--label-studio",
+        action="store_true",
+        help="after Loupe's runs (its server stopped), the same sizes and K on Label Studio 1.23 "
+        "(`bench/label_studio_peer.py`, `.venv-labelstudio`): `system` tells the lines apart",
+    )
+    parser.add_argument(
         "--no-snapshot-refresh",
         action="store_true",
         help="with --captions: skip timing the snapshot refresh after the runs (minutes at 100,000 captions)",
@@ -405,6 +442,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.captions and args.kind != "rating":
         parser.error("--captions needs --kind rating")
+    if args.label_studio and (args.kind != "pairwise" or args.captions):
+        parser.error("--label-studio compares pairwise projects only")
     sizes = [int(s) for s in (args.captions or args.sizes).split(",")]
     ks = [int(k) for k in args.annotators.split(",")]
     modes = args.modes.split(",")
@@ -505,6 +544,7 @@ def main() -> None:
                     )
                     row = {
                         "event": "run",
+                        "system": "loupe",
                         "settings": settings_label,
                         "kind": args.kind,
                         "mode": mode,
@@ -530,6 +570,11 @@ def main() -> None:
         def label(r: dict) -> str:
             return f"{r[size_key]}/K={r['annotators']}/{r['mode']}"
 
+        peer_rows = []
+        if args.label_studio:
+            _stop(process)  # the peer gets the machine to itself, as Loupe did
+            peer_rows = _label_studio_runs(sizes=sizes, ks=ks, seconds=args.seconds, warmup=args.warmup)
+
         refreshes = []
         if args.captions and not args.no_snapshot_refresh:
             connections.close_all()
@@ -553,14 +598,29 @@ def main() -> None:
         }
         if refreshes:
             summary["snapshot_refresh_s"] = {r["project"]: r["seconds"] for r in refreshes}
+        if peer_rows:
+            peer = {f"{r['tasks']}/K={r['annotators']}": r for r in peer_rows}
+            summary["label_studio"] = {
+                "system": peer_rows[0]["system"],
+                "p95_next_plus_submit_ms": {key: r["next_plus_submit_ms"]["p95"] for key, r in peer.items()},
+                "median_next_plus_submit_ms": {key: r["next_plus_submit_ms"]["median"] for key, r in peer.items()},
+                "server_cpu_ms_per_annotation": {key: r["server_cpu_ms_per_annotation"] for key, r in peer.items()},
+                "annotations_per_s": {key: r["annotations_per_s"] for key, r in peer.items()},
+            }
+            # Label Studio's CPU per annotation over Loupe's, per size and K and Loupe's mode.
+            summary["label_studio_cpu_over_loupe"] = {
+                label(r): round(
+                    peer[f"{r['tasks']}/K={r['annotators']}"]["server_cpu_ms_per_annotation"]
+                    / max(r["server_cpu_ms_per_annotation"], 0.1),
+                    1,
+                )
+                for r in results
+                if f"{r['tasks']}/K={r['annotators']}" in peer
+            }
         print(json.dumps(summary), flush=True)
     finally:
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        if process is not None:
+            _stop(process)
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:

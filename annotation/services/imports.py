@@ -36,6 +36,7 @@ pairs are derived right after.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import http.client
@@ -732,7 +733,7 @@ def rows_insert(model: type, attnames: Sequence[str], rows: Iterable[tuple]) -> 
     if not complete:
         return
     if connection.vendor == "postgresql":
-        _rows_copy(connection, model._meta.db_table, columns, complete)
+        _rows_copy(connection, model._meta.db_table, columns, [fields[name] for name in given] + others, complete)
         return
     per_statement = max(1, min(_ROWS_PER_STATEMENT, (connection.features.max_query_params or 65535) // len(columns)))
     table = connection.ops.quote_name(model._meta.db_table)
@@ -752,14 +753,64 @@ def rows_insert(model: type, attnames: Sequence[str], rows: Iterable[tuple]) -> 
             cursor.execute(statement(len(complete) - whole), tuple(chain.from_iterable(complete[whole:])))
 
 
-def _rows_copy(connection: Any, table: str, columns: list[str], rows: list[tuple]) -> None:
+# Column types binary COPY sends as psycopg dumps them (`db_type` up to its first parenthesis); a table with
+# any other type goes in as text COPY.
+_BINARY_COPY_TYPES = frozenset(
+    {"bigint", "integer", "smallint", "boolean", "text", "varchar", "jsonb", "timestamp with time zone",
+     "double precision", "date", "uuid"}
+)  # fmt: skip
+
+
+def _rows_copy(connection: Any, table: str, columns: list[str], fields: list[Any], rows: list[tuple]) -> None:
     """PostgreSQL: the rows in with one `COPY … FROM STDIN` (psycopg 3), several times faster than INSERTs
     (bench/scale.py). It runs in the caller's transaction, so a failed import still keeps nothing; a unique
-    violation arrives as Django's IntegrityError, as an INSERT's would."""
+    violation arrives as Django's IntegrityError, as an INSERT's would.
+
+    In PostgreSQL's binary format where every column's type allows (a third faster than text for the items
+    of an import, and half the client's CPU): no value is printed as text and parsed back by the server.
+    JSON columns take the JSON text the callers encoded (or the default's `Jsonb`) as `jsonb`'s binary form."""
+    types = [(field.db_type(connection) or "").split("(")[0].strip() for field in fields]
+    binary = all(kind in _BINARY_COPY_TYPES for kind in types)
     statement = f"COPY {connection.ops.quote_name(table)} ({', '.join(columns)}) FROM STDIN"
-    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        raw = cursor.cursor
+        if binary:
+            statement += " (FORMAT BINARY)"
+            raw.adapters.register_dumper(_EncodedJson, _encoded_json_binary_dumper())
+        with raw.copy(statement) as copy:
+            if binary:
+                copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+
+
+class _EncodedJson(str):
+    """Only a key to register `_EncodedJsonBinaryDumper` under: binary COPY picks dumpers by column type."""
+
+
+def _jsonb_binary(value: Any) -> bytes:
+    if isinstance(value, str):  # already JSON text (`_json`)
+        return b"\x01" + value.encode()
+    dumps = getattr(value, "dumps", None) or json.dumps  # psycopg's Jsonb, as Django adapts a JSON default
+    return b"\x01" + dumps(value.obj).encode()
+
+
+@functools.cache
+def _encoded_json_binary_dumper() -> type:
+    from psycopg import postgres
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+
+    class EncodedJsonBinaryDumper(Dumper):
+        """`jsonb`'s binary form (a version byte, then the text) of JSON text encoded by the caller."""
+
+        format = Format.BINARY
+        oid = postgres.types["jsonb"].oid
+
+        def dump(self, obj: Any) -> bytes:
+            return _jsonb_binary(obj)
+
+    return EncodedJsonBinaryDumper
 
 
 def _twice(record: ItemRecord) -> ApplicationError:
