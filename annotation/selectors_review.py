@@ -25,6 +25,7 @@ from annotation.models import (
     annotation_model_for,
 )
 from annotation.selectors import annotation_answer
+from loupe.rows import id_list
 
 # The attribute of `ItemFeedback` that holds each kind's annotations.
 _FEEDBACK_ATTRIBUTES = {
@@ -131,10 +132,12 @@ def feedback_reviewed(feedback: Iterable[Any], *, accepted_only: bool = False) -
     for kind, attribute in _FEEDBACK_ATTRIBUTES.items():
         ids = [row.pk for entry in entries for row in getattr(entry, attribute)]
         reviews = (
-            {r.annotation_id: r for r in AnnotationReview.objects.filter(kind=kind, annotation_id__in=ids)}
+            {r.annotation_id: r for r in AnnotationReview.objects.filter(kind=kind, annotation_id__in=id_list(ids))}
             if ids
             else {}
         )
+        if not reviews and not accepted_only:
+            continue  # nothing reviewed: every annotation counts as its annotator gave it
         for entry in entries:
             kept = []
             for row in getattr(entry, attribute):

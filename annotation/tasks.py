@@ -11,6 +11,15 @@ def data_job_execute_task(job_id: int) -> None:
     data_job_execute(job_id=job_id)
 
 
+@shared_task(name="annotation.preference_pairs_refresh_stale", ignore_result=True)
+def preference_pairs_refresh_stale_task(project_id: int) -> None:
+    # Idempotent: it derives whatever is stale when it runs (nothing, for a project deleted since), and a
+    # snapshot derives whatever is still stale after it, so a lost or repeated run changes no result.
+    from annotation.services.pair_refresh import preference_pairs_refresh_stale_batches
+
+    preference_pairs_refresh_stale_batches(project_id=project_id)
+
+
 @shared_task(name="labeler.job_execute", ignore_result=True)
 def labeler_job_execute_task(job_id: int) -> None:
     from annotation.services.labeler import labeler_job_execute

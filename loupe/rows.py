@@ -6,14 +6,16 @@ runs five of them. `instances` works them out once per (model, columns) and conn
 values and builds the instances (`Model.from_db`, as the ORM does). Columns that are not fields of the model
 become attributes, as with `raw`; fields the query does not select are deferred (loaded when read).
 `insert` stores a new instance with one prepared INSERT, for the same reason (`Model.objects.create` spends
-~0.45 ms in the query compiler per row).
+~0.45 ms in the query compiler per row). `id_list` passes a long list of ids to an `__in` filter as one parameter.
 """
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Model
 from django.db.models.base import DEFERRED
+from django.db.models.expressions import RawSQL
 
 _M = TypeVar("_M", bound=Model)
 
@@ -121,3 +123,17 @@ def insert(instance: Model) -> None:
             setattr(instance, auto_field.attname, pk)
     instance._state.adding = False
     instance._state.db = connection.alias
+
+
+def id_list(ids: Iterable[int]) -> RawSQL:
+    """The right-hand side of an `__in` filter on many ids, as one parameter (`filter(item_id__in=id_list(ids))`).
+
+    Django prepares and compiles every value of a plain `__in` list one by one (~20 µs each with 10,000 of
+    them, more than the query itself); here the whole list is one JSON array (SQLite's `json_each`) or one
+    array parameter (PostgreSQL's `unnest`), and no query nears the database's limit on parameters.
+    """
+    text = ",".join(str(int(i)) for i in ids)
+    if connection.vendor == "postgresql":
+        # An array literal as text: psycopg's dumper of a Python list checks every element with a regex.
+        return RawSQL("SELECT unnest(%s::bigint[])", ["{" + text + "}"])
+    return RawSQL("SELECT value FROM json_each(%s)", ["[" + text + "]"])

@@ -10,5 +10,7 @@ accesslog = os.environ.get("LOUPE_ACCESS_LOG") or None
 errorlog = "-"
 # Each worker touches a heartbeat file on every turn of its loop (twice per request); on an overlay or disk
 # /tmp that utime was a sixth of the server's CPU per annotation (py-spy, bench/annotation_throughput.py).
-# gunicorn's docs advise a memory-backed folder; /dev/shm where the machine has one.
-worker_tmp_dir = os.environ.get("LOUPE_WORKER_TMP_DIR") or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
+# gunicorn's docs advise a memory-backed folder; /dev/shm where the machine has one. (gunicorn makes the file
+# with mkstemp and unlinks it at once: a shared folder is safe for it.)
+_SHM = "/dev/shm"  # noqa: S108
+worker_tmp_dir = os.environ.get("LOUPE_WORKER_TMP_DIR") or (_SHM if os.path.isdir(_SHM) else None)

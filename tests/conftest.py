@@ -22,6 +22,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Playwright's sync API runs an event loop in the test thread; the ORM calls beside it are still synchronous.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Submits queue a background derivation of their project's stale pairs once they commit
+# (annotation.services.pair_refresh). Off in the suite, for the worker and server processes the tests start
+# (this variable) and for this one (`_pair_refresh_background_off`): no test's outcome may hang on a queued
+# refresh arriving, and a refresh queued by one test must not run in the next one's worker. Tests of it turn
+# it on with the `settings` fixture, or call the service or the task directly.
+os.environ.setdefault("LOUPE_PAIR_REFRESH_BACKGROUND", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -29,6 +35,15 @@ if not SHARED_DATA.is_dir():
     # The real public data (caption-contest tables, POPE questions) lies beside the checkout, as in CI.
     raise pytest.UsageError(f"{SHARED_DATA} is missing: the tests read real data from ../shared/data")
 ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pair_refresh_background_off() -> Iterator[None]:
+    # Django read its settings before this file set the variable above.
+    from django.test import override_settings
+
+    with override_settings(LOUPE_PAIR_REFRESH_BACKGROUND=False):
+        yield
 
 
 # ------------------------------------------------------------------------------------------------ users

@@ -23,7 +23,8 @@ counts the ones it left out, and imports report the count.
 
 Submits never derive pairs (their cost would grow with the item: a contest's cartoon holds thousands of
 captions); they mark the item stale (`Item.pairs_stale`) in their transaction, and
-`preference_pairs_refresh_stale(project=...)` re-derives the stale items' pairs when a snapshot freezes.
+`preference_pairs_refresh_stale(project=...)` re-derives the stale items' pairs when a snapshot freezes
+(most of them are derived before then, in the background: `annotation.services.pair_refresh`).
 `preference_pairs_refresh(item=...)` re-derives one item's stored `PreferencePair`s at once (AI verdicts);
 `preference_pairs_rebuild(items=...)` does it for many items (imports), and recounts their responses'
 rating counters (`ResponseRatingCount`, which submits keep by increments). `ai_feedback_record` is
@@ -32,7 +33,10 @@ what the AI labeler calls with its verdict on a response, `ai_feedback_rewrite_r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,18 +46,21 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, TextField
+from django.db.models.functions import Cast
 
 from annotation import pair_rules
 from annotation.models import (
     DEFAULT_RATING_LEVELS,
     AIFeedback,
+    AnnotationReview,
     Correction,
     Item,
     PairSource,
     PairwiseJudgment,
     PreferencePair,
     Project,
+    ProjectKind,
     Ranking,
     Rating,
     Response,
@@ -61,6 +68,7 @@ from annotation.models import (
 )
 from annotation.selectors_review import feedback_reviewed
 from loupe.errors import ApplicationError
+from loupe.rows import id_list
 
 # Pair settings; a deployment overrides them in Django settings (design.md §8 gives the defaults).
 # z of the humor work's rule mean_c - mean_r > z * sqrt(prec_c^2 + prec_r^2):
@@ -398,16 +406,22 @@ def pairs_for_items(
     """
     wanted = set(sources or PairSource.values)
     dropped = dropped if dropped is not None else Counter()
+    # Decided once rather than per item (a rebuild goes through millions); a kind of which the item has no
+    # annotation yields nothing, except ratings, which imported counts on its responses can give too.
+    pairwise, corrections, ratings, rankings, ai = (
+        source in wanted
+        for source in (PairSource.PAIRWISE, PairSource.CORRECTION, PairSource.RATING, PairSource.RANKING, PairSource.AI)
+    )
     for entry in feedback:
-        if PairSource.PAIRWISE in wanted:
+        if pairwise and entry.pairwise:
             yield from _pairwise_pairs(entry, dropped)
-        if PairSource.CORRECTION in wanted:
+        if corrections and entry.corrections:
             yield from _correction_pairs(entry, dropped)
-        if PairSource.RATING in wanted:
+        if ratings:
             yield from _rating_pairs(entry, dropped, scale=scale, imported_counts=imported_counts)
-        if PairSource.RANKING in wanted:
+        if rankings and entry.rankings:
             yield from _ranking_pairs(entry, dropped)
-        if PairSource.AI in wanted:
+        if ai and entry.ai:
             yield from _ai_pairs(entry, dropped)
 
 
@@ -436,25 +450,6 @@ def rating_median(feedback: Iterable[ItemFeedback], *, scale: tuple[str, ...], i
 # Stored pairs
 
 
-def _stored(project_id: int, item: Item, derived: DerivedPair) -> PreferencePair:
-    row = derived.row
-    return PreferencePair(
-        project_id=project_id,
-        item=item,
-        source=row.source,
-        chosen_response_id=derived.chosen_response_id,
-        rejected_response_id=derived.rejected_response_id,
-        chosen_text=row.chosen,
-        rejected_text=row.rejected,
-        # Corrections and rankings-by-one have no crowd margin/agreement: stored as 1.0 (one clear vote).
-        margin=row.margin if row.margin is not None and math.isfinite(row.margin) else 1.0,
-        agreement=row.agreement if row.agreement is not None else 1.0,
-        n_votes=row.n_votes,
-        chosen_spans=[list(span) for span in row.chosen_spans],
-        rejected_spans=[list(span) for span in row.rejected_spans],
-    )
-
-
 @dataclass(frozen=True)
 class PairsRebuilt:
     """What re-deriving stored pairs did: pairs stored, and pairs left out as the same answer twice."""
@@ -463,38 +458,195 @@ class PairsRebuilt:
     self_pairs_dropped: int = 0
 
 
-@transaction.atomic
-def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 500) -> PairsRebuilt:
-    """Re-derive the stored pairs of `items` (all of one project) from all their feedback, recount their
-    responses' rating counters and mark them fresh.
+# The columns `preference_pairs_rebuild` writes (`updated_at` is dated by `rows_insert`).
+_PAIR_COLUMNS = (
+    "project_id",
+    "item_id",
+    "source",
+    "chosen_response_id",
+    "rejected_response_id",
+    "chosen_text",
+    "rejected_text",
+    "margin",
+    "agreement",
+    "n_votes",
+    "chosen_spans",
+    "rejected_spans",
+)
 
-    Each batch's items are row-locked first (PostgreSQL; SQLite's IMMEDIATE transaction already excludes
-    every other writer): a submit marks its item stale with an UPDATE of that row, so it either committed
-    before the lock and its annotation is read here, or it waits and marks the item stale again after.
+
+def _pair_values(derived: DerivedPair) -> tuple:
+    """A derived pair's stored values, in `_PAIR_COLUMNS` order from `source` on (spans as Python lists)."""
+    row = derived.row
+    return (
+        row.source,
+        derived.chosen_response_id,
+        derived.rejected_response_id,
+        row.chosen,
+        row.rejected,
+        # Corrections and rankings-by-one have no crowd margin/agreement: stored as 1.0 (one clear vote).
+        row.margin if row.margin is not None and math.isfinite(row.margin) else 1.0,
+        row.agreement if row.agreement is not None else 1.0,
+        row.n_votes,
+        [list(span) for span in row.chosen_spans],
+        [list(span) for span in row.rejected_spans],
+    )
+
+
+def _json_spans(spans: list) -> str:
+    # What the JSONField itself would store (json.dumps, default separators); most pairs have no spans.
+    return json.dumps(spans) if spans else "[]"
+
+
+class _Row:
+    """An item, response or annotation as the pair rules read it: the loaded columns as attributes.
+
+    `preference_pairs_rebuild` reads millions of annotations at a time; a model instance for each cost more
+    than everything else it does (bench/pair_refresh.py). These carry the same values under the same names
+    (`pk` for the id), and take a reviewer's edited fields (`feedback_reviewed`) the same way.
     """
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__ = values
+
+
+# The columns of each kind that `pairs_for_items` and `feedback_reviewed` read, by `ItemFeedback` attribute;
+# and `updated_at` (whether a review is current), where the project has reviews.
+_RULE_COLUMNS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "pairwise": (
+        PairwiseJudgment,
+        ("pk", "item_id", "annotator_id", "response_a_id", "response_b_id", "choice", "strength"),
+    ),
+    "corrections": (
+        Correction,
+        ("pk", "item_id", "annotator_id", "response_id", "corrected_text", "segments"),
+    ),
+    "ratings": (Rating, ("pk", "item_id", "annotator_id", "response_id", "level")),
+    "rankings": (Ranking, ("pk", "item_id", "annotator_id", "order")),
+}
+_AI_COLUMNS = ("pk", "item_id", "response_id", "labeler_model", "prompt_version", "score", "rewrite")
+
+
+def _rows(queryset: Any, names: Sequence[str]) -> list[_Row]:
+    return [_Row(dict(zip(names, values, strict=False))) for values in queryset.values_list(*names)]
+
+
+def _feedback_rows_load(*, item_ids: Sequence[int], reviewed: bool) -> list[ItemFeedback]:
+    """`feedback_load(items=...)` of all feedback, with light rows (`_Row`) in place of model instances:
+    the same rows in the same order, carrying every value the pair rules and `feedback_reviewed` read.
+
+    `reviewed`: whether the project has any review, whose currency needs the annotations' `updated_at`
+    (parsing a date per annotation is a tenth of the work otherwise; a review is always of an annotation of
+    its own project, so without one `feedback_reviewed` never reads it).
+    """
+    dated = ("updated_at",) if reviewed else ()
+    item_names = ("pk", "project_id", "external_id", "prompt", "image")
+    items = _rows(Item.objects.filter(pk__in=id_list(item_ids)).order_by("id"), item_names)
+    by_id = {item.pk: ItemFeedback(item=item) for item in items}  # type: ignore[arg-type]
+    ids = list(by_id)
+    if not ids:
+        return []
+    in_batch = id_list(ids)
+    responses = Response.objects.filter(item_id__in=in_batch).order_by("item_id", "position")
+    # The metadata as text, decoded here unless empty (most responses): what the JSONField would decode.
+    responses = responses.annotate(meta_text=Cast("meta", TextField()))
+    for response in _rows(responses, ("pk", "item_id", "text", "meta_text")):
+        text = response.__dict__.pop("meta_text")
+        response.meta = {} if text == "{}" else json.loads(text)
+        by_id[response.item_id].responses[response.pk] = response
+    annotator_ids: set[int] = set()
+    for attribute, (model, names) in _RULE_COLUMNS.items():
+        for row in _rows(model.objects.filter(item_id__in=in_batch).order_by("id"), names + dated):
+            getattr(by_id[row.item_id], attribute).append(row)
+            annotator_ids.add(row.annotator_id)
+    ai = AIFeedback.objects.filter(response__item_id__in=in_batch).order_by("id")
+    for feedback in _rows(ai.annotate(item_id=F("response__item_id")), _AI_COLUMNS):
+        by_id[feedback.item_id].ai.append(feedback)
+    names = dict(get_user_model().objects.filter(pk__in=annotator_ids).values_list("pk", "username"))
+    for entry in by_id.values():
+        entry.annotator_names = names
+    return list(by_id.values())
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the duration (back on after, whatever happens).
+
+    A batch allocates some hundred thousand small objects that live until its end (rows, inputs of the
+    rules, their pairs), and none of them form cycles; each allocation burst made the collector walk the
+    whole heap of the process again, more than half of the time of a rebuild (bench/pair_refresh.py:
+    0.26 ms per item with it, 0.11 ms without). The collector is the process's, so other threads go without
+    it for the batch too (a fraction of a second); what they leave is collected once it is back.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _pairs_rebuild_batch(*, project: Project, item_ids: Sequence[int], dropped: Counter[str]) -> int:
+    """Re-derive one batch's stored pairs (inside the caller's transaction); the number stored.
+
+    The items are row-locked first (PostgreSQL; SQLite's IMMEDIATE transaction already excludes every other
+    writer): a submit marks its item stale with an UPDATE of that row, so it either committed before the
+    lock and its annotation is read here, or it waits and marks the item stale again after.
+    """
+    from annotation.services.imports import rows_insert  # imports stores pairs through this module
+
+    ids = id_list(item_ids)
+    if connection.features.has_select_for_update:
+        # NO KEY UPDATE: the lock a submit's UPDATE of the row takes, which leaves new leases of the
+        # items (whose foreign keys take key-share locks) free to commit.
+        list(Item.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id").values_list("pk"))
+    PreferencePair.objects.filter(item_id__in=ids).delete()
+    reviewed = AnnotationReview.objects.filter(project_id=project.pk).exists()
+    feedback = feedback_reviewed(_feedback_rows_load(item_ids=item_ids, reviewed=reviewed))
+    item_by_key = {entry.item.external_id: entry.item.pk for entry in feedback}
+    stored = []
+    for derived in pairs_for_items(feedback, scale=rating_scale(project), dropped=dropped):
+        values = _pair_values(derived)
+        stored.append(
+            (
+                project.pk,
+                item_by_key[derived.row.item_key],
+                *values[:-2],
+                _json_spans(values[-2]),
+                _json_spans(values[-1]),
+            )
+        )
+    rows_insert(PreferencePair, _PAIR_COLUMNS, stored)
+    # Submits keep the counters by increments and only ratings have them: a batch with no rating in a project
+    # that takes none (imports may add ratings to any project) has nothing to recount.
+    if project.kind == ProjectKind.RATING or any(entry.ratings for entry in feedback):
+        rating_counts_recount(item_ids=item_ids)
+    Item.objects.filter(pk__in=ids, pairs_stale=True).update(pairs_stale=False)
+    return len(stored)
+
+
+@transaction.atomic
+def preference_pairs_rebuild(*, items: Sequence[Item], batch_size: int = 2000) -> PairsRebuilt:
+    """Re-derive the stored pairs of `items` (all of one project) from all their feedback, recount their
+    responses' rating counters and mark them fresh, `batch_size` items at a time (`_pairs_rebuild_batch`)."""
     if not items:
         return PairsRebuilt(created=0)
-    project = items[0].project
-    scale = rating_scale(project)
+    return preference_pairs_rebuild_ids(
+        project=items[0].project, item_ids=[item.pk for item in items], batch_size=batch_size
+    )
+
+
+def preference_pairs_rebuild_ids(*, project: Project, item_ids: Sequence[int], batch_size: int = 2000) -> PairsRebuilt:
+    """`preference_pairs_rebuild` of the project's items by id, in the caller's transaction (which holds the
+    batches' row locks until it ends)."""
     created = 0
     dropped: Counter[str] = Counter()
-    for start in range(0, len(items), batch_size):
-        batch = list(items[start : start + batch_size])
-        ids = [item.pk for item in batch]
-        if connection.features.has_select_for_update:
-            # NO KEY UPDATE: the lock a submit's UPDATE of the row takes, which leaves new leases of the
-            # items (whose foreign keys take key-share locks) free to commit.
-            list(Item.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("id").values_list("pk"))
-        by_key = {item.external_id: item for item in batch}
-        PreferencePair.objects.filter(item__in=batch).delete()
-        stored = [
-            _stored(project.pk, by_key[derived.row.item_key], derived)
-            for derived in pairs_for_items(feedback_reviewed(feedback_load(items=batch)), scale=scale, dropped=dropped)
-        ]
-        PreferencePair.objects.bulk_create(stored, batch_size=2000)
-        created += len(stored)
-        rating_counts_recount(item_ids=ids)
-        Item.objects.filter(pk__in=ids, pairs_stale=True).update(pairs_stale=False)
+    for start in range(0, len(item_ids), batch_size):
+        with _gc_paused():
+            created += _pairs_rebuild_batch(
+                project=project, item_ids=item_ids[start : start + batch_size], dropped=dropped
+            )
     return PairsRebuilt(created=created, self_pairs_dropped=dropped[pair_rules.SELF_PAIR])
 
 
@@ -506,20 +658,24 @@ def preference_pairs_refresh(*, item: Item) -> list[PreferencePair]:
 
 
 @transaction.atomic
-def preference_pairs_refresh_stale(*, project: Project, batch_size: int = 500) -> PairsRebuilt:
+def preference_pairs_refresh_stale(*, project: Project, batch_size: int = 2000) -> PairsRebuilt:
     """Re-derive the pairs of every item of the project whose feedback changed since its pairs were last
     derived (`Item.pairs_stale`, set by submits): what a snapshot does before it reads the stored pairs,
-    so it holds every acknowledged annotation. One read of a partial index when nothing changed."""
-    items = list(Item.objects.filter(project=project, pairs_stale=True).select_related("project").order_by("id"))
-    return preference_pairs_rebuild(items=items, batch_size=batch_size)
+    so it holds every acknowledged annotation. One read of a partial index when nothing changed (and little
+    is left when the background refresh, `annotation.services.pair_refresh`, has run since)."""
+    ids = list(Item.objects.filter(project=project, pairs_stale=True).order_by("id").values_list("id", flat=True))
+    return preference_pairs_rebuild_ids(project=project, item_ids=ids, batch_size=batch_size)
 
 
 def rating_counts_recount(*, item_ids: Sequence[int]) -> None:
     """Set the rating counters (`ResponseRatingCount`) of the items' responses to a count of their `Rating`
     rows (submits keep them by increments; this is for ratings stored in bulk, and for checking)."""
-    ResponseRatingCount.objects.filter(response__item_id__in=item_ids).delete()
+    ResponseRatingCount.objects.filter(response__item_id__in=id_list(item_ids)).delete()
     counts = (
-        Rating.objects.filter(item_id__in=item_ids).values("response_id", "level").annotate(n=Count("id")).order_by()
+        Rating.objects.filter(item_id__in=id_list(item_ids))
+        .values("response_id", "level")
+        .annotate(n=Count("id"))
+        .order_by()
     )
     ResponseRatingCount.objects.bulk_create(
         [ResponseRatingCount(response_id=row["response_id"], level=row["level"], n_ratings=row["n"]) for row in counts],
@@ -527,10 +683,11 @@ def rating_counts_recount(*, item_ids: Sequence[int]) -> None:
     )
 
 
-def preference_pairs_refresh_project(*, project: Project, batch_size: int = 500) -> PairsRebuilt:
+@transaction.atomic
+def preference_pairs_refresh_project(*, project: Project, batch_size: int = 2000) -> PairsRebuilt:
     """Re-derive every pair of the project (after a change of its rating levels or pair settings)."""
-    items = list(Item.objects.filter(project=project).select_related("project").order_by("id"))
-    return preference_pairs_rebuild(items=items, batch_size=batch_size)
+    ids = list(Item.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    return preference_pairs_rebuild_ids(project=project, item_ids=ids, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ from annotation.models import (
     unit_model_for,
 )
 from annotation.segments import SegmentError, correction_check
+from annotation.services.pair_refresh import preference_pairs_refresh_request
 from loupe import rows
 from loupe.errors import ApplicationError
 
@@ -535,6 +536,7 @@ def _submit(
         f"UPDATE {_ITEMS} SET pairs_stale = %s, done_count = done_count + %s WHERE id = %s",  # noqa: S608
         [True, 0 if amended else 1, assignment.item_id],
     )
+    preference_pairs_refresh_request(project_id=project.pk)  # derives them in the background, after commit
     spent = rules.time_spent(time_spent_ms)
     if amended:
         annotation = model.objects.get(assignment=assignment)

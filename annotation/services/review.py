@@ -31,6 +31,7 @@ from annotation.models import (
 )
 from annotation.segments import SegmentError, correction_check
 from annotation.selectors_review import unreviewed_annotations
+from annotation.services.pair_refresh import preference_pairs_refresh_request
 from loupe.errors import ApplicationError
 
 MAX_COMMENT_CHARS = 2000
@@ -158,4 +159,5 @@ def review_submit(
     if was_edited or decision == ReviewDecision.EDITED:
         # The item's stored pairs must be derived again from the version that now counts.
         Item.objects.filter(pk=annotation.item_id).update(pairs_stale=True)
+        preference_pairs_refresh_request(project_id=project.pk)
     return Reviewed(review, replayed=False)

@@ -241,6 +241,12 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("LOUPE_CELERY_EAGER", False)
+# Submits ask for a background derivation of their project's stale preference pairs (annotation.services.
+# pair_refresh) at most once per this many seconds per process, run that long after the first ask, so a
+# snapshot finds little left to derive. 0, or LOUPE_PAIR_REFRESH_BACKGROUND=0, turns it off (snapshots still
+# derive whatever is stale); it is off with eager Celery, which would run it inside the submit's request.
+LOUPE_PAIR_REFRESH_DEBOUNCE_SECONDS = env_float("LOUPE_PAIR_REFRESH_DEBOUNCE_SECONDS", 30.0)
+LOUPE_PAIR_REFRESH_BACKGROUND = env_bool("LOUPE_PAIR_REFRESH_BACKGROUND", not CELERY_TASK_ALWAYS_EAGER)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {
