@@ -34,8 +34,6 @@ import os
 import random
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from measure import cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -56,72 +56,6 @@ class Timings:
     cycle_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     empty: int = 0
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-
-def _summary(values: list[float]) -> dict[str, float | None]:
-    return {
-        "median": round(statistics.median(values), 2) if values else None,
-        "p95": _percentile(values, 0.95),
-        "max": round(max(values), 2) if values else None,
-    }
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _process_tree(root_pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def _cpu_seconds(root_pid: int) -> float:
-    """CPU time (user + system) the server's processes have used so far: a cost that, unlike latency,
-    does not depend much on what else the machine is running."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in _process_tree(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
-
-
-def _rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and its children (gunicorn master + workers), from /proc."""
-    total_kb = 0
-    for pid in _process_tree(root_pid):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return round(total_kb / 1024, 1)
 
 
 def _setup_django(data_dir: Path) -> None:
@@ -482,7 +416,7 @@ def main() -> None:
 
         connections.close_all()
 
-        port = _free_port()
+        port = free_port()
         settings_module = "loupe.settings.base"
         if args.conn_max_age is not None:
             (data_dir / "bench_settings.py").write_text(
@@ -520,7 +454,7 @@ def main() -> None:
                     "event": "server",
                     "command": " ".join(command[2:]),
                     "settings": settings_label,
-                    "rss_mb": _rss_mb(process.pid),
+                    "rss_mb": rss_mb(process.pid),
                     "setup_s": round(time.monotonic() - t0, 1),
                 }
             ),
@@ -538,7 +472,7 @@ def main() -> None:
                     _drive(
                         port=port, users=warm_users, slug=slugs[size], kind=args.kind, seconds=args.warmup, mode=mode
                     )
-                    cpu_before = _cpu_seconds(process.pid)
+                    cpu_before = cpu_seconds(process.pid)
                     timings, elapsed = _drive(
                         port=port, users=run_users, slug=slugs[size], kind=args.kind, seconds=args.seconds, mode=mode
                     )
@@ -551,15 +485,15 @@ def main() -> None:
                         ("captions" if args.captions else "tasks"): size,
                         "annotators": k,
                         "annotations": len(timings.submit_ms),
-                        "next_ms": _summary(timings.next_ms),
-                        "submit_ms": _summary(timings.submit_ms),
-                        "next_plus_submit_ms": _summary(timings.cycle_ms),
+                        "next_ms": summarize(timings.next_ms),
+                        "submit_ms": summarize(timings.submit_ms),
+                        "next_plus_submit_ms": summarize(timings.cycle_ms),
                         "annotations_per_s": round(len(timings.submit_ms) / elapsed, 1),
                         "server_cpu_ms_per_annotation": round(
-                            (_cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, len(timings.submit_ms)), 1
+                            (cpu_seconds(process.pid) - cpu_before) * 1000 / max(1, len(timings.submit_ms)), 1
                         ),
                         "load_average": round(os.getloadavg()[0], 2),
-                        "server_rss_mb": _rss_mb(process.pid),
+                        "server_rss_mb": rss_mb(process.pid),
                         "errors": timings.errors[:3],
                         "queue_empty": timings.empty,
                     }

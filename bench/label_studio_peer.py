@@ -39,9 +39,8 @@ import random
 import secrets
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -51,24 +50,15 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+from measure import cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 LABEL_STUDIO = REPO / ".venv-labelstudio" / "bin" / "label-studio"
 
-# Loupe's pairwise labeling config (`label_config(kind="pairwise", with_image=False)` in
-# annotation/formats/label_studio.py), copied because this module imports nothing of Loupe's.
-PAIRWISE_CONFIG = (
-    "<View>\n"
-    '  <Text name="prompt" value="$prompt"/>\n'
-    '  <Pairwise name="pw" toName="text1,text2"/>\n'
-    '  <Text name="text1" value="$text1"/>\n'
-    '  <Text name="text2" value="$text2"/>\n'
-    '  <Choices name="verdict" toName="text1" choice="single">\n'
-    '    <Choice value="tie"/>\n    <Choice value="both_bad"/>\n  </Choices>\n'
-    '  <Number name="strength" toName="text1" min="1" max="2"/>\n'
-    '  <TextArea name="reason" toName="text1"/>\n'
-    "</View>\n"
-)
+sys.path.insert(0, str(REPO))
+from annotation.formats.label_studio import label_config  # noqa: E402 - plain Python, no Django
+
+PAIRWISE_CONFIG = label_config(kind="pairwise", with_image=False)  # what Loupe exports for pairwise projects
 
 
 def label_studio_version(executable: Path = LABEL_STUDIO) -> str:
@@ -77,57 +67,6 @@ def label_studio_version(executable: Path = LABEL_STUDIO) -> str:
     for info in sorted(venv.glob("lib/python*/site-packages/label_studio-*.dist-info")):
         return info.name.removeprefix("label_studio-").removesuffix(".dist-info")
     return "unknown"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _process_tree(root_pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    tree, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def cpu_seconds(root_pid: int) -> float:
-    """CPU time (user + system) a process and its descendants have used so far, from /proc: a cost that,
-    unlike latency, does not depend much on what else the machine is running."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in _process_tree(root_pid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
-
-
-def rss_mb(root_pid: int) -> float:
-    """Resident memory of a process and its descendants, from /proc."""
-    total_kb = 0
-    for pid in _process_tree(root_pid):
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
-        except OSError:
-            pass
-    return round(total_kb / 1024, 1)
 
 
 class LabelStudioServer:
@@ -159,7 +98,7 @@ class LabelStudioServer:
             raise SystemExit(f"Label Studio is not installed at {self.executable}: run platform/labelstudio.sh")
         started = time.monotonic()
         self.data_dir = Path(tempfile.mkdtemp(prefix="loupe-bench-ls-", dir="/tmp"))
-        self.port = _free_port()
+        self.port = free_port()
         # Keep it off the network (version check, Sentry, analytics), and keep Loupe's own Django
         # settings from leaking into Label Studio's.
         env = {
@@ -411,22 +350,6 @@ def drive(
         "elapsed_s": elapsed,
         "server_cpu_s": cpu_used,
         "server_cpu_ms_per_annotation": round(cpu_used * 1000 / max(1, len(timings.submit_ms)), 1),
-    }
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-
-def summarize(values: list[float]) -> dict[str, float | None]:
-    """Median, p95 and max, as the Loupe bench reports them."""
-    return {
-        "median": round(statistics.median(values), 2) if values else None,
-        "p95": _percentile(values, 0.95),
-        "max": round(max(values), 2) if values else None,
     }
 
 

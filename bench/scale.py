@@ -7,8 +7,9 @@ Per size, in a pairwise project (2 responses per item):
   exports must hold with millions of rows beside them), unit counts set as the queue would have them;
 - next task: `assignment_next` + `pairwise_judgment_submit` for `--next` tasks by a sixth annotator
   (overlap 6, so every item stays open): median and p95 of each;
-- snapshot: `snapshot_create` of the pairs, which first derives the pairs of every item the annotations made
-  stale (timed apart: `pairs_refresh_s`), then freezes them;
+- snapshot: the pairs of every item the annotations made stale derived as the background refresh does
+  (`pair_refresh`, a transaction per batch of 2,000; `pairs_refresh_s`, ms per item), then `snapshot_create`
+  freezes them (`snapshot_s`);
 - export: `snapshot_export` to trl-jsonl, rows/s.
 One JSON line per measurement, a summary last (with how each figure grows from the first size to the last).
 
@@ -246,17 +247,19 @@ def _next_tasks(project, n: int, tasks: int) -> dict:
 def _snapshot_and_export(project, n: int, out: Path, *, refresh_max: int) -> dict:
     from annotation import services
     from annotation.models import Item
-    from annotation.services.preference_pairs import preference_pairs_refresh_stale
+    from annotation.services.pair_refresh import preference_pairs_refresh_stale_batches
 
     stale = Item.objects.filter(project=project, pairs_stale=True)
     left_stale = 0
     if refresh_max and stale.count() > refresh_max:
-        # Deriving every item's pairs is what a snapshot after that many submits would do; past `refresh_max`
-        # items the bench derives the first ones only (timed: ms per item) and leaves the rest without pairs.
+        # Past `refresh_max` items the bench derives the first ones only (timed: ms per item) and leaves the
+        # rest without pairs (`--refresh-max 0`, the default, derives them all).
         cutoff = stale.order_by("id").values_list("id", flat=True)[refresh_max]
         left_stale = Item.objects.filter(project=project, pairs_stale=True, id__gte=cutoff).update(pairs_stale=False)
+    # What the background refresh does while people annotate (`pair_refresh`, a transaction per batch):
+    # every submit's item derived, so that the snapshot below finds nothing left to derive.
     started = time.perf_counter()
-    refreshed = preference_pairs_refresh_stale(project=project)
+    refreshed = preference_pairs_refresh_stale_batches(project_id=project.pk, batch_size=2000)
     refresh_s = time.perf_counter() - started
     started = time.perf_counter()
     snapshot = services.snapshot_create(project=project, created_by=None)
@@ -296,7 +299,7 @@ def main() -> None:
     parser.add_argument(
         "--refresh-max",
         type=int,
-        default=100_000,
+        default=0,
         help="derive the stale pairs of at most this many items per size (0: all); the rest get none",
     )
     args = parser.parse_args()
@@ -340,6 +343,9 @@ def main() -> None:
                 "size_factor": scale,
                 "snapshot": round(
                     results[last]["snapshot"]["snapshot_s"] / results[first]["snapshot"]["snapshot_s"], 2
+                ),
+                "pairs_refresh": round(
+                    results[last]["snapshot"]["pairs_refresh_s"] / results[first]["snapshot"]["pairs_refresh_s"], 2
                 ),
                 "export": round(results[last]["snapshot"]["export_s"] / results[first]["snapshot"]["export_s"], 2),
                 "next_p95": round(
