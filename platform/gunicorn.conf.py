@@ -14,3 +14,14 @@ errorlog = "-"
 # with mkstemp and unlinks it at once: a shared folder is safe for it.)
 _SHM = "/dev/shm"  # noqa: S108
 worker_tmp_dir = os.environ.get("LOUPE_WORKER_TMP_DIR") or (_SHM if os.path.isdir(_SHM) else None)
+
+
+def post_worker_init(worker: object) -> None:
+    """Move what loading the app allocated (Django, DRF, the models: some hundred thousand objects that live
+    as long as the worker) out of the garbage collector's sight, so its full collections during requests walk
+    only what requests allocate. Interleaved runs of bench/annotation_throughput.py (K = 4, submit/?next=1):
+    p95 37.3 / 34.3 / 32.7 ms with it against 44.8 / 41.4 / 41.6 ms without, maxima 50–69 against 67–114 ms."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
