@@ -41,21 +41,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
+from measure import Timings, cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Timings:
-    next_ms: list[float] = field(default_factory=list)
-    submit_ms: list[float] = field(default_factory=list)
-    cycle_ms: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    empty: int = 0
 
 
 def _setup_django(data_dir: Path) -> None:
@@ -262,12 +252,7 @@ def _annotator(
         mine.errors.append(f"connection: {error}")
     finally:
         connection.close()
-    with lock:
-        timings.next_ms += mine.next_ms
-        timings.submit_ms += mine.submit_ms
-        timings.cycle_ms += mine.cycle_ms
-        timings.errors += mine.errors
-        timings.empty += mine.empty
+    mine.merge_into(timings, lock)
 
 
 def _drive(

@@ -44,13 +44,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
-from measure import cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
+from measure import Timings, cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 LABEL_STUDIO = REPO / ".venv-labelstudio" / "bin" / "label-studio"
@@ -245,15 +244,6 @@ def annotator_tokens(server: LabelStudioServer, count: int, *, prefix: str = "be
     return tokens
 
 
-@dataclass
-class _Timings:
-    next_ms: list[float] = field(default_factory=list)
-    submit_ms: list[float] = field(default_factory=list)
-    cycle_ms: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    empty: int = 0
-
-
 def _result(rng: random.Random) -> list[dict[str, Any]]:
     """A judgment the pairwise config accepts: which answer is better, and by how much (as Loupe's bench
     answers `choice` a/b with `strength` 1/2)."""
@@ -268,13 +258,11 @@ def _result(rng: random.Random) -> list[dict[str, Any]]:
     ]
 
 
-def _annotator(
-    port: int, token: str, project_id: int, deadline: float, timings: _Timings, lock: threading.Lock
-) -> None:
+def _annotator(port: int, token: str, project_id: int, deadline: float, timings: Timings, lock: threading.Lock) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
     rng = random.Random(token)
-    mine = _Timings()
+    mine = Timings()
     try:
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
@@ -306,16 +294,11 @@ def _annotator(
         mine.errors.append(f"connection: {error!r}")
     finally:
         connection.close()
-    with lock:
-        timings.next_ms += mine.next_ms
-        timings.submit_ms += mine.submit_ms
-        timings.cycle_ms += mine.cycle_ms
-        timings.errors += mine.errors
-        timings.empty += mine.empty
+    mine.merge_into(timings, lock)
 
 
-def _run(server: LabelStudioServer, project_id: int, tokens: list[str], seconds: float) -> tuple[_Timings, float]:
-    timings, lock = _Timings(), threading.Lock()
+def _run(server: LabelStudioServer, project_id: int, tokens: list[str], seconds: float) -> tuple[Timings, float]:
+    timings, lock = Timings(), threading.Lock()
     deadline = time.monotonic() + seconds
     threads = [
         threading.Thread(target=_annotator, args=(server.port, token, project_id, deadline, timings, lock), daemon=True)

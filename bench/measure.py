@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -76,3 +78,23 @@ def summarize(values: list[float]) -> dict[str, float | None]:
         "p95": percentile(values, 0.95),
         "max": round(max(values), 2) if values else None,
     }
+
+
+@dataclass
+class Timings:
+    """One annotator's (or all annotators') latencies in ms, refusals and runs out of tasks."""
+
+    next_ms: list[float] = field(default_factory=list)
+    submit_ms: list[float] = field(default_factory=list)
+    cycle_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    empty: int = 0
+
+    def merge_into(self, total: Timings, lock: threading.Lock) -> None:
+        """Add this annotator's figures to the run's, from its own thread."""
+        with lock:
+            total.next_ms += self.next_ms
+            total.submit_ms += self.submit_ms
+            total.cycle_ms += self.cycle_ms
+            total.errors += self.errors
+            total.empty += self.empty
