@@ -274,6 +274,18 @@ def _caption_take(*, project: Project, annotator: AbstractBaseUser) -> int | Non
             return None
 
 
+def _index_pinned(model: type[Model], suffix: str) -> str:
+    """`INDEXED BY <the model's partial index>` on SQLite, nothing elsewhere.
+
+    Without statistics SQLite's planner takes the full (project, id) index over a partial one with the same
+    columns, then reads every unit in the id range to test `is_open` / `reopened`: the reopened scan cost
+    1.8 ms per next task after 5,000 tasks and grew with the annotator's cursor. PostgreSQL plans by the
+    partial indexes' sizes and needs no hint."""
+    if connection.vendor != "sqlite":
+        return ""
+    return f"INDEXED BY {model._meta.model_name}_{suffix}_idx "
+
+
 def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
     """Take a slot of the next unit for this annotator (see `annotation.assignment`); its id, or None."""
     if project.kind == ProjectKind.RATING:
@@ -286,7 +298,8 @@ def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
     if cursor:
         scans.append(
             (
-                f"SELECT u.id FROM {units} u WHERE u.project_id = %s AND u.is_open AND u.reopened "  # noqa: S608
+                f"SELECT u.id FROM {units} u {_index_pinned(model, 'reopened')}"  # noqa: S608
+                "WHERE u.project_id = %s AND u.is_open AND u.reopened "
                 f"AND u.id <= %s AND u.id > %s {_NOT_GOLD}AND NOT EXISTS (SELECT 1 FROM {assignments} a WHERE "
                 "a.project_id = %s AND a.annotator_id = %s AND a.unit_id = u.id) ORDER BY u.id LIMIT %s",
                 [project.pk, cursor],
@@ -295,7 +308,8 @@ def _unit_take(*, project: Project, annotator: AbstractBaseUser) -> int | None:
         )
     scans.append(
         (
-            f"SELECT u.id FROM {units} u WHERE u.project_id = %s AND u.is_open AND u.id > %s "  # noqa: S608
+            f"SELECT u.id FROM {units} u {_index_pinned(model, 'open')}"  # noqa: S608
+            "WHERE u.project_id = %s AND u.is_open AND u.id > %s "
             f"AND u.id > %s {_NOT_GOLD}ORDER BY u.id LIMIT %s",
             [project.pk, cursor],
             [_SCAN_BATCH],
