@@ -1,13 +1,13 @@
 """Annotation throughput: next task → submit over HTTP against the web server the README runs.
 
-Starts gunicorn with `platform/gunicorn.conf.py` (gthread, 2 workers × 4 threads) on SQLite in WAL mode
+Starts the web process as the README does (`platform/web.py`: Granian, 2 processes × 1 thread) on SQLite in WAL mode
 in a throwaway `LOUPE_DATA_DIR`, creates a project per size (10k, then 100k tasks, bulk-inserted through
 the ORM), and drives K simulated annotators, each a thread with its own keep-alive connection and token,
 doing next → submit for a fixed time, in each of two modes: `two-requests` (next, then submit) and
 `submit-with-next` (`submit/?next=1` answers and hands the next task in one request, as the annotate pages
 do). Prints one JSON line per (size, K, mode) with the median and p95 latency of next, of submit and of
 the two together (in `submit-with-next`, the one request), annotations per second, and the server's memory (resident
-set of the gunicorn master and workers), then a summary line. Loopback only; it is never a test.
+set of the web server's processes), then a summary line. Loopback only; it is never a test.
 
     .venv/bin/python bench/annotation_throughput.py                      # 10k and 100k, K = 1 and 4
     .venv/bin/python bench/annotation_throughput.py --sizes 10000 --annotators 8 --seconds 10
@@ -276,7 +276,7 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}")
+            raise SystemExit(f"the web server exited with {process.returncode}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             # An API route: pages need `collectstatic`'s manifest, which a throwaway data folder lacks.
@@ -285,7 +285,7 @@ def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> No
                 return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("gunicorn did not answer in time")
+    raise SystemExit("the web server did not answer in time")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -336,6 +336,11 @@ def main() -> None:
         "--captions", help="rating only: captions per contest (one cartoon each), comma-separated; replaces --sizes"
     )
     parser.add_argument("--votes", type=int, default=1_000_000, help="imported votes per contest (with --captions)")
+    parser.add_argument(
+        "--web-threads",
+        type=int,
+        help="Python threads per web process (LOUPE_WEB_THREADS; default: platform/web.py's, 1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument(
         "--label-studio",
@@ -415,17 +420,10 @@ def main() -> None:
             "LOUPE_DATA_DIR": str(data_dir),
             "DJANGO_SETTINGS_MODULE": settings_module,
         }
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "loupe.wsgi",
-            "-c",
-            "platform/gunicorn.conf.py",
-            "-b",
-            f"127.0.0.1:{port}",
-        ]
-        log = (data_dir / "gunicorn.log").open("w")
+        if args.web_threads:
+            env["LOUPE_WEB_THREADS"] = str(args.web_threads)
+        command = [sys.executable, "platform/web.py", "--bind", f"127.0.0.1:{port}"]
+        log = (data_dir / "web.log").open("w")
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -437,7 +435,8 @@ def main() -> None:
             json.dumps(
                 {
                     "event": "server",
-                    "command": " ".join(command[2:]),
+                    "command": " ".join(command[1:]),
+                    "web_threads": args.web_threads or "platform/web.py default",
                     "settings": settings_label,
                     "rss_mb": rss_mb(process.pid),
                     "setup_s": round(time.monotonic() - t0, 1),

@@ -1,12 +1,12 @@
-"""Load (issue 16, "Prove it"): 200 simulated annotators over HTTP against gunicorn and PostgreSQL.
+"""Load (issue 16, "Prove it"): 200 simulated annotators over HTTP against the web process and PostgreSQL.
 
 Starts PostgreSQL (platform/services.py) unless DATABASE_URL names one, makes a pairwise project of
-`--items` items with `--overlap`, and a user with a token per annotator; starts gunicorn with
-`platform/gunicorn.conf.py`; then each annotator (a thread with its own keep-alive connection) does
+`--items` items with `--overlap`, and a user with a token per annotator; starts the web
+process (`platform/web.py`); then each annotator (a thread with its own keep-alive connection) does
 next → submit for `--seconds`. Some submits are sent twice with the same client request id (a retry after
 a lost answer), which must store nothing new. Faults, on request:
 - `--restart-postgres-at S`: PostgreSQL is restarted (fast shutdown, start) S seconds in;
-- `--kill-web-at S`: a gunicorn worker process is killed (SIGKILL) S seconds in (the master starts another).
+- `--kill-web-at S`: a web worker process is killed (SIGKILL) S seconds in (Granian starts another).
 Requests that fail during a fault are errors the client sees (and retries with the same request id); what
 the check below needs is that nothing acknowledged is lost or doubled.
 
@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--web-processes", type=int, default=4)
     parser.add_argument("--web-threads", type=int, default=8)
     parser.add_argument("--restart-postgres-at", type=float, help="seconds into the run")
-    parser.add_argument("--kill-web-at", type=float, help="seconds into the run: SIGKILL one gunicorn worker")
+    parser.add_argument("--kill-web-at", type=float, help="seconds into the run: SIGKILL one web worker process")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="loupe-load-"))
@@ -266,22 +266,11 @@ def main() -> None:
             "PYTHONPATH": str(REPO),
         }
         web = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "loupe.wsgi",
-                "-c",
-                "platform/gunicorn.conf.py",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--backlog",
-                "2048",
-            ],
+            [sys.executable, "platform/web.py", "--bind", f"127.0.0.1:{port}"],
             cwd=REPO,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=(work / "gunicorn.log").open("w"),
+            stderr=(work / "web.log").open("w"),
             start_new_session=True,
         )
         deadline = time.monotonic() + 60
@@ -332,7 +321,7 @@ def main() -> None:
                 ]
                 if children:
                     os.kill(children[0], signal.SIGKILL)
-                faults.append({"fault": "gunicorn worker killed", "at_s": at, "pid": children[0] if children else None})
+                faults.append({"fault": "web worker killed", "at_s": at, "pid": children[0] if children else None})
         for thread in threads:
             thread.join(args.seconds + 120)
         elapsed = time.monotonic() - started

@@ -3,7 +3,7 @@
 window ends, whatever the password. A successful login clears the count.
 
 Counts live in Django's cache (settings `CACHES`: a folder shared by every process on the machine, or Redis
-with `LOUPE_CACHE_URL`), so every gunicorn worker sees the same count. Failures are counted from Django's
+with `LOUPE_CACHE_URL`), so every web worker process sees the same count. Failures are counted from Django's
 `user_login_failed` signal, so every form that logs in (Loupe's page, the admin's) counts; the middleware
 answers the login pages, and the authentication backend refuses a blocked pair wherever else
 `authenticate()` is called."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets everything up and starts the demo: web server (gunicorn) and a real Celery worker, a demo project
+# Sets everything up and starts the demo: web server (platform/web.py: Granian) and a real Celery worker, a demo project
 # with sample data, and an admin login printed. Ctrl-C stops both.
 #   PORT=8000 (default) chooses the web port; LOUPE_DATA_DIR (default ./var) holds the database and files.
 set -euo pipefail
@@ -23,4 +23,4 @@ trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 echo
 echo "Loupe is running at http://127.0.0.1:$PORT/  (API docs: /api/v1/docs/, admin: /admin/)"
 echo "Logins are above (also in $DATA_DIR/logs/demo-logins.txt); worker log: $DATA_DIR/logs/worker.log"
-gunicorn loupe.wsgi -c platform/gunicorn.conf.py -b "127.0.0.1:$PORT"
+python platform/web.py --bind "127.0.0.1:$PORT"

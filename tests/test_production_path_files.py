@@ -1,6 +1,6 @@
-"""Issue 16, "Production path": platform/Procfile and platform/systemd/ run the web with gunicorn's settings
-file and a Celery worker for every queue the code routes a task to, so no task of any kind waits forever for
-a worker nobody started."""
+"""Issue 16, "Production path": platform/Procfile and platform/systemd/ run the web with platform/web.py (its
+settings in one place) and a Celery worker for every queue the code routes a task to, so no task of any kind
+waits forever for a worker nobody started."""
 
 import configparser
 import shlex
@@ -65,8 +65,7 @@ def test_the_procfile_runs_a_worker_for_every_queue_tasks_are_routed_to(routed):
     assert not missing, f"tasks routed to queues no Procfile worker consumes: {missing}"
     assert served >= {"default", "labeler", "training", "benchmark"}
     web = processes["web"]
-    assert Path(web[0]).name == "gunicorn" and "loupe.wsgi" in web
-    assert web[web.index("-c") + 1] == "platform/gunicorn.conf.py"
+    assert web[:2] == ["python", "platform/web.py"] and "--bind" in web
     assert "migrate" in processes["release"]
 
 
@@ -92,7 +91,7 @@ def test_the_systemd_units_run_a_worker_for_every_queue_and_the_target_wants_the
     missing = {name: queue for name, queue in routed.items() if queue not in served}
     assert not missing, f"tasks routed to queues no systemd worker consumes: {missing}"
     web = shlex.split(units["loupe-web.service"]["Service"]["ExecStart"])
-    assert Path(web[0]).name == "gunicorn" and web[web.index("-c") + 1] == "platform/gunicorn.conf.py"
+    assert Path(web[0]).name == "python" and web[1] == "platform/web.py" and "--bind" in web
     assert "loupe-web.service" in wanted
     assert all(unit in units for unit in wanted), wanted - set(units)
     assert "loupe-migrate.service" in units["loupe-web.service"]["Unit"]["Requires"]

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("LOUPE_DATA_DIR", tempfile.mkdtemp(prefix="loupe-test-"))
-# Tests talk plain HTTP to the test client, live servers and gunicorn: no HTTPS redirect, HSTS or secure-only
+# Tests talk plain HTTP to the test client, live servers and the web process: no HTTPS redirect, HSTS or secure-only
 # cookies (tests/test_deploy_settings.py checks them with the production defaults).
 os.environ.setdefault("LOUPE_HTTPS", "0")
 # A random key per test session, inherited by the worker and server processes the tests start.

@@ -32,7 +32,7 @@ def collected_static(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def whitenoise_server(settings, collected_static) -> Iterator[str]:
-    """A live server whose static files go through WhiteNoise from the collected folder, as under gunicorn."""
+    """A live server whose static files go through WhiteNoise from the collected folder, as under platform/web.py."""
     settings.STATIC_ROOT = collected_static
     settings.STORAGES = production_settings.STORAGES
     # The test live server answers /static/ from the finders before the middleware sees it: this one does not.

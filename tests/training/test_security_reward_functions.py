@@ -1,5 +1,5 @@
 """Issue 16, item 3: `reward_function` imported any dotted path, in the web process when a config was checked
-(loading torch into gunicorn) and in the worker (`os:system` ran). Now only registered sources count: reward
+(loading torch into the web process) and in the worker (`os:system` ran). Now only registered sources count: reward
 models, the labeler ("labeler:<model>") and functions the admin lists in LOUPE_REWARD_FUNCTIONS; checking
 imports nothing, and the worker imports only what the registry lists."""
 
