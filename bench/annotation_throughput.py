@@ -18,7 +18,8 @@ with that many captions, each carrying imported aggregate counts (`Response.meta
 `--votes` in all, spread like a contest's: most captions unfunny), so that a submit which re-derived the
 cartoon's pairs would pay for every caption and vote. After the runs it times, per contest, what freezing a
 snapshot now adds: re-deriving the pairs of the items the submits marked stale (`snapshot_refresh` lines;
-`--no-snapshot-refresh` skips them).
+`--no-snapshot-refresh` skips them). `--sampling adaptive` has the contests choose each next caption by the
+top-k bandit (`rating_sampling = "adaptive"`) instead of least-rated first.
 
 `--label-studio` then runs the same sizes and K on Label Studio 1.23 (Community, SQLite, `label-studio
 start`; `bench/label_studio_peer.py`) after Loupe's server is stopped, and the summary sets the two side by
@@ -115,17 +116,20 @@ def _make_project(*, size: int, kind: str, overlap: int, users: list) -> str:
     return slug
 
 
-def _make_contest(*, captions: int, votes: int, users: list) -> str:
-    """A rating project of one cartoon with `captions` captions and about `votes` imported votes in all."""
+def _make_contest(*, captions: int, votes: int, users: list, sampling: str = "uniform") -> str:
+    """A rating project of one cartoon with `captions` captions and about `votes` imported votes in all, whose
+    next caption is chosen by `sampling` (the project's `rating_sampling`: uniform or adaptive)."""
     from django.db import transaction
 
     from annotation import services
     from annotation.models import DEFAULT_RATING_LEVELS, Item, Project, Response
 
-    slug = f"bench-contest-{captions}"
+    slug = f"bench-contest-{captions}-{sampling}"
     if not Project.objects.filter(slug=slug).exists():
         # Every rater may rate every caption (once): the contest never runs out of tasks for fresh raters.
-        project = services.project_create(slug=slug, kind="rating", created_by=None, overlap=len(users))
+        project = services.project_create(
+            slug=slug, kind="rating", created_by=None, overlap=len(users), rating_sampling=sampling
+        )
         rng = random.Random(captions)
         per_caption = max(1, votes // captions)
         with transaction.atomic():
@@ -337,6 +341,12 @@ def main() -> None:
     )
     parser.add_argument("--votes", type=int, default=1_000_000, help="imported votes per contest (with --captions)")
     parser.add_argument(
+        "--sampling",
+        default="uniform",
+        choices=("uniform", "adaptive"),
+        help="with --captions: the contest's rating_sampling (least-rated first, or the top-k bandit)",
+    )
+    parser.add_argument(
         "--web-threads",
         type=int,
         help="Python threads per web process (LOUPE_WEB_THREADS; default: platform/web.py's, 1)",
@@ -388,7 +398,7 @@ def main() -> None:
         for size in sizes:
             t = time.monotonic()
             if args.captions:
-                slugs[size] = _make_contest(captions=size, votes=args.votes, users=users)
+                slugs[size] = _make_contest(captions=size, votes=args.votes, users=users, sampling=args.sampling)
             else:
                 slugs[size] = _make_project(size=size, kind=args.kind, overlap=args.overlap, users=users)
             print(
@@ -467,6 +477,7 @@ def main() -> None:
                         "kind": args.kind,
                         "mode": mode,
                         ("captions" if args.captions else "tasks"): size,
+                        **({"sampling": args.sampling} if args.captions else {}),
                         "annotators": k,
                         "annotations": len(timings.submit_ms),
                         "next_ms": summarize(timings.next_ms),

@@ -11,9 +11,10 @@ without Python.
 again. SIGHUP restarts the workers gracefully; SIGTERM stops, killing after `LOUPE_WEB_GRACEFUL_SECONDS` (10) a
 worker still busy.
 
-Why not gunicorn (issue 15): with gunicorn's threaded workers parsing HTTP and handing each request between
-Python threads, the server spent ~1.7 ms of CPU per request on top of Django (a 401 from the API: 2.3–2.6 ms
-against 0.76 ms for Django alone); Granian spends ~0.7 ms. On SQLite one Python thread per process is the
+Why not gunicorn (issue 15): gunicorn's threaded workers parse HTTP in Python and hand each request between
+Python threads; for a small API request (a 401: 0.75 ms of CPU in Django itself) they added 1.0 ms of server
+CPU, Granian 0.33 ms (`bench/web_server.py`, three interleaved rounds on a quiet machine; 0.7–1.7 ms when it
+was loaded). On SQLite one Python thread per process is the
 default because two cores gain nothing from more threads fighting for each process's interpreter lock: in
 interleaved runs of `bench/annotation_throughput.py` (100k tasks, 4 annotators) p95 22–28 ms with one thread
 against 35–42 ms with four. Request bodies are streamed to Django (an upload is never held whole in memory). Long
