@@ -34,7 +34,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,15 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from measure import Timings, cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
+from measure import (  # bench/ is the script's folder on sys.path
+    Timings,
+    cpu_seconds,
+    free_port,
+    rss_mb,
+    stop_process_group,
+    summarize,
+    wait_answering,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -276,31 +283,6 @@ def _drive(
     return timings, time.monotonic() - started
 
 
-def _wait_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the web server exited with {process.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            # An API route: pages need `collectstatic`'s manifest, which a throwaway data folder lacks.
-            connection.request("GET", "/api/v1/projects/")
-            if connection.getresponse().status in (200, 401, 403):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the web server did not answer in time")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 def _label_studio_runs(*, sizes: list[int], ks: list[int], seconds: float, warmup: float) -> list[dict]:
     """The same sizes and K on Label Studio (one server, a project per size, one user per annotator): its
     `"event": "run"` lines, printed as they come."""
@@ -437,7 +419,7 @@ def main() -> None:
         process = subprocess.Popen(
             command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        _wait_ready(port, process)
+        wait_answering(port, process)
         settings_label = (
             settings_module if args.conn_max_age is None else f"loupe.settings.base + CONN_MAX_AGE={args.conn_max_age}"
         )
@@ -501,7 +483,7 @@ def main() -> None:
 
         peer_rows = []
         if args.label_studio:
-            _stop(process)  # the peer gets the machine to itself, as Loupe did
+            stop_process_group(process)  # the peer gets the machine to itself, as Loupe did
             peer_rows = _label_studio_runs(sizes=sizes, ks=ks, seconds=args.seconds, warmup=args.warmup)
 
         refreshes = []
@@ -549,7 +531,7 @@ def main() -> None:
         print(json.dumps(summary), flush=True)
     finally:
         if process is not None:
-            _stop(process)
+            stop_process_group(process)
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:

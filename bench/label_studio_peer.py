@@ -31,7 +31,6 @@ fresh data directory first migrates, about a minute before the server answers (`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
 import os
@@ -49,7 +48,14 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from measure import Timings, cpu_seconds, free_port, rss_mb, summarize  # bench/ is the script's folder on sys.path
+from measure import (  # bench/ is the script's folder on sys.path
+    Timings,
+    cpu_seconds,
+    free_port,
+    rss_mb,
+    stop_process_group,
+    summarize,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 LABEL_STUDIO = REPO / ".venv-labelstudio" / "bin" / "label-studio"
@@ -160,20 +166,8 @@ class LabelStudioServer:
             time.sleep(1)
 
     def _stop(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-            except ProcessLookupError:
-                pass
-        if process is not None:
-            # Whatever of its group outlived the leader (a worker it forked) goes too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+        if self._process is not None:
+            stop_process_group(self._process, timeout=30)
         if self._log is not None:
             self._log.close()
             self._log = None

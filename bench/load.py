@@ -27,7 +27,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from measure import free_port, stop_process_group, wait_answering  # bench/ is the script's folder on sys.path
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,12 +62,6 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _services(command: str, root: Path) -> str:
@@ -258,7 +253,7 @@ def main() -> None:
             LOUPE_DEMO="1", LOUPE_HTTPS="0", DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost", LOUPE_LOG_LEVEL="WARNING"
         )
         slug, users = _setup(work / "data", annotators=args.annotators, items=args.items, overlap=args.overlap)
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "WEB_CONCURRENCY": str(args.web_processes),
@@ -273,15 +268,7 @@ def main() -> None:
             stderr=(work / "web.log").open("w"),
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                probe.request("GET", "/api/v1/projects/")
-                if probe.getresponse().status in (200, 401, 403):
-                    break
-            except OSError:
-                time.sleep(0.2)
+        wait_answering(port, web)
         record, lock = Record(), threading.Lock()
         started = time.monotonic()
         run_deadline = started + args.seconds
@@ -357,12 +344,8 @@ def main() -> None:
         if not check["ok"]:
             sys.exit(1)
     finally:
-        if web is not None and web.poll() is None:
-            os.killpg(web.pid, signal.SIGTERM)
-            try:
-                web.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(web.pid, signal.SIGKILL)
+        if web is not None:
+            stop_process_group(web)
         if own_postgres:
             _services("stop", services_root)
 

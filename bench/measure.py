@@ -4,10 +4,15 @@ and latencies as median / p95 / max."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
+import signal
 import socket
 import statistics
+import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +40,41 @@ def process_tree(root_pid: int) -> list[int]:
         tree.append(pid)
         todo.extend(children.get(pid, []))
     return tree
+
+
+def wait_answering(
+    port: int, process: subprocess.Popen, *, path: str = "/api/v1/projects/", timeout: float = 60
+) -> None:
+    """Wait until the server `process` started answers `path` on `port` (an API route by default: pages need
+    `collectstatic`'s manifest, which a throwaway data folder lacks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{process.args[1:3]} exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", path)
+            if connection.getresponse().status in (200, 401, 403):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{process.args[1:3]} did not answer in {timeout:.0f} s")
+
+
+def stop_process_group(process: subprocess.Popen, *, timeout: float = 20) -> None:
+    """SIGTERM a server started with `start_new_session=True` and its whole group, SIGKILL after `timeout`;
+    then whatever of the group outlived its leader (a worker it forked)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def cpu_seconds(root_pid: int) -> float:

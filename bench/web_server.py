@@ -17,7 +17,6 @@ import http.client
 import importlib.util
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import cpu_seconds, free_port  # bench/ is the script's folder on sys.path
+from measure import (  # bench/ is the script's folder on sys.path
+    cpu_seconds,
+    free_port,
+    stop_process_group,
+    wait_answering,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/projects/"
@@ -89,17 +93,8 @@ def _over_http(command: list[str], data_dir: Path, seconds: float) -> dict:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                connection.request("GET", PATH)
-                connection.getresponse().read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit(f"{argv[:4]} did not answer") from None
-                time.sleep(0.2)
+        wait_answering(port, process, path=PATH)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for _ in range(300):  # warm both workers' code paths
             connection.request("GET", PATH)
             connection.getresponse().read()
@@ -113,11 +108,7 @@ def _over_http(command: list[str], data_dir: Path, seconds: float) -> dict:
         assert reply.status == 401, reply.status
         return {"requests": n, "server_cpu_ms": round(cpu / n * 1000, 3), "wall_ms": round(wall / n * 1000, 3)}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
 
 
 def main() -> None:
