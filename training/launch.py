@@ -33,22 +33,28 @@ def main(argv: list[str] | None = None) -> int:
 
     # PartialState reads ACCELERATE_USE_CPU only when told (Accelerator does it itself): without it, CPU processes
     # (gloo) would each see a single-process state, and PPO and best-of-N would not share their work.
-    PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    # Only the main process reports; the others learn whether to stop from it (training.core.agree_to_stop).
-    hooks = DatabaseHooks(args.run_id) if is_main_process() else NullHooks()
-    result, output_dir = training_run_train(run_id=args.run_id, resume=args.resume, hooks=hooks)
-    if is_main_process():
-        (output_dir / RESULT_FILE).write_text(
-            json.dumps(
-                {
-                    "steps": result.steps,
-                    "stopped_early": result.stopped_early,
-                    "output_dir": str(result.output_dir),
-                    "metrics": result.metrics,
-                }
-            ),
-            encoding="utf-8",
-        )
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    try:
+        # Only the main process reports; the others learn whether to stop from it (training.core.agree_to_stop).
+        hooks = DatabaseHooks(args.run_id) if is_main_process() else NullHooks()
+        result, output_dir = training_run_train(run_id=args.run_id, resume=args.resume, hooks=hooks)
+        if is_main_process():
+            (output_dir / RESULT_FILE).write_text(
+                json.dumps(
+                    {
+                        "steps": result.steps,
+                        "stopped_early": result.stopped_early,
+                        "output_dir": str(result.output_dir),
+                        "metrics": result.metrics,
+                    }
+                ),
+                encoding="utf-8",
+            )
+    finally:
+        # A process group left to the interpreter's shutdown can abort the process (SIGABRT, "terminate called
+        # without an active exception"): gloo's threads may still hold tensors when Python is torn down
+        # (pytorch/pytorch#179291), and a run whose training succeeded would then be reported as crashed.
+        state.destroy_process_group()
     return 0
 
 

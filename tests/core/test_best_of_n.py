@@ -128,6 +128,7 @@ result = run_best_of_n(
 state = PartialState()  # as the run set it up
 if state.is_main_process:
     Path(args["report"]).write_text(json.dumps({"processes": state.num_processes, "steps": result.steps}))
+state.destroy_process_group()  # as training.launch ends every process
 """
 
 

@@ -334,6 +334,7 @@ result = train_ppo(
 state = PartialState()  # as the run's Accelerator set it up
 if state.is_main_process:
     Path(args["report"]).write_text(json.dumps({"processes": state.num_processes, "history": result.history}))
+state.destroy_process_group()  # as training.launch ends every process
 """
 
 
