@@ -6,8 +6,12 @@ from pathlib import Path
 
 from celery import Celery
 from celery.signals import import_modules
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loupe.settings.base")
+# The embedded broker's URL (filesystem://) names Loupe's filesystem transport, which writes whole messages
+# only: kombu's own lets a worker read a half-written one and stop (loupe.broker says how).
+TRANSPORT_ALIASES["filesystem"] = "loupe.broker:Transport"
 
 app = Celery("loupe")
 app.config_from_object("django.conf:settings", namespace="CELERY")
