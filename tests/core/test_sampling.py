@@ -57,21 +57,25 @@ def _run(policy: str, *, probabilities: np.ndarray, budget: int, batch: int, see
 
 
 def test_bandit_finds_the_true_top_k_with_fewer_votes_than_uniform():
-    rng = np.random.default_rng(7)
-    probabilities = _contest(rng, 300)
+    """With 60 votes a caption the bandit finds the true top 5 of 300 for every rater seed; uniform sampling, the
+    same budget spread evenly, does not. The contest's 5th and 6th true means differ by 0.094: a top k that
+    no policy can separate at this budget (a gap of 0.001, as the contest this test used before had) leaves the
+    outcome to floating-point tie-breaks, which differ between CPUs."""
+    probabilities = _contest(np.random.default_rng(5), 300)
     true_means = probabilities @ LEVEL_VALUES
+    ranked = np.sort(true_means)[::-1]
+    assert ranked[4] - ranked[5] > 0.09
     true_top = set(np.argsort(-true_means)[:5].tolist())
     budget = 300 * 60
-    adaptive = _run(ADAPTIVE, probabilities=probabilities, budget=budget, batch=50, seed=1)
-    uniform = _run(UNIFORM, probabilities=probabilities, budget=budget, batch=50, seed=1)
-    found_adaptive = set(current_top(adaptive, 5).tolist())
-    found_uniform = set(current_top(uniform, 5).tolist())
-    assert found_adaptive == true_top
-    assert len(found_uniform & true_top) < 5  # the same budget spread evenly does not
-    # The bandit spent its votes on the contenders: the true top 5 got far more than an even share.
-    assert adaptive.votes[list(true_top)].mean() > 5 * uniform.votes[list(true_top)].mean()
-    # Every caption was tried at least once (none is written off unseen).
-    assert adaptive.votes.min() >= 1
+    for seed in (1, 2, 3):
+        adaptive = _run(ADAPTIVE, probabilities=probabilities, budget=budget, batch=50, seed=seed)
+        uniform = _run(UNIFORM, probabilities=probabilities, budget=budget, batch=50, seed=seed)
+        assert set(current_top(adaptive, 5).tolist()) == true_top, f"rater seed {seed}"
+        assert len(set(current_top(uniform, 5).tolist()) & true_top) < 5, f"rater seed {seed}"
+        # The bandit spent its votes on the contenders: the true top 5 got far more than an even share.
+        assert adaptive.votes[list(true_top)].mean() > 5 * uniform.votes[list(true_top)].mean()
+        # Every caption was tried at least once (none is written off unseen).
+        assert adaptive.votes.min() >= 1
 
 
 def test_stopping_rule_says_identified_only_when_intervals_separate():
