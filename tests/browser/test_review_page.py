@@ -82,8 +82,19 @@ def test_a_reviewer_accepts_edits_and_rejects_from_the_keyboard(
     page.keyboard.type("desk")
     assert page.inner_text("#edit-preview") == "ThreeFour green cones stand on a tabledesk."
     page.screenshot(path=str(screenshot_dir / "review-stream-edit.png"), full_page=True)
+    # Checked the moment the next answer is shown (a mutation observer runs before the browser renders): no
+    # field of the edit panel just hidden keeps the focus, which would swallow the reviewer's next key.
+    page.evaluate(
+        """(next) => new MutationObserver((_, observer) => {
+            if (document.getElementById('review-answer')?.textContent !== next) return;
+            window.focusInHiddenPanel = document.getElementById('edit-panel').contains(document.activeElement);
+            observer.disconnect();
+        }).observe(document.getElementById('annotation-view'), {childList: true, subtree: true})""",
+        ANSWERS[2],
+    )
     page.keyboard.press("Control+Enter")
     page.wait_for_function(f"() => document.getElementById('review-answer').textContent === {ANSWERS[2]!r}")
+    assert page.evaluate("window.focusInHiddenPanel") is False
 
     # R without a comment asks for one; with it, Ctrl+Enter rejects; then nothing is left.
     page.keyboard.press("r")

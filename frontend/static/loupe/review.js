@@ -111,6 +111,9 @@ function answerView(task, answer) {
 function show(task) {
   state.current = task;
   state.draft = null;
+  // A field of the panel about to be hidden would keep the focus until the browser's focus fix-up at its next
+  // rendering, and a key pressed before that (R right after Ctrl+Enter) would go to it and be lost.
+  if (el("edit-panel").contains(document.activeElement)) document.activeElement.blur();
   el("edit-panel").hidden = true;
   el("btn-save-edit").hidden = true;
   el("btn-edit").hidden = false;
