@@ -23,7 +23,14 @@ class HeldSubmits:
     def __init__(self, page) -> None:
         self.held = []
         self.holding = True
+        self.traffic = []  # the page's task requests and replies, in order, for a failure's message
         page.route(re.compile(r"/submit/(\?.*)?$"), self._hold)  # the page asks `submit/?next=1&after=…`
+        page.on("request", lambda r: self._note("→", r.method, r.url, r.post_data))
+        page.on("response", lambda r: self._note("←", r.status, r.url, None))
+
+    def _note(self, direction, what, url, body) -> None:
+        if "/tasks/" in url:
+            self.traffic.append(f"{direction} {what} {url.split('/tasks/')[-1]} {body or ''}".rstrip())
 
     def _hold(self, route) -> None:
         if self.holding:
@@ -60,6 +67,17 @@ def crowd_page(page, live_server, project_with):
     return page, held
 
 
+def expect_mine(page, held: HeldSubmits, count: int) -> None:
+    """The header's own count reaches `count`; if not, the failure says what the page sent and what was stored."""
+    try:
+        expect(page.locator("#mine")).to_have_text(str(count), timeout=10_000)
+    except AssertionError as error:
+        stored = [(r.assignment_id, r.response.text, r.level) for r in Rating.objects.select_related("response")]
+        raise AssertionError(
+            f"{error}\nstatus: {page.inner_text('#status')}\nstored: {stored}\ntraffic:\n" + "\n".join(held.traffic)
+        ) from None
+
+
 def test_a_key_shows_the_prefetched_caption_before_the_rating_is_saved(crowd_page, screenshot_dir):
     page, held = crowd_page
     first_caption = page.inner_text("#caption")
@@ -72,7 +90,7 @@ def test_a_key_shows_the_prefetched_caption_before_the_rating_is_saved(crowd_pag
     assert Rating.objects.count() == 0
 
     held.release()
-    expect(page.locator("#mine")).to_have_text("1", timeout=10_000)
+    expect_mine(page, held, 1)
     stored = [(r.response.text, r.level) for r in Rating.objects.select_related("response")]
     assert stored == [(first_caption, 1)]
 
@@ -86,7 +104,7 @@ def test_two_quick_keys_store_two_ratings_of_two_different_captions(crowd_page, 
     expect(page.locator("#status")).to_contain_text("will rate the next caption")
     held.release()
     # Checked with locators, not page functions: the pages' CSP forbids evaluating strings.
-    expect(page.locator("#mine")).to_have_text("2", timeout=10_000)
+    expect_mine(page, held, 2)
     expect(page.locator("#done")).to_have_text("2", timeout=10_000)
     page.screenshot(path=str(screenshot_dir / "rating_quick_keys.png"), full_page=True)
 
@@ -107,5 +125,5 @@ def test_a_third_key_while_one_waits_is_refused_visibly(crowd_page):
     page.keyboard.press("1")
     expect(page.locator("#status")).to_contain_text("Not taken")
     held.release()
-    expect(page.locator("#mine")).to_have_text("2", timeout=10_000)
+    expect_mine(page, held, 2)
     assert sorted(r.level for r in Rating.objects.all()) == [1, 2]
