@@ -45,9 +45,9 @@ class HeldSubmits:
         self.held.clear()
 
 
-@pytest.fixture
-def crowd_page(page, live_server, project_with):
-    """The crowd page of a public four-caption contest, its submits held; (page, held submits)."""
+def open_contest(page, live_server, project_with, *, hold_submits: bool = True) -> "HeldSubmits | None":
+    """A public four-caption contest's crowd page, open with its next caption in hand; its submits held at the
+    network unless told otherwise (then the caller routes them)."""
     project = project_with(
         "rating",
         [
@@ -59,12 +59,18 @@ def crowd_page(page, live_server, project_with):
         ],
         visibility="public",
     )
-    held = HeldSubmits(page)
+    held = HeldSubmits(page) if hold_submits else None
     # Keys are pressed once the next caption is in hand: the page asks for it as soon as it shows one.
     with page.expect_response(lambda r: "/tasks/next/?after=" in r.url):
         page.goto(f"{live_server.url}/crowd/{project.slug}/")
         page.wait_for_selector("#task:not([hidden])")
-    return page, held
+    return held
+
+
+@pytest.fixture
+def crowd_page(page, live_server, project_with):
+    """The crowd page of a public four-caption contest, its submits held; (page, held submits)."""
+    return page, open_contest(page, live_server, project_with)
 
 
 def expect_mine(page, held: HeldSubmits, count: int) -> None:
@@ -127,3 +133,53 @@ def test_a_third_key_while_one_waits_is_refused_visibly(crowd_page):
     held.release()
     expect_mine(page, held, 2)
     assert sorted(r.level for r in Rating.objects.all()) == [1, 2]
+
+
+def test_an_answer_is_counted_once_when_a_progress_reply_overtakes_its_own(page, live_server, project_with):
+    """The header asks the server for progress after each answer. When that reply was computed after the next
+    answer was stored but reaches the page before that answer's own reply, the answer is still counted once
+    (the page used to take the server's count, then add the reply's own: 3 answers shown for 2)."""
+    progress_held, answers_stored = [], []  # routes held: a progress request; answers the server has stored
+    holding = {"progress": False, "answer replies": False}
+
+    def on_progress(route) -> None:
+        if holding["progress"]:
+            progress_held.append(route)
+        else:
+            route.continue_()
+
+    def on_submit(route) -> None:
+        if holding["answer replies"]:
+            answers_stored.append((route, route.fetch()))  # the server stores it; the page waits for the reply
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/tasks/progress/$"), on_progress)
+    page.route(re.compile(r"/submit/(\?.*)?$"), on_submit)
+    open_contest(page, live_server, project_with, hold_submits=False)
+    expect(page.locator("#total")).to_have_text("4")  # the first progress reply is in
+
+    def wait_for(items: list) -> None:
+        for _ in range(200):
+            if items:
+                return
+            page.wait_for_timeout(25)
+        raise AssertionError("the page did not send the request")
+
+    holding["progress"] = True
+    page.keyboard.press("3")  # the first answer's reply comes at once; the progress asked after it is held
+    expect(page.locator("#mine")).to_have_text("1")
+    wait_for(progress_held)
+    holding["answer replies"] = True
+    page.keyboard.press("1")  # the second answer is stored, its reply held
+    wait_for(answers_stored)
+    with page.expect_response(lambda r: r.url.endswith("/tasks/progress/")):
+        progress_held.pop().continue_()  # computed now: the server counts 2
+    expect(page.locator("#done")).to_have_text("2")  # the page has read it
+    holding["progress"] = False
+    route, response = answers_stored.pop()
+    route.fulfill(response=response)
+    expect(page.locator("#status")).to_contain_text("Saved")
+    page.wait_for_timeout(300)  # any later progress reply has come back
+    expect(page.locator("#mine")).to_have_text("2")
+    assert Rating.objects.count() == 2

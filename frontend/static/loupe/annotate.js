@@ -98,6 +98,7 @@ export class Annotator {
     this.shownAt = 0;
     this.mine = Number(this.root.dataset.mine || 0);
     this.progressAsked = 0; // progress requests sent; a reply older than the last one shown is ignored
+    this.answersOut = 0; // answers sent whose reply has not come back
     this.progressShown = 0;
     this.zoomAt = { x: 50, y: 50 }; // the zoomed image's centre, in percent of its width and height
     this.prefetching = Boolean(handler.prefetch);
@@ -131,11 +132,15 @@ export class Annotator {
     if (progress) {
       el("done").textContent = String(progress.done);
       el("total").textContent = String(progress.total);
-      // Answers only add up: a reply that crossed a later local count does not take it back.
-      this.mine = Math.max(this.mine, progress.mine);
-      const quota = el("quota");
-      quota.hidden = progress.quota_left === null || progress.quota_left === undefined;
-      if (!quota.hidden) quota.textContent = ` · ${progress.quota_left} left for you`;
+      // Your count and quota are the server's only while no answer of yours is on its way: the server may
+      // already count one whose reply, still to come, adds it here too (counted twice). With answers out, each
+      // reply counts its own. Answers only add up: a reply that crossed a later local count does not take it back.
+      if (this.answersOut === 0) {
+        this.mine = Math.max(this.mine, progress.mine);
+        const quota = el("quota");
+        quota.hidden = progress.quota_left === null || progress.quota_left === undefined;
+        if (!quota.hidden) quota.textContent = ` · ${progress.quota_left} left for you`;
+      }
     }
     el("mine").textContent = String(this.mine);
   }
@@ -351,12 +356,17 @@ export class Annotator {
     // screen, the task after that one (`after`).
     const query = ahead ? `?next=1&after=${ahead.assignment_id}` : "?next=1";
     let answered = null;
+    this.answersOut += 1;
     try {
-      ({ data: answered } = await apiCall("POST", `${this.base}${task.assignment_id}/submit/${query}`, {
-        ...body,
-        client_request_id: submitId,
-        time_spent_ms: spentMs,
-      }));
+      try {
+        ({ data: answered } = await apiCall("POST", `${this.base}${task.assignment_id}/submit/${query}`, {
+          ...body,
+          client_request_id: submitId,
+          time_spent_ms: spentMs,
+        }));
+      } finally {
+        this.answersOut -= 1;
+      }
       if (!ahead) this.task = null; // answered: a second click has nothing left to send
       if (this.handler.forget) this.handler.forget(task);
       if (task.status === "submitted") {
