@@ -98,8 +98,8 @@ export class Annotator {
     this.shownAt = 0;
     this.mine = Number(this.root.dataset.mine || 0);
     this.progressAsked = 0; // progress requests sent; a reply older than the last one shown is ignored
-    this.answersOut = 0; // answers sent whose reply has not come back
     this.progressShown = 0;
+    this.answersOut = 0; // answers sent whose reply has not come back
     this.zoomAt = { x: 50, y: 50 }; // the zoomed image's centre, in percent of its width and height
     this.prefetching = Boolean(handler.prefetch);
     this.ahead = null; // the task prefetched to show after task `aheadFor`, once it is here
@@ -358,15 +358,11 @@ export class Annotator {
     let answered = null;
     this.answersOut += 1;
     try {
-      try {
-        ({ data: answered } = await apiCall("POST", `${this.base}${task.assignment_id}/submit/${query}`, {
-          ...body,
-          client_request_id: submitId,
-          time_spent_ms: spentMs,
-        }));
-      } finally {
-        this.answersOut -= 1;
-      }
+      ({ data: answered } = await apiCall("POST", `${this.base}${task.assignment_id}/submit/${query}`, {
+        ...body,
+        client_request_id: submitId,
+        time_spent_ms: spentMs,
+      }));
       if (!ahead) this.task = null; // answered: a second click has nothing left to send
       if (this.handler.forget) this.handler.forget(task);
       if (task.status === "submitted") {
@@ -394,6 +390,8 @@ export class Annotator {
       if (this.handler.failed) this.handler.failed(error.message);
       return;
     } finally {
+      // From the reply to here nothing awaits, so no progress reply can come between the count and this.
+      this.answersOut -= 1;
       this.busy = false;
     }
     await this.moveOn(ahead, answered); // after an amend, the next task is the one you hold
