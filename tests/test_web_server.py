@@ -94,6 +94,8 @@ def test_the_web_process_serves_the_api_and_starts_a_killed_worker_again(web, tm
     while time.monotonic() < deadline and (len(_workers(process.pid)) < 2 or workers[0] in _workers(process.pid)):
         time.sleep(0.2)
     assert len(_workers(process.pid)) == 2 and workers[0] not in _workers(process.pid)
+    # The new worker is a process before it listens: the server may refuse a connection for a moment meanwhile.
+    _wait_answering(port, process, timeout=30)
     for _ in range(4):  # both workers answer (new connections spread over them)
         assert _get(port)[1] == 401
 
