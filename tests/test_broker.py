@@ -100,6 +100,19 @@ def test_an_unreadable_message_is_dropped_with_a_log_line_and_the_next_one_is_de
             channel._get("default")
 
 
+def test_messages_are_taken_in_the_order_they_were_sent_when_the_clock_gains_a_digit(tmp_path, monkeypatch):
+    import loupe.broker
+
+    folder = tmp_path / "queue"
+    clock = iter([9.999, 10.000])  # seconds: 9999 then 10000 milliseconds
+    monkeypatch.setattr(loupe.broker, "monotonic", lambda: next(clock))
+    with _connection(folder) as connection:
+        channel = connection.default_channel
+        channel._put("default", {"n": 1})
+        channel._put("default", {"n": 2})
+        assert [channel._get("default"), channel._get("default")] == [{"n": 1}, {"n": 2}]
+
+
 def test_messages_keep_kombus_file_format(tmp_path):
     """Workers and senders of one installation may mix versions during an upgrade: a message file is still one
     JSON document named `<ms>_<uuid>.<queue>.msg`."""
