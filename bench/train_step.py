@@ -98,7 +98,7 @@ def make_trainer(method: str, *, model_dir: Path, data: Path, out: Path, steps: 
         "logging_steps": 1,
         "seed": 0,
         "lr_scheduler_type": "constant",
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
     }
     if method in ("dpo", "ddpo"):
         from trl import DPOTrainer

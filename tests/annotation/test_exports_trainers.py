@@ -29,7 +29,7 @@ def text_snapshot(researcher):
 def _one_step(trainer_class, config_class, *, model, dataset, processing_class, output_dir):
     args = config_class(
         output_dir=str(output_dir), max_steps=1, per_device_train_batch_size=2, report_to=[], bf16=False,
-        save_strategy="no", use_cpu=True, gradient_checkpointing=False, logging_steps=1,
+        save_strategy="no", use_cpu=True, activation_checkpointing=False, logging_steps=1,
     )  # fmt: skip
     trainer = trainer_class(model=str(model), args=args, train_dataset=dataset, processing_class=processing_class)
     return trainer.train().training_loss

@@ -231,7 +231,8 @@ class TrainingConfig:
             "eval_steps": (self.eval_steps or self.save_steps) if with_eval else None,
             "bf16": cuda_bf16(),
             "fp16": False,
-            "gradient_checkpointing": self.gradient_checkpointing and on_cuda,
+            # transformers 5.23 renamed it; the old name still works but warns (and goes in v6).
+            "activation_checkpointing": self.gradient_checkpointing and on_cuda,
             "report_to": "none",
             "disable_tqdm": True,
             "dataloader_num_workers": 0,
