@@ -32,7 +32,8 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
+
+from training.checkpoints import discard_incomplete_checkpoints, last_complete_checkpoint
 
 CHECKPOINTS_DIR = "checkpoints"
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -263,7 +264,11 @@ def run_trainer(
     checkpoint = None
     if resume:
         checkpoints_dir = Path(trainer.args.output_dir)
-        checkpoint = get_last_checkpoint(str(checkpoints_dir)) if checkpoints_dir.is_dir() else None
+        if trainer.is_world_process_zero():
+            for name in discard_incomplete_checkpoints(checkpoints_dir):
+                hooks.on_log_line(f"removed {name}: the run stopped while saving it")
+        last = last_complete_checkpoint(checkpoints_dir)
+        checkpoint = str(last) if last else None
         hooks.on_log_line(f"resuming from {checkpoint}" if checkpoint else "no checkpoint to resume: starting over")
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     steps = trainer.state.global_step

@@ -1,7 +1,6 @@
 """Reads for the training app: runs, their metrics and ETA, model artifacts, and the methods' settings."""
 
 import dataclasses
-import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -9,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from loupe.failures import FAILURE_PREFIX
+from training.checkpoints import last_complete_checkpoint
 from training.models import JobStatus, ModelArtifact, Round, RoundsRun, RunMetric, TrainingRun
 
 ETA_WINDOW = 20  # steps whose timing predicts the rest
@@ -63,17 +63,11 @@ def training_run_failure_cause(*, run: TrainingRun) -> str | None:
 
 
 def checkpoint_in(model_dir: Path) -> str | None:
-    """What a resume continues from in a run's model folder: the latest `checkpoints/checkpoint-N` folder, or
-    best-of-N's answers file; None when an earlier attempt left nothing."""
-    numbered = []
-    checkpoints = model_dir / "checkpoints"
-    if checkpoints.is_dir():
-        for path in checkpoints.iterdir():
-            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-            if match and path.is_dir():
-                numbered.append((int(match.group(1)), path.name))
-    if numbered:
-        return max(numbered)[1]
+    """What a resume continues from in a run's model folder: the latest complete `checkpoints/checkpoint-N`
+    folder, or best-of-N's answers file; None when an earlier attempt left nothing to continue from."""
+    checkpoint = last_complete_checkpoint(model_dir / "checkpoints")
+    if checkpoint is not None:
+        return checkpoint.name
     return BEST_OF_N_FILE if (model_dir / BEST_OF_N_FILE).is_file() else None
 
 

@@ -204,3 +204,45 @@ def test_dpo_learns_a_separable_preference(tiny_lm_dir, separable_preferences, t
     )
     assert result.metrics["eval_rewards/accuracies"] > 0.9
     assert result.metrics["eval_rewards/margins"] > 0
+
+
+def test_a_run_killed_while_saving_resumes_from_its_last_whole_checkpoint(
+    tiny_lm_dir, text_preference_file, tmp_path, recording_hooks, monkeypatch
+):
+    """The run dies in the middle of saving checkpoint-4 (weights and optimizer written, not yet the random states
+    and the trainer state), as a worker killed then would: a resume removes that half and continues from
+    checkpoint-2 to the planned last step (CI once saw a resume pick the half-written folder and fail)."""
+    import transformers
+
+    class Killed(BaseException):
+        pass
+
+    save_rng_state = transformers.Trainer._save_rng_state
+
+    def killed_at_step_4(self, output_dir):
+        if self.state.global_step == 4:
+            raise Killed()
+        return save_rng_state(self, output_dir)
+
+    config = DPOConfig(max_steps=6, save_steps=2, save_total_limit=None)
+    out = tmp_path / "run"
+    monkeypatch.setattr(transformers.Trainer, "_save_rng_state", killed_at_step_4)
+    with pytest.raises(Killed):
+        train_dpo(config=config, train_path=text_preference_file, base_model=str(tiny_lm_dir), output_dir=out)
+    monkeypatch.undo()
+    half = out / "checkpoints" / "checkpoint-4"
+    assert (half / "model.safetensors").is_file() and not (half / "trainer_state.json").exists()
+
+    resuming = recording_hooks()
+    resumed = train_dpo(
+        config=config,
+        train_path=text_preference_file,
+        base_model=str(tiny_lm_dir),
+        output_dir=out,
+        hooks=resuming,
+        resume=True,
+    )
+    assert resumed.steps == 6 and not resumed.stopped_early
+    assert [step for step, _, _ in resuming.steps] == [3, 4, 5, 6]
+    assert "removed checkpoint-4: the run stopped while saving it" in resuming.lines
+    assert any(line.startswith("resuming from") and line.endswith("checkpoint-2") for line in resuming.lines)

@@ -5,6 +5,7 @@ under two processes its schedule runs once."""
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -220,7 +221,8 @@ def test_ppo_stops_on_request_and_resumes_to_the_same_weights(
     tiny_lm_dir, tiny_reward_dir, text_preference_file, tmp_path, recording_hooks
 ):
     """Stopped after step 2, PPO leaves a checkpoint and no model; resumed, it runs steps 3-4 only and ends
-    with the weights of a run that was never stopped."""
+    with the weights of a run that was never stopped. A checkpoint-3 a kill left half written (everything but its
+    state file, written last) is removed and passed over."""
     config = PPOConfig(max_steps=4, reward_model=str(tiny_reward_dir), learning_rate=1e-3, save_steps=100)
     out = tmp_path / "stopped"
     stopped = train_ppo(
@@ -232,6 +234,8 @@ def test_ppo_stops_on_request_and_resumes_to_the_same_weights(
     )
     assert stopped.stopped_early and stopped.steps == 2
     assert (out / "checkpoints" / "checkpoint-2").is_dir() and not (out / "model.safetensors").exists()
+    half = shutil.copytree(out / "checkpoints" / "checkpoint-2", out / "checkpoints" / "checkpoint-3")
+    (half / "ppo_state.json").unlink()
     resuming = recording_hooks()
     resumed = train_ppo(
         config=config,
@@ -242,6 +246,7 @@ def test_ppo_stops_on_request_and_resumes_to_the_same_weights(
         resume=True,
     )
     assert resumed.steps == 4 and [step for step, _, _ in resuming.steps] == [3, 4]
+    assert "removed checkpoint-3: the run stopped while saving it" in resuming.lines
     straight = train_ppo(
         config=config, train_path=text_preference_file, base_model=str(tiny_lm_dir), output_dir=tmp_path / "straight"
     )

@@ -101,13 +101,18 @@ def test_the_run_form_refuses_a_missing_base_model_with_the_reason(admin_user, c
 # ------------------------------------------------------------------------------------------- a failed run
 
 
-def _failed_run(snapshot, tmp_path, *, log: str, checkpoints: tuple[str, ...] = ()) -> TrainingRun:
+def _failed_run(
+    snapshot, tmp_path, *, log: str, checkpoints: tuple[str, ...] = (), half_written: tuple[str, ...] = ()
+) -> TrainingRun:
     run = TrainingRun.objects.create(
         method="dpo", base_model="/m", snapshot=snapshot, status=JobStatus.FAILED, log=log,
         output_dir=str(tmp_path / "run"),
     )  # fmt: skip
-    for name in checkpoints:
-        (tmp_path / "run" / "model" / "checkpoints" / name).mkdir(parents=True)
+    for name in (*checkpoints, *half_written):
+        folder = tmp_path / "run" / "model" / "checkpoints" / name
+        folder.mkdir(parents=True)
+        if name in checkpoints:
+            (folder / "trainer_state.json").write_text("{}")  # the Trainer's last write: the checkpoint is whole
     return run
 
 
@@ -172,7 +177,8 @@ def test_the_worker_records_the_cause_line_after_the_traceback(pairs_snapshot, t
 def test_resume_is_offered_only_with_a_checkpoint(api, admin_user, client, pairs_snapshot, tmp_path):
     """Without a checkpoint the page hides "Resume from the last checkpoint" and offers "Start again"; the
     detail API names no checkpoint and the resumed run's log says it starts from the beginning. With
-    checkpoints, Resume names the latest one (checkpoint-10 after checkpoint-8)."""
+    checkpoints, Resume names the latest whole one (checkpoint-10 after checkpoint-8; not checkpoint-12, which a
+    kill left without its state file)."""
     client.force_login(admin_user)
     bare = _failed_run(pairs_snapshot, tmp_path / "a", log=TRACEBACK)
     assert api.get(f"/api/v1/training-runs/{bare.pk}/").json()["last_checkpoint"] is None
@@ -184,7 +190,13 @@ def test_resume_is_offered_only_with_a_checkpoint(api, admin_user, client, pairs
     bare.refresh_from_db()
     assert bare.log.endswith("[loupe] resume requested: from the beginning (no checkpoint was saved)\n")
 
-    saved = _failed_run(pairs_snapshot, tmp_path / "b", log=TRACEBACK, checkpoints=("checkpoint-8", "checkpoint-10"))
+    saved = _failed_run(
+        pairs_snapshot,
+        tmp_path / "b",
+        log=TRACEBACK,
+        checkpoints=("checkpoint-8", "checkpoint-10"),
+        half_written=("checkpoint-12",),
+    )
     assert api.get(f"/api/v1/training-runs/{saved.pk}/").json()["last_checkpoint"] == "checkpoint-10"
     page = client.get(f"/runs/{saved.pk}/").content.decode()
     assert 'id="run-resume" data-action="resume">Resume from the last checkpoint' in page

@@ -100,7 +100,9 @@ def test_a_failed_run_with_a_checkpoint_offers_resume_from_it(
 ):
     """With checkpoints saved, Resume names the latest and queues the run; no "Start again"."""
     for name in ("checkpoint-10", "checkpoint-20"):
-        (tmp_path / "run" / "model" / "checkpoints" / name).mkdir(parents=True)
+        folder = tmp_path / "run" / "model" / "checkpoints" / name
+        folder.mkdir(parents=True)
+        (folder / "trainer_state.json").write_text("{}")  # the Trainer's last write: the checkpoint is whole
     run = TrainingRun.objects.create(
         method="dpo", base_model="/data/models/llava", snapshot=pairs_snapshot, status=JobStatus.FAILED, step=23,
         max_steps=100, log=TRACEBACK, output_dir=str(tmp_path / "run"),

@@ -47,8 +47,8 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import get_scheduler
-from transformers.trainer_utils import get_last_checkpoint
 
+from training.checkpoints import PPO_STATE_FILE, discard_incomplete_checkpoints, last_complete_checkpoint
 from training.core import (
     CHECKPOINTS_DIR,
     TRAINING_DTYPE,
@@ -88,7 +88,6 @@ __all__ = [
 ]
 
 VALUE_HEAD_FILE = "value_head.safetensors"
-STATE_FILE = "ppo_state.json"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -346,8 +345,10 @@ class _PPORun:
     def _build_models(self) -> None:
         config = self.config
         torch.manual_seed(config.seed)
-        checkpoint = get_last_checkpoint(str(self.checkpoints_dir)) if self.checkpoints_dir.is_dir() else None
-        self.resume_checkpoint = Path(checkpoint) if checkpoint else None
+        self.discarded_checkpoints = (
+            discard_incomplete_checkpoints(self.checkpoints_dir) if self.accelerator.is_main_process else []
+        )
+        self.resume_checkpoint = last_complete_checkpoint(self.checkpoints_dir)
         policy = load_generator(self.base_model, dtype=TRAINING_DTYPE)
         if config.use_lora:
             from peft import PeftModel, get_peft_model
@@ -381,7 +382,7 @@ class _PPORun:
         if self.resume_checkpoint is not None:
             optimizer.load_state_dict(torch.load(self.resume_checkpoint / "optimizer.pt", weights_only=True))
             scheduler.load_state_dict(torch.load(self.resume_checkpoint / "scheduler.pt", weights_only=True))
-            state = json.loads((self.resume_checkpoint / STATE_FILE).read_text())
+            state = json.loads((self.resume_checkpoint / PPO_STATE_FILE).read_text())
             self.step = state["step"]
             self.kl_controller.value = state["kl_coef"]
         # The scheduler is not handed to accelerate: its prepared scheduler steps num_processes times per call
@@ -403,7 +404,7 @@ class _PPORun:
         save_file({k: v.contiguous() for k, v in model.value_head.state_dict().items()}, str(path / VALUE_HEAD_FILE))
         torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         torch.save(self.scheduler.state_dict(), path / "scheduler.pt")
-        (path / STATE_FILE).write_text(json.dumps({"step": self.step, "kl_coef": self.kl_controller.value}))
+        (path / PPO_STATE_FILE).write_text(json.dumps({"step": self.step, "kl_coef": self.kl_controller.value}))
         if self.config.save_total_limit is not None:
             older = sorted(
                 (p for p in self.checkpoints_dir.glob("checkpoint-*") if p != path),
@@ -560,6 +561,8 @@ class _PPORun:
         config, hooks = self.config, self.hooks
         history: list[dict[str, float]] = []
         stopped_early = False
+        for name in self.discarded_checkpoints:
+            hooks.on_log_line(f"removed {name}: the run stopped while saving it")
         if self.resume_checkpoint is not None:
             hooks.on_log_line(f"resuming from {self.resume_checkpoint}")
         hooks.on_log_line(f"training starts at step {self.step} of {config.max_steps}")
