@@ -77,7 +77,8 @@ def test_vision_prompts_keep_their_images(vlm, request, image_preference_file, t
 
 
 def test_a_stopped_run_resumes_after_the_prompts_it_wrote(tiny_lm_dir, text_preference_file, tmp_path, recording_hooks):
-    """Stopped after its first batch of two prompts, a resumed run writes the other two only."""
+    """Stopped after its first batch of two prompts, a resumed run writes the other two only. A row a kill cut
+    short at the end of the file is removed first, not counted and not glued to the next row."""
     config = BestOfNConfig(n=2, reward_function="tests.training.scorers:word_count", batch_size=2)
     out = tmp_path / "bon"
     first = run_best_of_n(
@@ -88,12 +89,22 @@ def test_a_stopped_run_resumes_after_the_prompts_it_wrote(tiny_lm_dir, text_pref
         hooks=recording_hooks(stop_at_step=1),
     )
     assert first.stopped_early and len((out / "best.jsonl").read_text().splitlines()) == 2
+    third = json.dumps({"prompt": "the third prompt's row", "completion": "cut"})
+    with (out / "best.jsonl").open("a") as f:
+        f.write(third[:25])
+    resuming = recording_hooks()
     rest = run_best_of_n(
-        config=config, train_path=text_preference_file, base_model=str(tiny_lm_dir), output_dir=out, resume=True
+        config=config,
+        train_path=text_preference_file,
+        base_model=str(tiny_lm_dir),
+        output_dir=out,
+        resume=True,
+        hooks=resuming,
     )
     lines = (out / "best.jsonl").read_text().splitlines()
     assert not rest.stopped_early and rest.steps == 2
     assert len(lines) == 4 and len({json.loads(line)["prompt"] for line in lines}) == 4
+    assert "removed a row cut short at the end of best.jsonl" in resuming.lines
 
 
 @pytest.mark.parametrize(("n_rows", "batch_size", "num_processes"), [(11, 2, 3), (4, 1, 2), (5, 4, 2), (3, 2, 1)])

@@ -148,7 +148,12 @@ def run_best_of_n(
     rows = _prompts_for(config, train_path, eval_path)
     done = 0
     if resume and results_path.is_file():
-        done = sum(1 for line in results_path.read_text(encoding="utf-8").splitlines() if line.strip())
+        done, whole_bytes = _whole_rows(results_path)
+        if whole_bytes < results_path.stat().st_size and accelerator.is_main_process:
+            # A kill in the middle of a write leaves a row cut short; the next one would be appended to it.
+            with results_path.open("r+b") as handle:
+                handle.truncate(whole_bytes)
+            hooks.on_log_line(f"removed a row cut short at the end of {results_path.name}")
         hooks.on_log_line(f"resuming after the {done} prompts already in {results_path}")
     elif results_path.exists() and accelerator.is_main_process:
         results_path.unlink()
@@ -219,6 +224,22 @@ def run_best_of_n(
     return TrainResult(
         output_dir=output_dir, steps=steps, metrics=metrics, stopped_early=stopped_early, history=history
     )
+
+
+def _whole_rows(path: Path) -> tuple[int, int]:
+    """How many rows of ``path`` were written whole (a JSON line ending in a newline) before the first that was not,
+    and the bytes they take."""
+    rows = size = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                whole = line.endswith(b"\n") and isinstance(json.loads(line), dict)
+            except ValueError:
+                whole = False
+            if not whole:
+                break
+            rows, size = rows + 1, size + len(line)
+    return rows, size
 
 
 def _record(result: BestOfNResult) -> dict[str, Any]:
