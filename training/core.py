@@ -33,7 +33,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
-from training.checkpoints import discard_incomplete_checkpoints, last_complete_checkpoint
+from training.checkpoints import DISCARDED_LINE, discard_incomplete_checkpoints, last_complete_checkpoint
 
 CHECKPOINTS_DIR = "checkpoints"
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -266,7 +266,7 @@ def run_trainer(
         checkpoints_dir = Path(trainer.args.output_dir)
         if trainer.is_world_process_zero():
             for name in discard_incomplete_checkpoints(checkpoints_dir):
-                hooks.on_log_line(f"removed {name}: the run stopped while saving it")
+                hooks.on_log_line(DISCARDED_LINE.format(name))
         last = last_complete_checkpoint(checkpoints_dir)
         checkpoint = str(last) if last else None
         hooks.on_log_line(f"resuming from {checkpoint}" if checkpoint else "no checkpoint to resume: starting over")

@@ -45,3 +45,16 @@ def test_discarding_removes_the_half_written_checkpoints_only(tmp_path):
     _checkpoint(tmp_path, 8, state="{")
     assert discard_incomplete_checkpoints(tmp_path) == ["checkpoint-8", "checkpoint-6"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint-4"]
+
+
+def test_a_trainer_state_cut_right_after_a_nested_object_is_not_whole(tmp_path):
+    """The Trainer writes its state indented (json.dumps(indent=2) + newline); a cut can end on a nested entry's
+    closing brace, which is not the end of the file's object."""
+    state = json.dumps(
+        {"global_step": 4, "log_history": [{"loss": 0.69, "step": 2}, {"loss": 0.6, "step": 4}]}, indent=2
+    )
+    state += "\n"
+    nested_end = state.index("}") + 1  # the first log entry's closing brace
+    assert checkpoint_is_complete(_checkpoint(tmp_path, 4, state=state))
+    assert not checkpoint_is_complete(_checkpoint(tmp_path, 5, state=state[:nested_end] + "\n"))
+    assert not checkpoint_is_complete(_checkpoint(tmp_path, 6, state=state[: state.rindex("}")]))

@@ -48,7 +48,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import get_scheduler
 
-from training.checkpoints import PPO_STATE_FILE, discard_incomplete_checkpoints, last_complete_checkpoint
+from training.checkpoints import (
+    DISCARDED_LINE,
+    PPO_STATE_FILE,
+    discard_incomplete_checkpoints,
+    last_complete_checkpoint,
+    numbered_checkpoints,
+)
 from training.core import (
     CHECKPOINTS_DIR,
     TRAINING_DTYPE,
@@ -406,11 +412,8 @@ class _PPORun:
         torch.save(self.scheduler.state_dict(), path / "scheduler.pt")
         (path / PPO_STATE_FILE).write_text(json.dumps({"step": self.step, "kl_coef": self.kl_controller.value}))
         if self.config.save_total_limit is not None:
-            older = sorted(
-                (p for p in self.checkpoints_dir.glob("checkpoint-*") if p != path),
-                key=lambda p: int(p.name.split("-")[-1]),
-            )
-            for stale in older[: max(0, len(older) - (self.config.save_total_limit - 1))]:
+            older = [p for p in numbered_checkpoints(self.checkpoints_dir) if p != path]  # newest first
+            for stale in older[max(0, self.config.save_total_limit - 1) :]:
                 shutil.rmtree(stale, ignore_errors=True)
         return path
 
@@ -562,7 +565,7 @@ class _PPORun:
         history: list[dict[str, float]] = []
         stopped_early = False
         for name in self.discarded_checkpoints:
-            hooks.on_log_line(f"removed {name}: the run stopped while saving it")
+            hooks.on_log_line(DISCARDED_LINE.format(name))
         if self.resume_checkpoint is not None:
             hooks.on_log_line(f"resuming from {self.resume_checkpoint}")
         hooks.on_log_line(f"training starts at step {self.step} of {config.max_steps}")
