@@ -60,10 +60,11 @@ def open_contest(page, live_server, project_with, *, hold_submits: bool = True) 
         visibility="public",
     )
     held = HeldSubmits(page) if hold_submits else None
-    # Keys are pressed once the next caption is in hand: the page asks for it as soon as it shows one.
-    with page.expect_response(lambda r: "/tasks/next/?after=" in r.url):
-        page.goto(f"{live_server.url}/crowd/{project.slug}/")
-        page.wait_for_selector("#task:not([hidden])")
+    # Keys are pressed once the next caption is in hand: the page asks for it as soon as it shows one, and says
+    # when it holds it (its reply read, not only arrived: a key pressed between the two waited for its submit).
+    page.goto(f"{live_server.url}/crowd/{project.slug}/")
+    page.wait_for_selector("#task:not([hidden])")
+    page.wait_for_selector("#annotator[data-prefetched]", state="attached")
     return held
 
 

@@ -188,12 +188,12 @@ export class Annotator {
     if (!this.prefetching || !shown || shown.status === "submitted") return;
     if (this.aheadFor === shown.assignment_id && (this.ahead || this.aheadPending)) return;
     this.aheadFor = shown.assignment_id;
-    this.ahead = null;
+    this.holdAhead(null);
     this.aheadPending = true;
     try {
       const { status, data } = await apiCall("POST", `${this.base}next/?after=${shown.assignment_id}`);
       if (this.aheadFor === shown.assignment_id && status === 200 && data.assignment_id !== shown.assignment_id) {
-        this.ahead = data;
+        this.holdAhead(data);
       }
     } catch (error) {
       /* too fast, quota reached, offline: the next task is asked for after the answer instead */
@@ -202,11 +202,19 @@ export class Annotator {
     }
   }
 
+  // The prefetched task, or null; the page says whether it holds one (data-prefetched), so that a test can press
+  // a key once the next task is in hand rather than guess when its reply has been read.
+  holdAhead(task) {
+    this.ahead = task;
+    if (task) this.root.dataset.prefetched = "";
+    else delete this.root.dataset.prefetched;
+  }
+
   // The task prefetched to follow `assignmentId`, if it is here and its lease has more than a minute left
   // (else the next task is asked for, which renews it); it is taken once.
   takeAhead(assignmentId) {
     const ahead = this.aheadFor === assignmentId ? this.ahead : null;
-    this.ahead = null;
+    this.holdAhead(null);
     this.aheadFor = null;
     this.aheadPending = false;
     if (!ahead || Date.parse(ahead.lease_expires_at) - Date.now() < 60_000) return null;
@@ -220,7 +228,7 @@ export class Annotator {
     const following = answered ? answered.next_task : null;
     if (ahead) {
       if (following && following.assignment_id !== ahead.assignment_id && this.task === ahead) {
-        this.ahead = following;
+        this.holdAhead(following);
         this.aheadFor = ahead.assignment_id;
         this.aheadPending = false;
       }
@@ -383,7 +391,7 @@ export class Annotator {
         this.show(task);
         this.submitId = submitId;
         this.shownAt = performance.now() - spentMs;
-        this.ahead = ahead;
+        this.holdAhead(ahead);
         this.aheadFor = task.assignment_id;
       }
       this.setStatus(error.message, "error");
